@@ -1,0 +1,2 @@
+//! The podium example app (grows with the project).
+fn main() {}

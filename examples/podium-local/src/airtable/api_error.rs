@@ -1,0 +1,147 @@
+//! Airtable-shaped error answers.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::store::Missing;
+
+/// The message Airtable gives for an unknown base (or a token without access to it).
+const MODEL_NOT_FOUND: &str = "Invalid permissions, or the requested model was not found. Check that both your user and your token have the required permissions, and that the model names and/or ids are correct.";
+
+/// An error answer of the REST API.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ApiError {
+    /// 401: no or wrong `Authorization: Bearer` key.
+    Unauthorized,
+    /// 429: over the per-base limit.
+    RateLimited,
+    /// 404 `{"error":"NOT_FOUND"}`: unknown record id or route.
+    NotFound,
+    /// 404: unknown base.
+    BaseNotFound,
+    /// 404: unknown table.
+    TableNotFound { base: String, table: String },
+    /// 422: malformed body or parameters.
+    InvalidRequest,
+    /// 422: too many or too few records in a batch.
+    InvalidRecords(String),
+    /// 422: `fields[]` or `sort` names a field the table does not have.
+    UnknownField(String),
+    /// 422: `filterByFormula` does not parse.
+    InvalidFormula(String),
+    /// 422: the `offset` is not a live iterator.
+    IteratorNotAvailable,
+    /// An injected fault with this status.
+    Injected(u16),
+}
+
+impl ApiError {
+    pub(crate) fn from_store(error: Missing, base: &str, table: &str) -> ApiError {
+        match error {
+            Missing::Base => ApiError::BaseNotFound,
+            Missing::Table => ApiError::TableNotFound {
+                base: base.to_owned(),
+                table: table.to_owned(),
+            },
+            Missing::Record => ApiError::NotFound,
+        }
+    }
+
+    fn status_and_body(&self) -> (StatusCode, Value) {
+        let typed =
+            |kind: &str, message: &str| json!({"error": {"type": kind, "message": message}});
+        match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                typed("AUTHENTICATION_REQUIRED", "Authentication required"),
+            ),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, rate_limit_body()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "NOT_FOUND"})),
+            ApiError::BaseNotFound => (
+                StatusCode::NOT_FOUND,
+                typed("INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", MODEL_NOT_FOUND),
+            ),
+            ApiError::TableNotFound { base, table } => (
+                StatusCode::NOT_FOUND,
+                typed(
+                    "TABLE_NOT_FOUND",
+                    &format!("Could not find table {table} in application {base}"),
+                ),
+            ),
+            ApiError::InvalidRequest => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed(
+                    "INVALID_REQUEST_UNKNOWN",
+                    "Invalid request: parameter validation failed. Check your request data.",
+                ),
+            ),
+            ApiError::InvalidRecords(message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed("INVALID_RECORDS", message),
+            ),
+            ApiError::UnknownField(name) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed("UNKNOWN_FIELD_NAME", &format!("Unknown field name: \"{name}\"")),
+            ),
+            ApiError::InvalidFormula(detail) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed(
+                    "INVALID_FILTER_BY_FORMULA",
+                    &format!("The formula for filtering records is invalid: {detail}"),
+                ),
+            ),
+            ApiError::IteratorNotAvailable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed(
+                    "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
+                    "The offset is not valid (it may have expired); start listing from the beginning.",
+                ),
+            ),
+            ApiError::Injected(status) => injected(*status),
+        }
+    }
+}
+
+/// The body Airtable sends with a 429.
+pub(crate) fn rate_limit_body() -> Value {
+    json!({"errors": [{
+        "error": "RATE_LIMIT_REACHED",
+        "message": "Rate limit exceeded. Please try again later"
+    }]})
+}
+
+/// An Airtable-shaped answer for an injected status.
+fn injected(status: u16) -> (StatusCode, Value) {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let typed = |kind: &str, message: &str| json!({"error": {"type": kind, "message": message}});
+    let body = match code.as_u16() {
+        429 => rate_limit_body(),
+        401 => typed("AUTHENTICATION_REQUIRED", "Authentication required"),
+        403 => typed("INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", MODEL_NOT_FOUND),
+        404 => json!({"error": "NOT_FOUND"}),
+        422 => typed(
+            "INVALID_REQUEST_UNKNOWN",
+            "Invalid request: parameter validation failed. Check your request data.",
+        ),
+        502 => typed("BAD_GATEWAY", "Bad gateway (injected fault)"),
+        503 => typed(
+            "SERVICE_UNAVAILABLE",
+            "The service is temporarily unavailable (injected fault)",
+        ),
+        504 => typed("GATEWAY_TIMEOUT", "Gateway timeout (injected fault)"),
+        _ => typed(
+            "SERVER_ERROR",
+            "Try again. If the problem persists, contact support. (injected fault)",
+        ),
+    };
+    (code, body)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        (status, Json(body)).into_response()
+    }
+}

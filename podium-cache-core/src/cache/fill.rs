@@ -1,0 +1,314 @@
+//! Fills: fetching missed records from the source, coalesced, and storing them only when no
+//! newer change won the race (the stale-set guard).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use super::metrics::Metrics;
+use super::{Cache, CacheError};
+use crate::entity::{normalize_index_value, Cacheable};
+use crate::scope::{self, Event};
+use crate::source::{SourceError, SourceRecord};
+use crate::store::{Condition, RecordWrite, Version};
+
+/// What every waiter of one fill receives: the record's stored bytes (`None`: not found), and
+/// whether a source call was made for it.
+#[derive(Clone, Debug)]
+pub(crate) struct Fetched {
+    pub(crate) bytes: Option<Bytes>,
+    pub(crate) charged: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum FillError {
+    Source(Arc<SourceError>),
+    Decode { id: String, message: String },
+}
+
+pub(crate) type FillOutput = Result<Fetched, FillError>;
+pub(crate) type InFlight = Shared<BoxFuture<'static, FillOutput>>;
+
+impl FillError {
+    pub(crate) fn into_cache_error(self, entity: &'static str) -> CacheError {
+        match self {
+            FillError::Source(err) => CacheError::Source(err),
+            FillError::Decode { id, message } => CacheError::Decode {
+                entity,
+                id,
+                message,
+            },
+        }
+    }
+}
+
+/// A record as the source returned it, converted to the model and its stored bytes.
+pub(crate) fn convert<T: Cacheable>(record: SourceRecord) -> Result<(T, Bytes), FillError> {
+    let id = record.id.clone();
+    let flat = record.into_flat(T::meta().id_key);
+    let value: T = serde_json::from_value(flat).map_err(|e| FillError::Decode {
+        id: id.clone(),
+        message: e.to_string(),
+    })?;
+    let bytes = serde_json::to_vec(&value).map_err(|e| FillError::Decode {
+        id,
+        message: e.to_string(),
+    })?;
+    Ok((value, Bytes::from(bytes)))
+}
+
+impl Cache {
+    /// Runs `make()` once for all concurrent callers with the same `(key, generation)`; the
+    /// work runs in its own task, so a caller that gives up does not cancel it for the others.
+    /// Returns the output and whether this caller started the work.
+    pub(crate) async fn coalesce<F, Fut>(
+        &self,
+        key: String,
+        generation: Option<u64>,
+        make: F,
+    ) -> (FillOutput, bool)
+    where
+        F: FnOnce(Cache) -> Fut,
+        Fut: Future<Output = FillOutput> + Send + 'static,
+    {
+        let map_key = (key, generation);
+        let (shared, leader) = {
+            let mut in_flight = self.inner.in_flight.lock();
+            match in_flight.get(&map_key) {
+                Some(shared) => (shared.clone(), false),
+                None => {
+                    let work = make(self.clone());
+                    let this = self.clone();
+                    let done_key = map_key.clone();
+                    let handle = tokio::spawn(async move {
+                        let output = work.await;
+                        this.inner.in_flight.lock().remove(&done_key);
+                        output
+                    });
+                    let shared = async move {
+                        handle.await.unwrap_or_else(|e| {
+                            Err(FillError::Source(Arc::new(SourceError::Transient(
+                                format!("fill task failed: {e}"),
+                            ))))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    in_flight.insert(map_key, shared.clone());
+                    (shared, true)
+                }
+            }
+        };
+        if !leader {
+            Metrics::inc(&self.inner.metrics.coalesced);
+        }
+        (shared.await, leader)
+    }
+
+    /// Fetches `id` through the batcher; when `generation` is known, stores the record (or a
+    /// "missing" tombstone) only if the generation is still that one.
+    pub(crate) async fn fill<T: Cacheable>(
+        &self,
+        id: &str,
+        generation: Option<u64>,
+    ) -> Result<Option<Bytes>, CacheError> {
+        let meta = T::meta();
+        let key = self.keys().data(meta.entity, T::schema_hash(), id);
+        let owned_id = id.to_owned();
+        let (output, leader) = self
+            .coalesce(key, generation, move |cache| async move {
+                cache.fetch_and_store::<T>(owned_id, generation).await
+            })
+            .await;
+        let fetched = output.map_err(|e| e.into_cache_error(meta.entity))?;
+        if leader && fetched.charged {
+            scope::note(Event::SourceCall, meta.entity, None);
+        }
+        Ok(fetched.bytes)
+    }
+
+    async fn fetch_and_store<T: Cacheable>(
+        self,
+        id: String,
+        generation: Option<u64>,
+    ) -> FillOutput {
+        let meta = T::meta();
+        let (record, charged) = match self.inner.batcher.load(meta.table, &id).await {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                Metrics::inc(&self.inner.metrics.source_errors);
+                tracing::warn!(entity = meta.entity, id, error = %err, "source call failed");
+                return Err(FillError::Source(err));
+            }
+        };
+        if charged {
+            Metrics::inc(&self.inner.metrics.source_calls);
+        }
+        let Some(generation) = generation else {
+            // The store is failing: answer from the source, write nothing.
+            let bytes = record.map(convert::<T>).transpose()?.map(|(_, b)| b);
+            return Ok(Fetched { bytes, charged });
+        };
+        match record {
+            Some(record) => {
+                let (value, bytes) = convert::<T>(record)?;
+                self.store_fetched(&value, bytes.clone(), generation).await;
+                Ok(Fetched {
+                    bytes: Some(bytes),
+                    charged,
+                })
+            }
+            None => {
+                self.store_missing::<T>(&id, generation).await;
+                Ok(Fetched {
+                    bytes: None,
+                    charged,
+                })
+            }
+        }
+    }
+
+    /// Stores a fetched record if its generation is still `generation`, then its index entries.
+    pub(crate) async fn store_fetched<T: Cacheable>(
+        &self,
+        value: &T,
+        bytes: Bytes,
+        generation: u64,
+    ) {
+        let meta = T::meta();
+        let hash = T::schema_hash();
+        let keys = self.keys();
+        let id = value.id();
+        let write = RecordWrite {
+            version_key: keys.generation(meta.entity, id),
+            condition: Condition::GenerationIs(generation),
+            bump_generation: false,
+            timestamp_ms: None,
+            version_ttl: self.version_ttl(),
+            set: vec![(
+                keys.data(meta.entity, hash, id),
+                bytes,
+                self.jittered(self.inner.config.data_ttl),
+            )],
+            delete: vec![keys.tombstone(meta.entity, id)],
+        };
+        match self.inner.store.write_record(&write).await {
+            Ok(outcome) if outcome.applied() => {
+                Metrics::inc(&self.inner.metrics.fills_stored);
+                self.write_index_entries(value).await;
+            }
+            Ok(_) => {
+                Metrics::inc(&self.inner.metrics.fills_discarded);
+                tracing::debug!(
+                    entity = meta.entity,
+                    id,
+                    "fill discarded: a newer change won"
+                );
+            }
+            Err(err) => self.store_failed(&err, "storing a fill"),
+        }
+    }
+
+    /// Remembers that the source does not have `id`, if nothing changed since the miss.
+    async fn store_missing<T: Cacheable>(&self, id: &str, generation: u64) {
+        let meta = T::meta();
+        let keys = self.keys();
+        let write = RecordWrite {
+            version_key: keys.generation(meta.entity, id),
+            condition: Condition::GenerationIs(generation),
+            bump_generation: false,
+            timestamp_ms: None,
+            version_ttl: self.version_ttl(),
+            set: vec![(
+                keys.tombstone(meta.entity, id),
+                Bytes::from_static(b"missing"),
+                self.inner.config.missing_ttl,
+            )],
+            delete: Vec::new(),
+        };
+        if let Err(err) = self.inner.store.write_record(&write).await {
+            self.store_failed(&err, "storing a missing-record tombstone");
+        }
+    }
+
+    /// Writes `value`'s secondary index entries (normalised value → id).
+    pub(crate) async fn write_index_entries<T: Cacheable>(&self, value: &T) {
+        let meta = T::meta();
+        let entries: Vec<(String, Bytes, std::time::Duration)> = value
+            .index_values()
+            .into_iter()
+            .map(|(field, raw)| {
+                (
+                    self.keys().index(
+                        meta.entity,
+                        T::schema_hash(),
+                        field,
+                        &normalize_index_value(&raw),
+                    ),
+                    Bytes::from(value.id().to_owned()),
+                    self.jittered(self.inner.config.data_ttl),
+                )
+            })
+            .collect();
+        if let Err(err) = self.inner.store.set_many(&entries).await {
+            self.store_failed(&err, "writing index entries");
+        }
+    }
+
+    /// Stores records a list call returned (index lookups, queries), each only if nothing
+    /// changed in its entity since `entity_generation` was read before the call, and only if
+    /// its own generation did not move meanwhile.
+    pub(crate) async fn store_listed<T: Cacheable>(
+        &self,
+        records: &[(T, Bytes)],
+        entity_generation: Option<u64>,
+    ) {
+        let Some(before) = entity_generation else {
+            return;
+        };
+        let meta = T::meta();
+        let keys = self.keys();
+        let mut wanted = vec![keys.query_generation(meta.entity)];
+        for (value, _) in records {
+            wanted.push(keys.generation(meta.entity, value.id()));
+        }
+        let values = match self.inner.store.get_many(&wanted).await {
+            Ok(values) => values,
+            Err(err) => return self.store_failed(&err, "reading versions after a list"),
+        };
+        if parse_counter(values.first().cloned().flatten()) != before {
+            tracing::debug!(
+                entity = meta.entity,
+                "list result not stored: the entity changed meanwhile"
+            );
+            return;
+        }
+        for ((value, bytes), version) in records.iter().zip(values.iter().skip(1)) {
+            let Ok(version) = Version::parse(version.as_deref()) else {
+                continue;
+            };
+            self.store_fetched(value, bytes.clone(), version.generation)
+                .await;
+        }
+    }
+
+    /// How long a version key lives: longer than any data or tombstone it guards.
+    pub(crate) fn version_ttl(&self) -> std::time::Duration {
+        let c = &self.inner.config;
+        c.tombstone_ttl.max(c.data_ttl).max(c.missing_ttl) * 2
+    }
+
+    /// Logs and counts a failed store call (the caller carries on without the store).
+    pub(crate) fn store_failed(&self, err: &crate::store::StoreError, doing: &str) {
+        Metrics::inc(&self.inner.metrics.store_errors);
+        tracing::warn!(store = self.inner.store.name(), error = %err, "store call failed while {doing}");
+    }
+}
+
+/// A counter value as stored (`None` or garbage reads as 0).
+pub(crate) fn parse_counter(raw: Option<Bytes>) -> u64 {
+    raw.and_then(|b| std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}

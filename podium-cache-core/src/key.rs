@@ -1,0 +1,165 @@
+//! Every key the cache writes, built in one place.
+//!
+//! A record's data, tombstone and generation keys carry the record id as a Redis Cluster hash
+//! tag (`{rec…}`), so the three share one slot and the compare-and-set script stays single-slot.
+//! Values that come from users (index values, query filters) are hashed when they are long or
+//! contain anything but a small safe alphabet, so no input can steer which key is written.
+//!
+//! ```
+//! use podium_cache_core::key::Keys;
+//! let keys = Keys::new("podium");
+//! assert_eq!(keys.data("events", "a1b2c3d4e5f6", "rec123"), "podium:events:a1b2c3d4e5f6:{rec123}");
+//! assert_eq!(keys.tombstone("events", "rec123"), "podium:tomb:events:{rec123}");
+//! assert_eq!(keys.generation("events", "rec123"), "podium:gen:events:{rec123}");
+//! ```
+
+use sha2::{Digest, Sha256};
+
+/// The longest index value or id that is written into a key as it is; longer ones are hashed.
+const MAX_VERBATIM: usize = 64;
+
+/// Builds the cache's keys under one prefix (default `podium`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new("podium")
+    }
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{prefix}:{entity}:{schema_hash}:{id}`: a record's data.
+    pub fn data(&self, entity: &str, schema_hash: &str, id: &str) -> String {
+        format!("{}:{entity}:{schema_hash}:{{{}}}", self.prefix, safe(id))
+    }
+
+    /// The `SCAN` pattern matching every data key of one entity and schema.
+    pub fn data_pattern(&self, entity: &str, schema_hash: &str) -> String {
+        format!("{}:{entity}:{schema_hash}:{{*}}", self.prefix)
+    }
+
+    /// Extracts the record id from a data key built by [`Keys::data`].
+    pub fn id_from_data_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let start = key.rfind('{')?;
+        key[start + 1..].strip_suffix('}')
+    }
+
+    /// `{prefix}:tomb:{entity}:{id}`: a record known to be gone.
+    pub fn tombstone(&self, entity: &str, id: &str) -> String {
+        format!("{}:tomb:{entity}:{{{}}}", self.prefix, safe(id))
+    }
+
+    /// `{prefix}:gen:{entity}:{id}`: generation counter and last applied timestamp.
+    pub fn generation(&self, entity: &str, id: &str) -> String {
+        format!("{}:gen:{entity}:{{{}}}", self.prefix, safe(id))
+    }
+
+    /// `{prefix}:idx:{entity}:{schema_hash}:{field}:{value}`: index value (normalised) → id.
+    pub fn index(&self, entity: &str, schema_hash: &str, field: &str, value: &str) -> String {
+        format!(
+            "{}:idx:{entity}:{schema_hash}:{field}:{}",
+            self.prefix,
+            safe(value)
+        )
+    }
+
+    /// `{prefix}:qgen:{entity}`: bumped by every write to an entity; part of every query key.
+    pub fn query_generation(&self, entity: &str) -> String {
+        format!("{}:qgen:{entity}", self.prefix)
+    }
+
+    /// `{prefix}:q:{entity}:{schema_hash}:{generation}:{hash}`: a cached query result (id list).
+    pub fn query(&self, entity: &str, schema_hash: &str, generation: u64, filter: &str) -> String {
+        format!(
+            "{}:q:{entity}:{schema_hash}:{generation}:{}",
+            self.prefix,
+            digest(filter)
+        )
+    }
+
+    /// `{prefix}:http:{hash}`: a cached HTTP response.
+    pub fn http(&self, request_key: &str) -> String {
+        format!("{}:http:{}", self.prefix, digest(request_key))
+    }
+
+    /// `{prefix}:tag:{entity}:{id}`: the set of response keys that read a record.
+    pub fn tag(&self, entity: &str, id: &str) -> String {
+        format!("{}:tag:{entity}:{}", self.prefix, safe(id))
+    }
+
+    /// `{prefix}:wh:seen:{delivery id}`: replay guard for one webhook delivery.
+    pub fn delivery_seen(&self, delivery_id: &str) -> String {
+        format!("{}:wh:seen:{}", self.prefix, safe(delivery_id))
+    }
+
+    /// `{prefix}:wh:cursor:{webhook id}`: the payload cursor of an Airtable native webhook.
+    pub fn webhook_cursor(&self, webhook_id: &str) -> String {
+        format!("{}:wh:cursor:{}", self.prefix, safe(webhook_id))
+    }
+
+    /// `{prefix}:lock:{name}`: a store-held lock (e.g. the sweep's).
+    pub fn lock(&self, name: &str) -> String {
+        format!("{}:lock:{}", self.prefix, safe(name))
+    }
+}
+
+/// A key component as it is when short and made of `[A-Za-z0-9@._+-]`, else `h.` + a hash.
+fn safe(value: &str) -> String {
+    let verbatim = value.len() <= MAX_VERBATIM
+        && !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'));
+    if verbatim {
+        value.to_owned()
+    } else {
+        format!("h.{}", digest(value))
+    }
+}
+
+/// 32 hex digits of SHA-256.
+fn digest(value: &str) -> String {
+    hex::encode(&Sha256::digest(value.as_bytes())[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_index_values_cannot_steer_keys() {
+        let keys = Keys::default();
+        for hostile in ["a:b", "*", "{rec1}", "x\ny", &"z".repeat(10_000), ""] {
+            let key = keys.index("users", "h", "email", hostile);
+            let tail = key.rsplit(':').next().unwrap_or_default();
+            assert!(tail.starts_with("h."), "{hostile:?} gave {key}");
+            assert!(!key.contains('{') && !key.contains('\n') && key.len() < 120);
+        }
+        assert_ne!(
+            keys.index("users", "h", "email", "a:b"),
+            keys.index("users", "h", "email", "a;b")
+        );
+    }
+
+    #[test]
+    fn data_key_round_trips_the_id() {
+        let keys = Keys::new("p");
+        let key = keys.data("events", "abc", "recXYZ");
+        assert_eq!(keys.id_from_data_key(&key), Some("recXYZ"));
+    }
+}

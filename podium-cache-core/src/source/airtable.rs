@@ -1,0 +1,466 @@
+//! [`AirtableSource`]: the Airtable REST client (rate limit, retries, paging).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tracing::Instrument;
+
+use super::formula;
+use super::limiter::RateLimiter;
+use super::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
+use crate::config::Secret;
+
+/// Airtable's page size limit, and the most ids one `OR(RECORD_ID()=…)` batch asks for.
+pub const MAX_PAGE: usize = 100;
+/// Airtable deletes at most 10 records per request.
+pub const MAX_DELETE: usize = 10;
+/// Above this URL length a list call is sent as `POST …/listRecords` (Airtable's limit is 16k).
+const MAX_URL_LEN: usize = 15_000;
+
+/// Configures an [`AirtableSource`].
+///
+/// ```
+/// use podium_cache_core::source::AirtableSource;
+/// use std::time::Duration;
+/// let source = AirtableSource::builder("patXXXX", "appXXXXXXXXXXXXXX")
+///     .api_url("http://127.0.0.1:8081")
+///     .rate_limit(5, Duration::from_secs(1))
+///     .build()?;
+/// # Ok::<(), podium_cache_core::source::SourceError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct AirtableSourceBuilder {
+    api_key: Secret,
+    base_id: String,
+    api_url: String,
+    max_per_window: usize,
+    window: Duration,
+    rate_limit_pause: Duration,
+    max_retries: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    request_timeout: Duration,
+}
+
+impl AirtableSourceBuilder {
+    /// The API origin (default `https://api.airtable.com`); a URL ending in `/v0` works too.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = url.into();
+        self
+    }
+
+    /// At most `max` requests in any `window` per base, for every client in the process
+    /// (default 5 per 1.05 s: Airtable's 5/s with a margin for network jitter).
+    pub fn rate_limit(mut self, max: usize, window: Duration) -> Self {
+        self.max_per_window = max;
+        self.window = window;
+        self
+    }
+
+    /// How long a 429 pauses the base (default 30 s, as Airtable asks).
+    pub fn rate_limit_pause(mut self, pause: Duration) -> Self {
+        self.rate_limit_pause = pause;
+        self
+    }
+
+    /// Retries after 429, 5xx and timeouts (default 4), with exponential back-off from `base`
+    /// (default 200 ms) up to `max` (default 5 s).
+    pub fn retries(mut self, max_retries: u32, base: Duration, max: Duration) -> Self {
+        self.max_retries = max_retries;
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    /// Timeout of one HTTP request (default 15 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<AirtableSource, SourceError> {
+        let trimmed = self.api_url.trim_end_matches('/');
+        let origin = trimmed.strip_suffix("/v0").unwrap_or(trimmed);
+        let base_url = Url::parse(&format!("{origin}/v0/"))
+            .map_err(|e| SourceError::InvalidRequest(format!("airtable_api_url: {e}")))?;
+        if self.base_id.is_empty() {
+            return Err(SourceError::InvalidRequest(
+                "airtable_base_id is empty".to_owned(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .pool_max_idle_per_host(16)
+            .build()
+            .map_err(|e| SourceError::InvalidRequest(format!("http client: {e}")))?;
+        let limiter = RateLimiter::shared(
+            &format!("{origin}|{}", self.base_id),
+            self.max_per_window,
+            self.window,
+        );
+        Ok(AirtableSource {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                limiter,
+                config: self,
+                requests: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// The Airtable REST client: Bearer token, one base; get, list (with `filterByFormula`,
+/// `fields[]`, paging, `POST listRecords` for long formulas), delete in batches of 10. Every
+/// request passes the process-wide limiter of its base; a 429 pauses the base and retries; 5xx
+/// and timeouts retry with bounded exponential back-off. Decides by HTTP status only.
+#[derive(Clone)]
+pub struct AirtableSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: Url,
+    limiter: Arc<RateLimiter>,
+    config: AirtableSourceBuilder,
+    requests: AtomicU64,
+    rate_limited: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl std::fmt::Debug for AirtableSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AirtableSource")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("base_id", &self.inner.config.base_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct RecordWire {
+    id: String,
+    #[serde(default)]
+    fields: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct ListWire {
+    records: Vec<RecordWire>,
+    #[serde(default)]
+    offset: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DeletedWire {
+    id: String,
+    #[serde(default)]
+    deleted: bool,
+}
+
+#[derive(Deserialize)]
+struct DeleteManyWire {
+    records: Vec<DeletedWire>,
+}
+
+impl From<RecordWire> for SourceRecord {
+    fn from(wire: RecordWire) -> Self {
+        SourceRecord {
+            id: wire.id,
+            fields: wire.fields,
+        }
+    }
+}
+
+/// What one HTTP exchange produced, before retries are decided.
+enum Attempt {
+    Done(StatusCode, bytes::Bytes),
+    Retry(SourceError),
+}
+
+impl AirtableSource {
+    /// A builder with Airtable's defaults.
+    pub fn builder(
+        api_key: impl Into<String>,
+        base_id: impl Into<String>,
+    ) -> AirtableSourceBuilder {
+        AirtableSourceBuilder {
+            api_key: Secret::new(api_key),
+            base_id: base_id.into(),
+            api_url: "https://api.airtable.com".to_owned(),
+            max_per_window: 5,
+            window: Duration::from_millis(1050),
+            rate_limit_pause: Duration::from_secs(30),
+            max_retries: 4,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// The base id this client talks to.
+    pub fn base_id(&self) -> &str {
+        &self.inner.config.base_id
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, SourceError> {
+        let mut url = self.inner.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| SourceError::InvalidRequest("airtable_api_url cannot be a base".into()))?
+            .pop_if_empty()
+            .push(&self.inner.config.base_id)
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Sends one request with limiter, retries and back-off; returns the final status and body.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, bytes::Bytes), SourceError> {
+        let config = &self.inner.config;
+        let mut attempt = 0u32;
+        loop {
+            self.inner.limiter.acquire().await;
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.exchange(method.clone(), url.clone(), body).await;
+            let err = match outcome {
+                Attempt::Done(status, bytes) if status == StatusCode::TOO_MANY_REQUESTS => {
+                    self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pause = ?config.rate_limit_pause, "airtable answered 429; pausing the base");
+                    self.inner.limiter.pause(config.rate_limit_pause).await;
+                    SourceError::RateLimited(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                Attempt::Done(status, bytes) if status.is_server_error() => {
+                    SourceError::Transient(format!("{status}: {}", String::from_utf8_lossy(&bytes)))
+                }
+                Attempt::Done(status, bytes) => return Ok((status, bytes)),
+                Attempt::Retry(err) => err,
+            };
+            if attempt >= config.max_retries {
+                return Err(err);
+            }
+            attempt += 1;
+            self.inner.retries.fetch_add(1, Ordering::Relaxed);
+            if !matches!(err, SourceError::RateLimited(_)) {
+                let factor = 2u32.saturating_pow(attempt - 1);
+                let delay = config
+                    .backoff_base
+                    .saturating_mul(factor)
+                    .min(config.backoff_max);
+                tracing::debug!(attempt, ?delay, error = %err, "retrying airtable request");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    async fn exchange(&self, method: Method, url: Url, body: Option<&Value>) -> Attempt {
+        let mut request = self
+            .inner
+            .http
+            .request(method, url)
+            .bearer_auth(self.inner.config.api_key.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                match response.bytes().await {
+                    Ok(bytes) => Attempt::Done(status, bytes),
+                    Err(e) => Attempt::Retry(SourceError::Transient(format!("reading body: {e}"))),
+                }
+            }
+            Err(e) => Attempt::Retry(SourceError::Transient(e.to_string())),
+        }
+    }
+
+    async fn list_page(
+        &self,
+        table: &str,
+        query: &ListQuery,
+        offset: Option<&str>,
+    ) -> Result<ListWire, SourceError> {
+        let mut url = self.url(&[table])?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(filter) = &query.filter {
+                pairs.append_pair("filterByFormula", filter);
+            }
+            for field in &query.fields {
+                pairs.append_pair("fields[]", field);
+            }
+            pairs.append_pair("pageSize", &MAX_PAGE.to_string());
+            if let Some(max) = query.max_records {
+                pairs.append_pair("maxRecords", &max.to_string());
+            }
+            if let Some(offset) = offset {
+                pairs.append_pair("offset", offset);
+            }
+        }
+        let (status, bytes) = if url.as_str().len() > MAX_URL_LEN {
+            let mut body = json!({ "pageSize": MAX_PAGE });
+            if let Some(filter) = &query.filter {
+                body["filterByFormula"] = json!(filter);
+            }
+            if !query.fields.is_empty() {
+                body["fields"] = json!(query.fields);
+            }
+            if let Some(max) = query.max_records {
+                body["maxRecords"] = json!(max);
+            }
+            if let Some(offset) = offset {
+                body["offset"] = json!(offset);
+            }
+            let url = self.url(&[table, "listRecords"])?;
+            self.send(Method::POST, url, Some(&body)).await?
+        } else {
+            self.send(Method::GET, url, None).await?
+        };
+        decode(status, &bytes)
+    }
+}
+
+/// Maps a final status and body to a value or a typed error.
+fn decode<T: for<'de> Deserialize<'de>>(
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<T, SourceError> {
+    let text = || String::from_utf8_lossy(bytes).into_owned();
+    match status.as_u16() {
+        200..=299 => serde_json::from_slice(bytes).map_err(|e| SourceError::Decode(e.to_string())),
+        401 | 403 => Err(SourceError::Unauthorized(text())),
+        404 => Err(SourceError::NotFound(text())),
+        429 => Err(SourceError::RateLimited(text())),
+        500..=599 => Err(SourceError::Transient(text())),
+        _ => Err(SourceError::InvalidRequest(format!("{status}: {}", text()))),
+    }
+}
+
+#[async_trait]
+impl Source for AirtableSource {
+    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
+        let span = tracing::debug_span!("airtable.get", table, id);
+        async {
+            let url = self.url(&[table, id])?;
+            let (status, bytes) = self.send(Method::GET, url, None).await?;
+            match decode::<RecordWire>(status, &bytes) {
+                Ok(record) => Ok(Some(record.into())),
+                Err(SourceError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn get_many(
+        &self,
+        table: &str,
+        ids: &[String],
+    ) -> Result<Vec<SourceRecord>, SourceError> {
+        let span = tracing::debug_span!("airtable.get_many", table, ids = ids.len());
+        async {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(MAX_PAGE) {
+                let query = ListQuery {
+                    filter: Some(formula::record_id_in(chunk)),
+                    ..ListQuery::default()
+                };
+                out.extend(self.list(table, &query).await?);
+            }
+            Ok(out)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
+        let span = tracing::debug_span!("airtable.list", table, filter = query.filter.as_deref());
+        async {
+            let mut records = Vec::new();
+            let mut offset: Option<String> = None;
+            loop {
+                let page = self.list_page(table, query, offset.as_deref()).await?;
+                records.extend(page.records.into_iter().map(SourceRecord::from));
+                match page.offset {
+                    Some(next) if query.max_records.is_none_or(|m| records.len() < m) => {
+                        offset = Some(next)
+                    }
+                    _ => return Ok(records),
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError> {
+        let span = tracing::debug_span!("airtable.delete", table, ids = ids.len());
+        async {
+            let mut deleted = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(MAX_DELETE) {
+                let mut url = self.url(&[table])?;
+                {
+                    let mut pairs = url.query_pairs_mut();
+                    for id in chunk {
+                        pairs.append_pair("records[]", id);
+                    }
+                }
+                let (status, bytes) = self.send(Method::DELETE, url, None).await?;
+                match decode::<DeleteManyWire>(status, &bytes) {
+                    Ok(reply) => deleted.extend(
+                        reply
+                            .records
+                            .into_iter()
+                            .filter(|r| r.deleted)
+                            .map(|r| r.id),
+                    ),
+                    // Airtable refuses the whole batch when one id is missing: delete one by one.
+                    Err(SourceError::NotFound(_)) if chunk.len() > 1 => {
+                        for id in chunk {
+                            let url = self.url(&[table, id])?;
+                            let (status, bytes) = self.send(Method::DELETE, url, None).await?;
+                            match decode::<DeletedWire>(status, &bytes) {
+                                Ok(reply) if reply.deleted => deleted.push(reply.id),
+                                Ok(_) | Err(SourceError::NotFound(_)) => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    Err(SourceError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(deleted)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn stats(&self) -> SourceStats {
+        SourceStats {
+            requests: self.inner.requests.load(Ordering::Relaxed),
+            rate_limited: self.inner.rate_limited.load(Ordering::Relaxed),
+            retries: self.inner.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    fn call_budget(&self) -> Duration {
+        let c = &self.inner.config;
+        c.request_timeout
+            .saturating_add(c.rate_limit_pause)
+            .saturating_mul(c.max_retries + 1)
+    }
+}

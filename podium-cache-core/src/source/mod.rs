@@ -1,0 +1,111 @@
+//! Where records come from: the [`Source`] trait and the Airtable REST client.
+//!
+//! A source answers four questions about one table: one record by id, several records by id,
+//! the records matching a filter, and deleting records. [`AirtableSource`] is the shipped
+//! implementation; anything with the same four operations fits.
+
+pub mod airtable;
+pub mod formula;
+pub mod limiter;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+pub use self::airtable::{AirtableSource, AirtableSourceBuilder};
+
+/// A record as a source returns it: id plus fields by their source (Airtable) names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRecord {
+    /// Record id (`rec…`).
+    pub id: String,
+    /// Field values by field name; empty fields are absent.
+    pub fields: Map<String, Value>,
+}
+
+impl SourceRecord {
+    /// The flat JSON object a model deserialises from: `{<id_key>: id, <field>: value, …}`.
+    pub fn into_flat(self, id_key: &str) -> Value {
+        let mut object = self.fields;
+        object.insert(id_key.to_owned(), Value::String(self.id));
+        Value::Object(object)
+    }
+}
+
+/// Which records a list call returns and what it returns of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// An Airtable formula (build it with [`formula`]); `None` lists the whole table.
+    pub filter: Option<String>,
+    /// Only these fields (fewer bytes); empty means all fields.
+    pub fields: Vec<String>,
+    /// Stop after this many records.
+    pub max_records: Option<usize>,
+}
+
+/// Why a source call failed. The engine decides by kind, never by message text.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The table (or base) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The source's rate limit held past the retries.
+    #[error("rate limited by the source: {0}")]
+    RateLimited(String),
+    /// A 5xx, a timeout or a broken connection that outlasted the retries.
+    #[error("source temporarily unavailable: {0}")]
+    Transient(String),
+    /// The source refused the request as malformed (a 4xx other than 401/403/404/429).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The credentials were refused (401/403).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The source answered something that is not the expected JSON shape.
+    #[error("unexpected response: {0}")]
+    Decode(String),
+}
+
+impl SourceError {
+    /// Whether the existence of records could not be decided (the sweep leaves such ids alone).
+    pub fn is_unconfirmed(&self) -> bool {
+        matches!(self, Self::RateLimited(_) | Self::Transient(_))
+    }
+}
+
+/// Counters a source keeps for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// HTTP requests sent (retries included).
+    pub requests: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+    /// Retries made after 5xx, timeouts and 429s.
+    pub retries: u64,
+}
+
+/// Where records come from.
+#[async_trait]
+pub trait Source: Send + Sync + 'static {
+    /// One record; `Ok(None)` when the source says it does not exist.
+    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError>;
+
+    /// The records among `ids` that exist (any order; missing ids are simply absent).
+    async fn get_many(&self, table: &str, ids: &[String])
+        -> Result<Vec<SourceRecord>, SourceError>;
+
+    /// Every record matching `query`, all pages.
+    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError>;
+
+    /// Deletes records; the ids the source confirmed deleted (a missing id is not an error).
+    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError>;
+
+    /// Requests made so far.
+    fn stats(&self) -> SourceStats;
+
+    /// How long one call may take at most under the source's limits (for callers' timeouts).
+    fn call_budget(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}

@@ -1,0 +1,296 @@
+//! [`MemoryStore`]: the embedded default store, a bounded moka cache with per-entry TTL.
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::sync::Cache;
+use moka::Expiry;
+use parking_lot::Mutex;
+
+use super::{Condition, RecordWrite, ScanPage, Store, StoreError, Version, WriteOutcome};
+
+/// How many lock stripes serialise writers; readers never lock.
+const STRIPES: usize = 64;
+
+#[derive(Clone, Debug)]
+enum Value {
+    Bytes(Bytes),
+    Set(Arc<BTreeSet<String>>),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    value: Value,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, _now: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// The embedded, in-process store: bounded by entry count (least recently and least frequently
+/// used entries go first), every entry with its own TTL. Writers of one record are serialised by
+/// a lock stripe, so [`Store::write_record`] is atomic; reads take no lock.
+///
+/// ```
+/// use podium_cache_core::store::{MemoryStore, Store};
+/// let store = MemoryStore::new(100_000);
+/// assert_eq!(store.name(), "memory");
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Cache<String, Entry>,
+    stripes: Vec<Mutex<()>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.inner.cache.entry_count())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_entries` entries.
+    pub fn new(max_entries: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_entries)
+            .expire_after(PerEntryTtl)
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+                hasher: Default::default(),
+            }),
+        }
+    }
+
+    /// How many entries are held (approximate until pending maintenance has run).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.cache.run_pending_tasks();
+        self.inner.cache.entry_count()
+    }
+
+    fn stripe(&self, key: &str) -> &Mutex<()> {
+        let index = (self.inner.hasher.hash_one(key) as usize) % STRIPES;
+        &self.inner.stripes[index]
+    }
+
+    fn bytes(&self, key: &str) -> Option<Bytes> {
+        match self.inner.cache.get(key)?.value {
+            Value::Bytes(bytes) => Some(bytes),
+            Value::Set(_) => None,
+        }
+    }
+
+    fn put(&self, key: &str, value: Value, ttl: Duration) {
+        self.inner
+            .cache
+            .insert(key.to_owned(), Entry { value, ttl });
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.bytes(key))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        Ok(keys.iter().map(|k| self.bytes(k)).collect())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        self.put(key, Value::Bytes(value), ttl);
+        Ok(())
+    }
+
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        for (key, value, ttl) in entries {
+            self.put(key, Value::Bytes(value.clone()), *ttl);
+        }
+        Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        if self.inner.cache.contains_key(key) {
+            return Ok(false);
+        }
+        self.put(key, Value::Bytes(value), ttl);
+        Ok(true)
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        Ok(keys
+            .iter()
+            .filter(|k| self.inner.cache.remove(k.as_str()).is_some())
+            .count() as u64)
+    }
+
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let _guard = self.stripe(key).lock();
+        let current = match self.bytes(key) {
+            Some(raw) => std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| StoreError::Protocol(format!("{key} is not an integer")))?,
+            None => 0,
+        };
+        let next = current.saturating_add(1);
+        self.put(key, Value::Bytes(Bytes::from(next.to_string())), ttl);
+        Ok(next)
+    }
+
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _guard = self.stripe(key).lock();
+        let mut set = match self.inner.cache.get(key).map(|e| e.value) {
+            Some(Value::Set(set)) => (*set).clone(),
+            _ => BTreeSet::new(),
+        };
+        set.extend(members.iter().cloned());
+        self.put(key, Value::Set(Arc::new(set)), ttl);
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        Ok(match self.inner.cache.get(key).map(|e| e.value) {
+            Some(Value::Set(set)) => set.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        let _guard = self.stripe(&write.version_key).lock();
+        let current = Version::parse(self.bytes(&write.version_key).as_deref())?;
+        let allowed = match write.condition {
+            Condition::Always => true,
+            Condition::GenerationIs(generation) => current.generation == generation,
+            Condition::NewerThan(ts) => ts > current.timestamp_ms,
+        };
+        if !allowed {
+            return Ok(WriteOutcome::Rejected(current));
+        }
+        let mut next = current;
+        if write.bump_generation {
+            next.generation += 1;
+        }
+        if let Some(ts) = write.timestamp_ms {
+            next.timestamp_ms = next.timestamp_ms.max(ts);
+        }
+        if next != current {
+            self.put(
+                &write.version_key,
+                Value::Bytes(Bytes::from(next.encode())),
+                write.version_ttl,
+            );
+        }
+        for key in &write.delete {
+            self.inner.cache.remove(key.as_str());
+        }
+        for (key, value, ttl) in &write.set {
+            self.put(key, Value::Bytes(value.clone()), *ttl);
+        }
+        Ok(WriteOutcome::Applied(next))
+    }
+
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        // A consistent order over a snapshot: the cursor is the position in the sorted key list.
+        let mut keys: Vec<String> = self
+            .inner
+            .cache
+            .iter()
+            .map(|(k, _)| (*k).clone())
+            .filter(|k| glob_match(pattern, k))
+            .collect();
+        keys.sort_unstable();
+        let start = usize::try_from(cursor)
+            .unwrap_or(usize::MAX)
+            .min(keys.len());
+        let end = start.saturating_add(count.max(1)).min(keys.len());
+        let page = keys[start..end].to_vec();
+        let next = if end >= keys.len() { 0 } else { end as u64 };
+        Ok(ScanPage {
+            cursor: next,
+            keys: page,
+        })
+    }
+}
+
+/// Glob match with `*` as the only wildcard (what the engine's scan patterns use).
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_matches_like_redis_for_star_patterns() {
+        assert!(glob_match("p:events:abc:{*}", "p:events:abc:{rec1}"));
+        assert!(!glob_match("p:events:abc:{*}", "p:users:abc:{rec1}"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(glob_match("exact", "exact"));
+    }
+}

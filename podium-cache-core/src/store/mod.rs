@@ -1,0 +1,188 @@
+//! Where cache entries live: the [`Store`] trait and its implementations.
+//!
+//! - [`MemoryStore`]: the embedded default, a bounded in-process map with per-entry TTL (moka).
+//! - [`RedisStore`]: Redis or Valkey through one multiplexed, self-reconnecting connection;
+//!   multi-key reads are one `MGET`, the record write is one Lua script.
+//!
+//! The engine never needs more than these operations, so any key/value store that can do an
+//! atomic "check a version, then write several keys" can be plugged in. Every shipped store runs
+//! the same behaviour suite (`tests/store_behaviour.rs`).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), podium_cache_core::store::StoreError> {
+//! use podium_cache_core::store::{MemoryStore, Store};
+//! use std::time::Duration;
+//! let store = MemoryStore::new(10_000);
+//! store.set("k", "v".into(), Duration::from_secs(60)).await?;
+//! assert_eq!(store.get("k").await?.as_deref(), Some(&b"v"[..]));
+//! # Ok(())
+//! # }
+//! ```
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+
+/// A store operation failed; the engine falls through to the source when it sees one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or the connection broke.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within the configured timeout.
+    #[error("store call timed out after {0:?}")]
+    Timeout(Duration),
+    /// The store answered something this client did not expect.
+    #[error("unexpected store reply: {0}")]
+    Protocol(String),
+}
+
+/// A record's generation (bumped by every upsert, invalidation and delete) and the timestamp of
+/// the newest change applied to it (milliseconds since the Unix epoch; 0 when none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Version {
+    /// Incremented by every write that must beat concurrent fills.
+    pub generation: u64,
+    /// The newest applied change, in ms since the epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Version {
+    /// Parses the stored form `"{generation}:{timestamp_ms}"`; a missing value is the default.
+    pub fn parse(raw: Option<&[u8]>) -> Result<Self, StoreError> {
+        let Some(raw) = raw else {
+            return Ok(Self::default());
+        };
+        let text = std::str::from_utf8(raw).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let (g, t) = text
+            .split_once(':')
+            .ok_or_else(|| StoreError::Protocol(format!("bad version value {text:?}")))?;
+        Ok(Self {
+            generation: g
+                .parse()
+                .map_err(|_| StoreError::Protocol(format!("bad generation {g:?}")))?,
+            timestamp_ms: t
+                .parse()
+                .map_err(|_| StoreError::Protocol(format!("bad timestamp {t:?}")))?,
+        })
+    }
+
+    /// The stored form, `"{generation}:{timestamp_ms}"`.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.generation, self.timestamp_ms)
+    }
+}
+
+/// When a [`RecordWrite`] may happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Unconditionally (invalidate, delete).
+    Always,
+    /// Only if the generation is still this one (a fill: the stale-set guard).
+    GenerationIs(u64),
+    /// Only if the stored timestamp is strictly older than this one (a webhook delivery).
+    NewerThan(i64),
+}
+
+/// One atomic change to a record: check its version, then set and delete keys of that record.
+/// All keys must share the record's hash slot (see [`crate::key`]).
+#[derive(Clone, Debug)]
+pub struct RecordWrite {
+    /// The record's version key.
+    pub version_key: String,
+    /// What must hold for the write to happen.
+    pub condition: Condition,
+    /// Increment the generation.
+    pub bump_generation: bool,
+    /// Record this as the newest applied change (kept if older than the stored one).
+    pub timestamp_ms: Option<i64>,
+    /// How long the version key lives.
+    pub version_ttl: Duration,
+    /// Keys to set, with their TTL.
+    pub set: Vec<(String, Bytes, Duration)>,
+    /// Keys to delete.
+    pub delete: Vec<String>,
+}
+
+/// What a [`RecordWrite`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The condition held and the keys were written; the version after the write.
+    Applied(Version),
+    /// The condition failed and nothing was written; the version that made it fail.
+    Rejected(Version),
+}
+
+impl WriteOutcome {
+    /// Whether the write happened.
+    pub fn applied(&self) -> bool {
+        matches!(self, Self::Applied(_))
+    }
+}
+
+/// A page of a key scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Pass back to continue; 0 when the scan is complete.
+    pub cursor: u64,
+    /// Keys of this page (a key may appear in more than one page, as with Redis `SCAN`).
+    pub keys: Vec<String>,
+}
+
+/// Where cache entries live. Implementations must be cheap to share (`Arc<dyn Store>`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short name for logs and metrics (`"memory"`, `"redis"`).
+    fn name(&self) -> &'static str;
+
+    /// One value.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Several values in one round trip, in the order of `keys`.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError>;
+
+    /// Sets a value with a TTL.
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Sets several values, each with its TTL, in one round trip (not atomic as a whole).
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError>;
+
+    /// Sets a value only when the key does not exist; true when it was set.
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes keys; how many existed.
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError>;
+
+    /// Increments an integer counter (created at 0) and refreshes its TTL; the new value.
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+
+    /// Adds members to a set and refreshes its TTL.
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The members of a set (empty when absent).
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The atomic record write: see [`RecordWrite`].
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// One page of keys matching a glob `pattern` (`*` only), like Redis `SCAN`.
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError>;
+}

@@ -1,0 +1,368 @@
+//! [`RedisStore`]: Redis or Valkey through one multiplexed connection that reconnects by itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+use tokio::sync::Mutex;
+
+use super::{Condition, RecordWrite, ScanPage, Store, StoreError, Version, WriteOutcome};
+
+/// The record write, atomic on the server. KEYS[1] is the version key, then the keys to set,
+/// then the keys to delete. ARGV: condition kind (0 always, 1 generation equals, 2 newer than),
+/// condition value, bump (0/1), new timestamp ("" for none), version TTL ms, number of keys to
+/// set, then value and TTL ms for each key to set.
+const WRITE_RECORD_LUA: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+local gen, ts = 0, 0
+if raw then
+  local sep = string.find(raw, ':', 1, true)
+  gen = tonumber(string.sub(raw, 1, sep - 1))
+  ts = tonumber(string.sub(raw, sep + 1))
+end
+local kind = ARGV[1]
+if kind == '1' and gen ~= tonumber(ARGV[2]) then return {0, gen, ts} end
+if kind == '2' and tonumber(ARGV[2]) <= ts then return {0, gen, ts} end
+local ngen, nts = gen, ts
+if ARGV[3] == '1' then ngen = gen + 1 end
+if ARGV[4] ~= '' then
+  local t = tonumber(ARGV[4])
+  if t > nts then nts = t end
+end
+if ngen ~= gen or nts ~= ts then
+  redis.call('SET', KEYS[1], string.format('%d:%d', ngen, nts), 'PX', ARGV[5])
+end
+local nset = tonumber(ARGV[6])
+for i = 1, nset do
+  redis.call('SET', KEYS[1 + i], ARGV[5 + 2 * i], 'PX', ARGV[6 + 2 * i])
+end
+for i = 2 + nset, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return {1, ngen, nts}
+"#;
+
+/// Configures a [`RedisStore`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
+/// use podium_cache_core::store::RedisStore;
+/// use std::time::Duration;
+/// let store = RedisStore::builder("redis://127.0.0.1:6390/")
+///     .call_timeout(Duration::from_millis(250))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedisStoreBuilder {
+    url: String,
+    call_timeout: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// How long one store call may take before it counts as failed (default 250 ms), so a slow
+    /// or dead Redis makes reads fall through to the source instead of piling up.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Validates the URL and opens the connection. A Redis that is down now is not an error:
+    /// the store answers [`StoreError::Unavailable`] until it can connect, and connects by itself.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let client = Client::open(self.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis_url: {e}")))?;
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                manager: Mutex::new(None),
+                call_timeout: self.call_timeout,
+                script: Script::new(WRITE_RECORD_LUA),
+            }),
+        };
+        if let Err(err) = store.connection().await {
+            tracing::warn!(error = %err, "redis not reachable yet; reads fall through until it is");
+        }
+        Ok(store)
+    }
+}
+
+/// A [`Store`] on Redis or Valkey: one multiplexed connection (redis crate `ConnectionManager`)
+/// shared by every task, reconnecting by itself; `MGET` for multi-key reads; the record write is
+/// one Lua script, so the stale-set guard is atomic on the server.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    manager: Mutex<Option<ConnectionManager>>,
+    call_timeout: Duration,
+    script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("call_timeout", &self.inner.call_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A builder for the store at `url` (`redis://[:password@]host:port[/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            call_timeout: Duration::from_millis(250),
+        }
+    }
+
+    /// Connects with the default options.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.inner.manager.lock().await;
+        if let Some(manager) = slot.as_ref() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(
+                self.inner.call_timeout.max(Duration::from_millis(100)),
+            ))
+            .set_response_timeout(Some(self.inner.call_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = tokio::time::timeout(
+            self.inner.call_timeout * 4,
+            self.inner.client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.inner.call_timeout * 4))?
+        .map_err(map_err)?;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.inner.call_timeout, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
+            .map_err(map_err)
+    }
+}
+
+impl RedisStore {
+    async fn run_pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.inner.call_timeout, pipe.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
+            .map_err(map_err)
+    }
+}
+
+fn map_err(err: RedisError) -> StoreError {
+    if err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+    {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Protocol(err.to_string())
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn to_bytes(value: Option<Vec<u8>>) -> Option<Bytes> {
+    value.map(Bytes::from)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+        Ok(to_bytes(value))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
+        Ok(values.into_iter().map(to_bytes).collect())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis(ttl)),
+        )
+        .await
+    }
+
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, value, ttl) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis(*ttl))
+                .ignore();
+        }
+        self.run_pipeline::<()>(&pipe).await
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let reply: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value.as_ref())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("DEL").arg(keys)).await
+    }
+
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("INCR")
+            .arg(key)
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .ignore();
+        let (value,): (u64,) = self.run_pipeline(&pipe).await?;
+        Ok(value)
+    }
+
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(key)
+            .arg(members)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .ignore();
+        self.run_pipeline::<()>(&pipe).await
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.query(redis::cmd("SMEMBERS").arg(key)).await
+    }
+
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        let mut invocation = self.inner.script.prepare_invoke();
+        invocation.key(&write.version_key);
+        for (key, _, _) in &write.set {
+            invocation.key(key);
+        }
+        for key in &write.delete {
+            invocation.key(key);
+        }
+        let (kind, value) = match write.condition {
+            Condition::Always => ("0", 0),
+            Condition::GenerationIs(generation) => {
+                ("1", i64::try_from(generation).unwrap_or(i64::MAX))
+            }
+            Condition::NewerThan(ts) => ("2", ts),
+        };
+        invocation
+            .arg(kind)
+            .arg(value)
+            .arg(if write.bump_generation { "1" } else { "0" })
+            .arg(
+                write
+                    .timestamp_ms
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(millis(write.version_ttl))
+            .arg(write.set.len());
+        for (_, value, ttl) in &write.set {
+            invocation.arg(value.as_ref()).arg(millis(*ttl));
+        }
+        let mut conn = self.connection().await?;
+        let (applied, generation, timestamp_ms): (i64, u64, i64) =
+            tokio::time::timeout(self.inner.call_timeout, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
+                .map_err(map_err)?;
+        let version = Version {
+            generation,
+            timestamp_ms,
+        };
+        Ok(if applied == 1 {
+            WriteOutcome::Applied(version)
+        } else {
+            WriteOutcome::Rejected(version)
+        })
+    }
+
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        let (cursor, keys): (u64, Vec<String>) = self
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count.max(1)),
+            )
+            .await?;
+        Ok(ScanPage { cursor, keys })
+    }
+}

@@ -1,0 +1,295 @@
+//! Shared helpers of the core integration tests: a hand-written test model, the local
+//! Airtable server seeded with it, a real redis-server, and a source gate that makes races
+//! deterministic.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use podium_cache_core::cache::Cache;
+use podium_cache_core::entity::{
+    schema_hash_of, Cacheable, EntityMeta, FieldKind, FieldMeta, Reference,
+};
+use podium_cache_core::source::{
+    AirtableSource, ListQuery, Source, SourceError, SourceRecord, SourceStats,
+};
+use podium_cache_core::store::{MemoryStore, RedisStore, Store};
+use podium_local::airtable::{AirtableServer, RunningAirtable};
+use podium_local::redis::RedisServer;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+
+pub const BASE: &str = "appTESTTESTTEST01";
+pub const TABLE: &str = "Events";
+
+/// The test model, with `Cacheable` written by hand (as a user without the derive would).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Event {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default)]
+    pub owner: Vec<String>,
+}
+
+static EVENT_META: EntityMeta = EntityMeta {
+    table: TABLE,
+    entity: "events",
+    id_key: "id",
+    fields: &[
+        FieldMeta {
+            name: "name",
+            kind: FieldKind::Scalar,
+            index: false,
+        },
+        FieldMeta {
+            name: "slug",
+            kind: FieldKind::Scalar,
+            index: true,
+        },
+        FieldMeta {
+            name: "version",
+            kind: FieldKind::Scalar,
+            index: false,
+        },
+        FieldMeta {
+            name: "owner",
+            kind: FieldKind::Link {
+                entity: "users",
+                many: true,
+            },
+            index: false,
+        },
+    ],
+};
+
+impl Cacheable for Event {
+    fn meta() -> &'static EntityMeta {
+        &EVENT_META
+    }
+    fn schema_hash() -> &'static str {
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        HASH.get_or_init(schema_hash_of::<Self>)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn index_values(&self) -> Vec<(&'static str, String)> {
+        vec![("slug", self.slug.clone())]
+    }
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference {
+            field: "owner",
+            entity: "users",
+            ids: self.owner.iter().map(String::as_str).collect(),
+        }]
+    }
+}
+
+pub fn fields(name: &str, slug: &str, version: i64) -> Map<String, Value> {
+    match json!({"name": name, "slug": slug, "version": version, "owner": ["recUSER0000000001"]}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+/// Which store a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum StoreKind {
+    Memory,
+    Redis,
+}
+
+/// A running local Airtable server, optionally a redis-server, and a cache over them.
+pub struct Harness {
+    pub airtable: RunningAirtable,
+    pub redis: Option<RedisServer>,
+    pub store: Arc<dyn Store>,
+    pub source: Arc<dyn Source>,
+    pub cache: Cache,
+    pub ids: Vec<String>,
+}
+
+pub struct HarnessBuilder {
+    kind: StoreKind,
+    records: usize,
+    latency: Duration,
+    rate_limit: Option<u32>,
+    gate: Option<Arc<Gate>>,
+}
+
+pub fn harness(kind: StoreKind) -> HarnessBuilder {
+    HarnessBuilder {
+        kind,
+        records: 10,
+        latency: Duration::ZERO,
+        rate_limit: Some(5),
+        gate: None,
+    }
+}
+
+impl HarnessBuilder {
+    pub fn records(mut self, n: usize) -> Self {
+        self.records = n;
+        self
+    }
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+    pub fn rate_limit(mut self, limit: Option<u32>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+    pub fn gate(mut self, gate: Arc<Gate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    pub async fn start(self) -> Harness {
+        let airtable = AirtableServer::builder()
+            .latency(self.latency, self.latency)
+            .rate_limit(self.rate_limit)
+            .start()
+            .await
+            .expect("local airtable");
+        let ids: Vec<String> = (0..self.records)
+            .map(|i| {
+                airtable.insert(
+                    BASE,
+                    TABLE,
+                    fields(&format!("Event {i}"), &format!("event-{i}"), 1),
+                )
+            })
+            .collect();
+        airtable.declare_fields(BASE, TABLE, &["name", "slug", "version", "owner"]);
+        let airtable_source = AirtableSource::builder(airtable.api_key(), BASE)
+            .api_url(airtable.url())
+            .rate_limit_pause(Duration::from_millis(1_100))
+            .retries(4, Duration::from_millis(20), Duration::from_millis(200))
+            .build()
+            .expect("source");
+        let source: Arc<dyn Source> = match self.gate {
+            Some(gate) => Arc::new(GatedSource {
+                inner: airtable_source,
+                gate,
+            }),
+            None => Arc::new(airtable_source),
+        };
+        let (redis, store): (Option<RedisServer>, Arc<dyn Store>) = match self.kind {
+            StoreKind::Memory => (None, Arc::new(MemoryStore::new(100_000))),
+            StoreKind::Redis => {
+                let server = RedisServer::start().expect("redis-server");
+                // Generous for debug builds on a loaded 2-core CI machine; production keeps 250 ms.
+                let store = RedisStore::builder(server.url())
+                    .call_timeout(Duration::from_secs(2))
+                    .connect()
+                    .await
+                    .expect("redis store");
+                (Some(server), Arc::new(store))
+            }
+        };
+        let cache = Cache::builder(Arc::clone(&store), Arc::clone(&source)).build();
+        Harness {
+            airtable,
+            redis,
+            store,
+            source,
+            cache,
+            ids,
+        }
+    }
+}
+
+impl Harness {
+    /// API calls the local Airtable server answered.
+    pub fn calls(&self) -> u64 {
+        self.airtable.calls().total
+    }
+}
+
+/// Holds source answers until released, after the real call has returned: makes "a fill that
+/// fetched an old version arrives after a newer write" happen exactly.
+pub struct Gate {
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    pub fn closed() -> Arc<Self> {
+        Arc::new(Gate {
+            permits: Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+    /// Waits until `n` answers are held.
+    pub async fn wait_for_held(&self, n: usize) {
+        for _ in 0..500 {
+            if self.waiting.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no source answer reached the gate");
+    }
+    /// Releases every held answer and lets later ones through.
+    pub fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+        self.permits.add_permits(10_000);
+    }
+    async fn pass(&self) {
+        if self.closed.load(Ordering::SeqCst) {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _ = self.permits.acquire().await.map(|p| p.forget());
+        }
+    }
+}
+
+/// The real Airtable client with a [`Gate`] between its answers and the engine.
+pub struct GatedSource {
+    inner: AirtableSource,
+    gate: Arc<Gate>,
+}
+
+#[async_trait]
+impl Source for GatedSource {
+    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
+        let answer = self.inner.get(table, id).await;
+        self.gate.pass().await;
+        answer
+    }
+    async fn get_many(
+        &self,
+        table: &str,
+        ids: &[String],
+    ) -> Result<Vec<SourceRecord>, SourceError> {
+        let answer = self.inner.get_many(table, ids).await;
+        self.gate.pass().await;
+        answer
+    }
+    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
+        let answer = self.inner.list(table, query).await;
+        self.gate.pass().await;
+        answer
+    }
+    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError> {
+        self.inner.delete(table, ids).await
+    }
+    fn stats(&self) -> SourceStats {
+        self.inner.stats()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

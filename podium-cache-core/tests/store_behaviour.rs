@@ -1,0 +1,268 @@
+//! ONE behaviour suite for every `Store`: each test body runs against the in-memory store and
+//! against a real redis-server started on a free loopback port.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use podium_cache_core::store::{
+    Condition, MemoryStore, RecordWrite, RedisStore, Store, Version, WriteOutcome,
+};
+use podium_local::redis::RedisServer;
+
+/// Runs `body` against every store implementation.
+macro_rules! for_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10_000));
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod redis {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = RedisServer::start().expect("redis-server");
+                    let store: Arc<dyn Store> =
+                        Arc::new(RedisStore::connect(&server.url()).await.expect("connect"));
+                    super::$name(store).await;
+                    drop(server);
+                }
+            )*
+        }
+    };
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn values_round_trip_and_get_many_keeps_order(store: Arc<dyn Store>) {
+    store.set("a", b("1"), MINUTE).await.unwrap();
+    store.set("c", b("3"), MINUTE).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap(), Some(b("1")));
+    assert_eq!(store.get("b").await.unwrap(), None);
+    let many = store
+        .get_many(&["c".into(), "b".into(), "a".into()])
+        .await
+        .unwrap();
+    assert_eq!(many, vec![Some(b("3")), None, Some(b("1"))]);
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
+    store
+        .set_many(&[("x".into(), b("9"), MINUTE), ("y".into(), b("8"), MINUTE)])
+        .await
+        .unwrap();
+    assert_eq!(store.get("y").await.unwrap(), Some(b("8")));
+}
+
+async fn entries_expire_after_their_ttl(store: Arc<dyn Store>) {
+    store
+        .set("short", b("v"), Duration::from_millis(80))
+        .await
+        .unwrap();
+    store.set("long", b("v"), MINUTE).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.get("short").await.unwrap(), None);
+    assert_eq!(store.get("long").await.unwrap(), Some(b("v")));
+}
+
+async fn set_if_absent_sets_once(store: Arc<dyn Store>) {
+    assert!(store.set_if_absent("once", b("1"), MINUTE).await.unwrap());
+    assert!(!store.set_if_absent("once", b("2"), MINUTE).await.unwrap());
+    assert_eq!(store.get("once").await.unwrap(), Some(b("1")));
+}
+
+async fn delete_counts_existing_keys(store: Arc<dyn Store>) {
+    store.set("d1", b("1"), MINUTE).await.unwrap();
+    store.set("d2", b("1"), MINUTE).await.unwrap();
+    let n = store
+        .delete(&["d1".into(), "d2".into(), "d3".into()])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(store.get("d1").await.unwrap(), None);
+    assert_eq!(store.delete(&[]).await.unwrap(), 0);
+}
+
+async fn increment_counts_from_zero(store: Arc<dyn Store>) {
+    assert_eq!(store.increment("n", MINUTE).await.unwrap(), 1);
+    assert_eq!(store.increment("n", MINUTE).await.unwrap(), 2);
+    assert_eq!(store.get("n").await.unwrap(), Some(b("2")));
+}
+
+async fn sets_collect_members(store: Arc<dyn Store>) {
+    store
+        .add_to_set("s", &["a".into(), "b".into()], MINUTE)
+        .await
+        .unwrap();
+    store
+        .add_to_set("s", &["b".into(), "c".into()], MINUTE)
+        .await
+        .unwrap();
+    let members: BTreeSet<String> = store.set_members("s").await.unwrap().into_iter().collect();
+    assert_eq!(
+        members,
+        ["a", "b", "c"].iter().map(|s| s.to_string()).collect()
+    );
+    assert!(store.set_members("absent").await.unwrap().is_empty());
+}
+
+fn write(condition: Condition, bump: bool, ts: Option<i64>) -> RecordWrite {
+    RecordWrite {
+        version_key: "p:gen:e:{r1}".into(),
+        condition,
+        bump_generation: bump,
+        timestamp_ms: ts,
+        version_ttl: MINUTE,
+        set: vec![("p:e:h:{r1}".into(), b("data"), MINUTE)],
+        delete: vec!["p:tomb:e:{r1}".into()],
+    }
+}
+
+async fn record_write_checks_the_generation(store: Arc<dyn Store>) {
+    store
+        .set("p:tomb:e:{r1}", b("deleted"), MINUTE)
+        .await
+        .unwrap();
+    // A fill that saw generation 0 stores while nothing changed.
+    let outcome = store
+        .write_record(&write(Condition::GenerationIs(0), false, None))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WriteOutcome::Applied(Version::default()));
+    assert_eq!(store.get("p:e:h:{r1}").await.unwrap(), Some(b("data")));
+    assert_eq!(store.get("p:tomb:e:{r1}").await.unwrap(), None);
+    // An invalidation bumps the generation…
+    let bumped = store
+        .write_record(&RecordWrite {
+            set: vec![],
+            delete: vec!["p:e:h:{r1}".into()],
+            ..write(Condition::Always, true, None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        bumped,
+        WriteOutcome::Applied(Version {
+            generation: 1,
+            timestamp_ms: 0
+        })
+    );
+    // …so a fill that saw generation 0 is refused and writes nothing.
+    let stale = store
+        .write_record(&write(Condition::GenerationIs(0), false, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        WriteOutcome::Rejected(Version {
+            generation: 1,
+            timestamp_ms: 0
+        })
+    );
+    assert_eq!(store.get("p:e:h:{r1}").await.unwrap(), None);
+}
+
+async fn record_write_orders_by_timestamp(store: Arc<dyn Store>) {
+    let t = 1_764_098_645_123_i64;
+    let first = store
+        .write_record(&write(Condition::NewerThan(t), true, Some(t)))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        WriteOutcome::Applied(Version {
+            generation: 1,
+            timestamp_ms: t
+        })
+    );
+    for not_newer in [t, t - 1] {
+        let outcome = store
+            .write_record(&write(
+                Condition::NewerThan(not_newer),
+                true,
+                Some(not_newer),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            WriteOutcome::Rejected(Version {
+                generation: 1,
+                timestamp_ms: t
+            })
+        );
+    }
+    let newer = store
+        .write_record(&write(Condition::NewerThan(t + 1), true, Some(t + 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        newer,
+        WriteOutcome::Applied(Version {
+            generation: 2,
+            timestamp_ms: t + 1
+        })
+    );
+    // An unconditional write with an older timestamp keeps the newest one.
+    let keep = store
+        .write_record(&write(Condition::Always, true, Some(t - 5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        keep,
+        WriteOutcome::Applied(Version {
+            generation: 3,
+            timestamp_ms: t + 1
+        })
+    );
+    let raw = store.get("p:gen:e:{r1}").await.unwrap();
+    assert_eq!(Version::parse(raw.as_deref()).unwrap().timestamp_ms, t + 1);
+}
+
+async fn scan_pages_through_every_matching_key(store: Arc<dyn Store>) {
+    for i in 0..250 {
+        store
+            .set(&format!("p:ev:h:{{rec{i}}}"), b("x"), MINUTE)
+            .await
+            .unwrap();
+    }
+    store.set("p:other:h:{rec1}", b("x"), MINUTE).await.unwrap();
+    let mut seen = BTreeSet::new();
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let page = store.scan("p:ev:h:{*}", cursor, 50).await.unwrap();
+        pages += 1;
+        seen.extend(page.keys);
+        cursor = page.cursor;
+        if cursor == 0 {
+            break;
+        }
+        assert!(pages < 1_000, "scan must finish");
+    }
+    assert_eq!(seen.len(), 250);
+    assert!(seen.iter().all(|k| k.starts_with("p:ev:h:")));
+    assert!(pages > 1, "a page size of 50 must take several pages");
+}
+
+for_every_store! {
+    values_round_trip_and_get_many_keeps_order,
+    entries_expire_after_their_ttl,
+    set_if_absent_sets_once,
+    delete_counts_existing_keys,
+    increment_counts_from_zero,
+    sets_collect_members,
+    record_write_checks_the_generation,
+    record_write_orders_by_timestamp,
+    scan_pages_through_every_matching_key,
+}
