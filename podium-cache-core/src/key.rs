@@ -102,6 +102,12 @@ impl Keys {
         format!("{}:tag:{entity}:{}", self.prefix, safe(id))
     }
 
+    /// `{prefix}:etag:{entity}`: the set of response keys that listed an entity (a create in it
+    /// changes their answer).
+    pub fn entity_tag(&self, entity: &str) -> String {
+        format!("{}:etag:{entity}", self.prefix)
+    }
+
     /// `{prefix}:wh:seen:{delivery id}`: replay guard for one webhook delivery.
     pub fn delivery_seen(&self, delivery_id: &str) -> String {
         format!("{}:wh:seen:{}", self.prefix, safe(delivery_id))

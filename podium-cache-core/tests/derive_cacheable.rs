@@ -5,7 +5,9 @@ use podium_cache_core::entity::{Cacheable, EntityMeta, FieldKind, FieldMeta, Ref
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable)]
+#[derive(
+    Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable,
+)]
 #[cacheable(table = "Events")]
 struct Event {
     id: String,
@@ -261,7 +263,9 @@ fn rename_and_rename_all_give_the_airtable_names_and_the_id_key() {
 
 macro_rules! renamed {
     ($name:ident, $rule:literal) => {
-        #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable)]
+        #[derive(
+            Clone, Debug, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable,
+        )]
         #[cacheable(table = "T")]
         #[serde(rename_all = $rule)]
         struct $name {
@@ -278,12 +282,7 @@ macro_rules! renamed {
                     r#type: String::new(),
                 })
                 .expect("serialize");
-                value
-                    .as_object()
-                    .expect("object")
-                    .keys()
-                    .cloned()
-                    .collect()
+                value.as_object().expect("object").keys().cloned().collect()
             }
         }
     };
@@ -309,9 +308,12 @@ fn derive_names(meta: &EntityMeta) -> Vec<String> {
     sorted(names)
 }
 
+/// (rule, names from the derive, names serde writes, the expected non-id names).
+type RenameCase = (&'static str, Vec<String>, Vec<String>, Vec<&'static str>);
+
 #[test]
 fn every_rename_all_rule_matches_serde() {
-    let cases: Vec<(&str, Vec<String>, Vec<String>, Vec<&str>)> = vec![
+    let cases: Vec<RenameCase> = vec![
         (
             "lowercase",
             derive_names(Lower::meta()),

@@ -46,8 +46,8 @@
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{quote, quote_spanned};
-use syn::punctuated::Punctuated;
 use syn::ext::IdentExt;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
     Data, DeriveInput, Expr, ExprLit, Field, Fields, GenericArgument, Ident, Lit, LitStr, Meta,
@@ -69,8 +69,8 @@ const FIELD_KEYS: &str = "`id`, `index`, `references = \"...\"`";
 
 /// Scalar types a secondary index accepts (the last path segment).
 const SCALARS: &[&str] = &[
-    "String", "bool", "char", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64",
-    "u128", "usize", "f32", "f64",
+    "String", "bool", "char", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32",
+    "u64", "u128", "usize", "f32", "f64",
 ];
 
 /// serde's `rename_all` rules, applied to a Rust field name exactly as serde does.
@@ -254,8 +254,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
     let ident = &input.ident;
     let id_span = id.field.ty.span();
-    let id_expr =
-        quote_spanned!(id_span=> ::core::convert::AsRef::<str>::as_ref(&self.#id_ident));
+    let id_expr = quote_spanned!(id_span=> ::core::convert::AsRef::<str>::as_ref(&self.#id_ident));
     Ok(quote! {
         #[automatically_derived]
         impl ::podium_cache_core::entity::Cacheable for #ident {
@@ -390,7 +389,11 @@ fn is_string(ty: &Type) -> bool {
 fn container_attrs(input: &DeriveInput) -> syn::Result<(String, String)> {
     let mut table: Option<LitStr> = None;
     let mut entity: Option<LitStr> = None;
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("cacheable")) {
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cacheable"))
+    {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
                 table = Some(meta.value()?.parse()?);
@@ -545,7 +548,11 @@ fn field_info(field: &Field, rename_all: RenameRule) -> syn::Result<Option<Field
     let mut is_id = false;
     let mut index = false;
     let mut references: Option<LitStr> = None;
-    for attr in field.attrs.iter().filter(|a| a.path().is_ident("cacheable")) {
+    for attr in field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cacheable"))
+    {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("id") {
                 is_id = true;

@@ -1,1 +1,7 @@
-//! A tower `Layer` that caches HTTP responses read-through (implemented in a later step).
+//! A tower `Layer` that caches HTTP responses read-through, purged record by record, and the
+//! axum webhook router.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod webhook;

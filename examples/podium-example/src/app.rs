@@ -1,0 +1,221 @@
+//! The app's routes: reads through the core `Cache`, deletes through it, health and metrics.
+//!
+//! Every read route answers the record as one flat JSON object (`id` plus the model's fields
+//! under their Airtable names), or 404 `{"error": "not found"}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use podium_cache_core::cache::CacheError;
+use podium_cache_core::source::SourceError;
+use podium_cache_core::{Cache, Cacheable};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::models::{Event, Project, Referral, User, Vote};
+
+/// Shared state of the routes.
+#[derive(Clone)]
+pub struct AppState {
+    /// The read-through cache.
+    pub cache: Cache,
+    /// Webhook answers by status code, for `/metrics`.
+    pub webhooks: Arc<WebhookCounters>,
+}
+
+/// Webhook answers counted by HTTP status.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    by_status: Mutex<BTreeMap<u16, u64>>,
+    total: AtomicU64,
+}
+
+impl WebhookCounters {
+    /// Counts one answer.
+    pub fn count(&self, status: u16) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        *self.by_status.lock().entry(status).or_default() += 1;
+    }
+
+    /// `(status, count)` pairs.
+    pub fn snapshot(&self) -> Vec<(u16, u64)> {
+        self.by_status
+            .lock()
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect()
+    }
+}
+
+/// The read and delete routes, `/healthz` and `/metrics`.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/events/{id}",
+            get(get_record::<Event>).delete(delete_record::<Event>),
+        )
+        .route("/events/by-slug/{slug}", get(event_by_slug))
+        .route("/events/{id}/projects", get(event_projects))
+        .route(
+            "/projects/{id}",
+            get(get_record::<Project>).delete(delete_record::<Project>),
+        )
+        .route(
+            "/users/{id}",
+            get(get_record::<User>).delete(delete_record::<User>),
+        )
+        .route("/users/by-email/{email}", get(user_by_email))
+        .route(
+            "/votes/{id}",
+            get(get_record::<Vote>).delete(delete_record::<Vote>),
+        )
+        .route(
+            "/referrals/{id}",
+            get(get_record::<Referral>).delete(delete_record::<Referral>),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// A failed read or delete as an HTTP answer.
+pub struct AppError(CacheError);
+
+impl From<CacheError> for AppError {
+    fn from(err: CacheError) -> Self {
+        Self(err)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, retry) = match &self.0 {
+            CacheError::Source(err) => match err.as_ref() {
+                SourceError::RateLimited(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("30")),
+                SourceError::Transient(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("5")),
+                SourceError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+                _ => (StatusCode::BAD_GATEWAY, None),
+            },
+            CacheError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("5")),
+            CacheError::Decode { .. } => (StatusCode::BAD_GATEWAY, None),
+            CacheError::UnknownIndex { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        tracing::warn!(error = %self.0, "request failed");
+        let mut response = (status, Json(json!({ "error": self.0.to_string() }))).into_response();
+        if let Some(seconds) = retry {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static(seconds));
+        }
+        response
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))).into_response()
+}
+
+fn found<T: Serialize>(record: Option<T>) -> Response {
+    match record {
+        Some(record) => Json(record).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn get_record<T: Cacheable>(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    Ok(found(state.cache.get::<T>(&id).await?))
+}
+
+async fn delete_record<T: Cacheable>(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    state.cache.delete::<T>(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn event_by_slug(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Response, AppError> {
+    Ok(found(
+        state.cache.get_by_index::<Event>("slug", &slug).await?,
+    ))
+}
+
+async fn user_by_email(
+    State(state): State<AppState>,
+    Path(email): Path<String>,
+) -> Result<Response, AppError> {
+    Ok(found(
+        state.cache.get_by_index::<User>("email", &email).await?,
+    ))
+}
+
+/// The event's projects, read by the ids the event links (one store round trip; misses
+/// batched into one Airtable call).
+async fn event_projects(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let Some(event) = state.cache.get::<Event>(&id).await? else {
+        return Ok(not_found());
+    };
+    let projects = state.cache.get_many::<Project>(&event.projects).await?;
+    Ok(Json(projects.into_iter().flatten().collect::<Vec<_>>()).into_response())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.cache.store();
+    let reachable = store.get("podium-health-probe").await.is_ok();
+    Json(json!({
+        "status": "ok",
+        "store": { "kind": store.name(), "reachable": reachable },
+    }))
+    .into_response()
+}
+
+/// Prometheus text exposition of the engine's and the webhook's counters.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let m = state.cache.metrics();
+    for (name, value) in m.pairs() {
+        out.push_str(&format!(
+            "# TYPE podium_cache_{name}_total counter\npodium_cache_{name}_total {value}\n"
+        ));
+    }
+    let source = state.cache.source().stats();
+    out.push_str(&format!(
+        "# TYPE podium_airtable_requests_total counter\npodium_airtable_requests_total {}\n",
+        source.requests
+    ));
+    out.push_str(&format!(
+        "# TYPE podium_airtable_rate_limited_total counter\npodium_airtable_rate_limited_total {}\n",
+        source.rate_limited
+    ));
+    out.push_str("# TYPE podium_webhooks_total counter\n");
+    for (status, count) in state.webhooks.snapshot() {
+        let outcome = match status {
+            200..=299 => "accepted",
+            401 => "unauthorized",
+            413 => "too_large",
+            400 | 422 => "invalid",
+            503 => "unavailable",
+            _ => "other",
+        };
+        out.push_str(&format!(
+            "podium_webhooks_total{{status=\"{status}\",outcome=\"{outcome}\"}} {count}\n"
+        ));
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,122 @@
+//! Demo data for the local Airtable server: a few events with projects, users, votes and
+//! referrals, linked both ways as Airtable links them. Ids are fixed, so the printed "try this"
+//! commands work on every start.
+//!
+//! ```
+//! let seed = podium_example::demo::seed(podium_example::demo::DEMO_BASE);
+//! let events = &seed["bases"][podium_example::demo::DEMO_BASE]["Events"];
+//! assert_eq!(events.as_array().map(Vec::len), Some(3));
+//! ```
+
+use serde_json::{json, Value};
+
+/// The demo base id.
+pub const DEMO_BASE: &str = "appPODIUMDEMO0001";
+/// The first demo event (its slug is `hack-night`).
+pub const FIRST_EVENT: &str = "recEVT00000000001";
+/// The first demo user (`ada@example.com`).
+pub const FIRST_USER: &str = "recUSR00000000001";
+
+fn id(prefix: &str, n: usize) -> String {
+    format!("rec{prefix}{n:011}")
+}
+
+/// The seed JSON for `podium_local::airtable::AirtableServer::seed_json`.
+pub fn seed(base: &str) -> Value {
+    let events = [
+        ("Hack Night", "hack-night"),
+        ("Demo Day", "demo-day"),
+        ("Build Week", "build-week"),
+    ];
+    let people = [
+        ("Ada", "Lovelace"),
+        ("Grace", "Hopper"),
+        ("Alan", "Turing"),
+        ("Katherine", "Johnson"),
+        ("Edsger", "Dijkstra"),
+        ("Barbara", "Liskov"),
+    ];
+    let user_ids: Vec<String> = (1..=people.len()).map(|n| id("USR", n)).collect();
+    let event_ids: Vec<String> = (1..=events.len()).map(|n| id("EVT", n)).collect();
+    let mut projects = Vec::new();
+    let mut votes = Vec::new();
+    let mut referrals = Vec::new();
+    let mut user_projects: Vec<Vec<String>> = vec![Vec::new(); people.len()];
+    let mut user_votes: Vec<Vec<String>> = vec![Vec::new(); people.len()];
+    let mut event_projects: Vec<Vec<String>> = vec![Vec::new(); events.len()];
+    for p in 0..9 {
+        let pid = id("PRJ", p + 1);
+        let event = p % events.len();
+        let owner = p % people.len();
+        event_projects[event].push(pid.clone());
+        user_projects[owner].push(pid.clone());
+        projects.push(json!({"id": pid, "fields": {
+            "name": format!("Project {}", p + 1),
+            "description": format!("Demo project {} for {}", p + 1, events[event].0),
+            "repo": format!("https://example.com/repo/{}", p + 1),
+            "demo": format!("https://example.com/demo/{}", p + 1),
+            "image_url": format!("https://example.com/img/{}.png", p + 1),
+            "points": (p * 3) as f64,
+            "event": [event_ids[event]],
+            "owner": [user_ids[owner]],
+            "collaborators": [user_ids[(owner + 1) % people.len()]],
+        }}));
+    }
+    for v in 0..12 {
+        let vid = id("VOT", v + 1);
+        let voter = v % people.len();
+        let project = (v * 5) % 9;
+        user_votes[voter].push(vid.clone());
+        votes.push(json!({"id": vid, "fields": {
+            "event": [event_ids[project % events.len()]],
+            "project": [id("PRJ", project + 1)],
+            "voter": [user_ids[voter]],
+        }}));
+    }
+    for r in 0..4 {
+        referrals.push(json!({"id": id("REF", r + 1), "fields": {
+            "event": [event_ids[r % events.len()]],
+            "user": [user_ids[r]],
+            "content": format!("Come to {}!", events[r % events.len()].0),
+        }}));
+    }
+    let users: Vec<Value> = people
+        .iter()
+        .enumerate()
+        .map(|(i, (first, last))| {
+            json!({"id": user_ids[i], "fields": {
+                "email": format!("{}@example.com", first.to_lowercase()),
+                "display_name": format!("{first} {last}"),
+                "first_name": first,
+                "last_name": last,
+                "attending_events": event_ids.iter().take(1 + i % events.len()).collect::<Vec<_>>(),
+                "owned_events": if i < events.len() { vec![event_ids[i].clone()] } else { vec![] },
+                "projects": user_projects[i],
+                "collaborations": [],
+                "votes": user_votes[i],
+            }})
+        })
+        .collect();
+    let events: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (name, slug))| {
+            json!({"id": event_ids[i], "fields": {
+                "name": name,
+                "slug": slug,
+                "description": format!("{name}: build something, show it, vote."),
+                "max_votes": 3,
+                "owner": [user_ids[i]],
+                "attendees": user_ids.iter().skip(i).collect::<Vec<_>>(),
+                "projects": event_projects[i],
+            }})
+        })
+        .collect();
+    json!({"bases": {base: {
+        "Users": users,
+        "Events": events,
+        "Projects": projects,
+        "Votes": votes,
+        "Referrals": referrals,
+    }}})
+}

@@ -1,0 +1,243 @@
+//! Starting the app: configuration, the local Airtable server for the demo, the cache, the
+//! router, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use podium_cache_core::config::{ConfigError, Secret, Settings};
+use podium_cache_core::webhook::{Models, Receiver, WebhookSecret};
+use podium_cache_core::Cache;
+use podium_cache_tower::webhook::WebhookRoutes;
+use podium_local::airtable::{AirtableServer, RunningAirtable};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::{self, AppState, WebhookCounters};
+use crate::demo;
+use crate::models::{Event, Project, Referral, User, Vote};
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The cache could not be set up.
+    #[error(transparent)]
+    Setup(#[from] podium_cache_core::cache::SetupError),
+    /// The local Airtable server could not start.
+    #[error("local Airtable server: {0}")]
+    Local(String),
+    /// The listening socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The webhook secret is not a `whsec_` secret.
+    #[error("invalid setting `webhook_secret` (PODIUM_WEBHOOK_SECRET): {0}")]
+    Secret(String),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How to start the app.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Listening address.
+    pub bind: SocketAddr,
+    /// Where `.secrets.toml` is looked for.
+    pub config_dir: PathBuf,
+    /// Use these settings instead of reading `.secrets.toml` and the environment.
+    pub settings: Option<Settings>,
+    /// Latency of the demo Airtable server (default 100-500 ms, like Airtable).
+    pub demo_latency: (Duration, Duration),
+    /// Rate limit of the demo Airtable server (default 5 requests/s per base).
+    pub demo_rate_limit: Option<u32>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            config_dir: PathBuf::from("."),
+            settings: None,
+            demo_latency: (Duration::from_millis(100), Duration::from_millis(500)),
+            demo_rate_limit: Some(5),
+        }
+    }
+}
+
+/// A started app.
+pub struct RunningApp {
+    /// The address it serves.
+    pub addr: SocketAddr,
+    /// Its cache.
+    pub cache: Cache,
+    /// The local Airtable server, when the demo runs on it.
+    pub airtable: Option<RunningAirtable>,
+    /// The webhook secret deliveries must be signed with.
+    pub webhook_secret: WebhookSecret,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => result.map_err(ServerError::Serve),
+            Err(err) => Err(ServerError::Serve(std::io::Error::other(err))),
+        }
+    }
+}
+
+/// Every model of the app, for the webhook receiver and the sweep.
+pub fn models() -> Models {
+    Models::new()
+        .register::<User>()
+        .register::<Event>()
+        .register::<Project>()
+        .register::<Vote>()
+        .register::<Referral>()
+}
+
+/// Starts the app in the background and returns once it listens.
+pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
+    let mut settings = match options.settings {
+        Some(settings) => settings,
+        None => Settings::load(&options.config_dir)?,
+    };
+    let airtable = if settings.airtable_api_key.is_none() {
+        let server = AirtableServer::builder()
+            .latency(options.demo_latency.0, options.demo_latency.1)
+            .rate_limit(options.demo_rate_limit)
+            .seed_json(&demo::seed(demo::DEMO_BASE))
+            .start()
+            .await
+            .map_err(|e| ServerError::Local(e.to_string()))?;
+        tracing::info!(url = %server.url(), "no airtable_api_key configured: serving demo data from the local Airtable server");
+        settings.airtable_api_key = Some(Secret::new(server.api_key()));
+        settings.airtable_base_id = Some(demo::DEMO_BASE.to_owned());
+        settings.airtable_api_url = server.url();
+        Some(server)
+    } else {
+        None
+    };
+    let webhook_secret = match &settings.webhook_secret {
+        Some(secret) => secret
+            .expose()
+            .parse::<WebhookSecret>()
+            .map_err(|e| ServerError::Secret(e.to_string()))?,
+        None => {
+            tracing::warn!("no webhook_secret configured: generated one for this run only (`cargo xtask gen-secret` makes a lasting one)");
+            WebhookSecret::generate()
+        }
+    };
+    let cache = Cache::from_settings(&settings).await?;
+    let mut receiver = Receiver::new(cache.clone(), models(), vec![webhook_secret.clone()]);
+    if settings.allow_legacy_secret {
+        if let Some(secret) = &settings.webhook_secret {
+            receiver = receiver.allow_legacy_secret(secret.clone());
+        }
+    }
+    let state = AppState {
+        cache: cache.clone(),
+        webhooks: Arc::new(WebhookCounters::default()),
+    };
+    let router = router(state, receiver);
+    let listener = TcpListener::bind(options.bind)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: options.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: options.bind,
+        source,
+    })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningApp {
+        addr,
+        cache,
+        airtable,
+        webhook_secret,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// The whole router: read routes, webhook routes (counted for `/metrics`).
+pub fn router(state: AppState, receiver: Receiver) -> Router {
+    let counters = Arc::clone(&state.webhooks);
+    let webhooks = WebhookRoutes::new(receiver)
+        .into_router()
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let counters = Arc::clone(&counters);
+            async move {
+                let response: Response = next.run(request).await;
+                counters.count(response.status().as_u16());
+                response
+            }
+        }));
+    app::routes(state).merge(webhooks)
+}
+
+/// Starts the app, prints how to try it, and serves until `signal` resolves.
+pub async fn run(options: RunOptions, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let app = start(options).await?;
+    print_try_this(&app);
+    signal.await;
+    app.shutdown().await
+}
+
+fn print_try_this(app: &RunningApp) {
+    let base = format!("http://{}", app.addr);
+    println!("podium-example listening on {base}");
+    println!();
+    println!("Try this:");
+    println!(
+        "  curl -si {base}/events/{} | grep -i x-cache     # MISS: read from Airtable",
+        demo::FIRST_EVENT
+    );
+    println!(
+        "  curl -si {base}/events/{} | grep -i x-cache     # HIT: from the cache",
+        demo::FIRST_EVENT
+    );
+    if let Some(airtable) = &app.airtable {
+        println!(
+            "  curl -s -X PATCH {}/v0/{}/Events/{} -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"fields\":{{\"name\":\"Renamed\"}}}}'",
+            airtable.url(),
+            demo::DEMO_BASE,
+            demo::FIRST_EVENT,
+            airtable.api_key()
+        );
+        println!(
+            "  curl -s {base}/events/{}                        # the new name",
+            demo::FIRST_EVENT
+        );
+    }
+    println!("  curl -s {base}/users/by-email/ada@example.com");
+    println!("  curl -s {base}/metrics");
+}

@@ -1,0 +1,123 @@
+//! Shared helpers of the example app's integration tests: the whole app on a free port with the
+//! local Airtable server (no latency) and, when asked, a real redis-server.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use podium_cache_core::config::{Secret, Settings};
+use podium_cache_core::webhook::{sign, WebhookSecret};
+use podium_example::server::{self, RunOptions, RunningApp};
+use podium_local::redis::RedisServer;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub app: RunningApp,
+    pub redis: Option<RedisServer>,
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+pub async fn start(with_redis: bool) -> TestApp {
+    let redis = with_redis.then(|| RedisServer::start().expect("redis-server"));
+    let secret = WebhookSecret::generate();
+    let settings = Settings {
+        webhook_secret: Some(Secret::new(secret.expose())),
+        redis_url: redis.as_ref().map(|r| Secret::new(r.url())),
+        ..Settings::default()
+    };
+    let app = server::start(RunOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        settings: Some(settings),
+        demo_latency: (Duration::ZERO, Duration::ZERO),
+        demo_rate_limit: None,
+        ..RunOptions::default()
+    })
+    .await
+    .expect("app starts");
+    let base = format!("http://{}", app.addr);
+    TestApp {
+        app,
+        redis,
+        http: reqwest::Client::new(),
+        base,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// API calls the local Airtable server answered.
+    pub fn airtable_calls(&self) -> u64 {
+        self.app
+            .airtable
+            .as_ref()
+            .map(|a| a.calls().total)
+            .unwrap_or(0)
+    }
+
+    /// Every key in the store, for "nothing changed" assertions.
+    pub async fn store_keys(&self) -> BTreeSet<String> {
+        let store = self.app.cache.store();
+        let mut keys = BTreeSet::new();
+        let mut cursor = 0;
+        loop {
+            let page = store.scan("*", cursor, 500).await.expect("scan");
+            keys.extend(page.keys);
+            cursor = page.cursor;
+            if cursor == 0 {
+                return keys;
+            }
+        }
+    }
+
+    /// Posts `body` signed with the app's secret (id and timestamp given).
+    pub async fn deliver_signed(&self, id: &str, timestamp: i64, body: &[u8]) -> (u16, Value) {
+        let signature = sign(&self.app.webhook_secret, id, timestamp, body);
+        self.post_webhook(
+            body.to_vec(),
+            &[
+                ("webhook-id", id.to_string()),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+            ],
+        )
+        .await
+    }
+
+    pub async fn post_webhook(&self, body: Vec<u8>, headers: &[(&str, String)]) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/api/webhooks/airtable"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("webhook answers");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("answer");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    }
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// An ISO-8601 UTC timestamp with milliseconds, `offset_ms` from now.
+pub fn iso(offset_ms: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::milliseconds(offset_ms))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

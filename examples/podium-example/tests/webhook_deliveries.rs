@@ -1,0 +1,279 @@
+//! Signed automation deliveries through the app's webhook route: every bad input is refused
+//! with its status and error body and changes nothing; good ones are applied exactly once and
+//! in timestamp order.
+
+mod common;
+
+use common::{iso, now_secs, start};
+use podium_example::demo::{FIRST_EVENT, FIRST_USER};
+use serde_json::{json, Value};
+
+fn event_delivery(name: &str, timestamp: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "table": "Events",
+        "record_id": FIRST_EVENT,
+        "record": {"id": FIRST_EVENT, "name": name, "slug": "hack-night", "max_votes": 3,
+                    "owner": ["recUSR00000000001"], "attendees": [], "projects": []},
+        "timestamp": timestamp,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
+    let t = start(false).await;
+    let (status, body) = t
+        .deliver_signed("msg_1", now_secs(), &event_delivery("Fresh", &iso(0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "applied", "table": "Events", "record_id": FIRST_EVENT})
+    );
+    let (status, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(event["name"], "Fresh");
+    assert_eq!(t.airtable_calls(), 0, "the delivery stored the record");
+}
+
+#[tokio::test]
+async fn every_bad_input_is_refused_with_its_status_and_changes_nothing() {
+    let t = start(false).await;
+    let good = event_delivery("Bad", &iso(0));
+    let now = now_secs();
+    let before = t.store_keys().await;
+
+    // No signature at all.
+    let (status, body) = t.post_webhook(good.clone(), &[]).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing signature"),
+        "{body}"
+    );
+
+    // A signature over other bytes (one byte changed after signing).
+    let mut tampered = good.clone();
+    let signature = podium_cache_core::webhook::sign(&t.app.webhook_secret, "msg_t", now, &good);
+    tampered[10] ^= 1;
+    let (status, body) = t
+        .post_webhook(
+            tampered,
+            &[
+                ("webhook-id", "msg_t".into()),
+                ("webhook-timestamp", now.to_string()),
+                ("webhook-signature", signature),
+            ],
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no `v1` signature matches"),
+        "{body}"
+    );
+
+    // A correct signature with a timestamp ten minutes old.
+    let (status, body) = t.deliver_signed("msg_old", now - 600, &good).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 300 s allowed"),
+        "{body}"
+    );
+
+    // Over 1 MiB.
+    let big = event_delivery(&"x".repeat(1_100_000), &iso(0));
+    let (status, body) = t.deliver_signed("msg_big", now, &big).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["code"], "body_too_large", "{body}");
+
+    // Malformed JSON, signed correctly.
+    let (status, body) = t.deliver_signed("msg_json", now, b"{\"table\": ").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "malformed_json", "{body}");
+
+    // An unknown table names the known ones.
+    let unknown = serde_json::to_vec(
+        &json!({"table": "Sessions", "record_id": "recA", "record": {}, "timestamp": iso(0)}),
+    )
+    .unwrap();
+    let (status, body) = t.deliver_signed("msg_table", now, &unknown).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"]["known_tables"],
+        json!(["Events", "Projects", "Referrals", "Users", "Votes"])
+    );
+
+    // A record that does not fit the model names the field.
+    let misfit = serde_json::to_vec(&json!({"table": "Events", "record_id": FIRST_EVENT,
+        "record": {"name": "x", "max_votes": "many"}, "timestamp": iso(0)}))
+    .unwrap();
+    let (status, body) = t.deliver_signed("msg_fit", now, &misfit).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["detail"]["path"], "max_votes", "{body}");
+
+    // A timestamp that is not ISO-8601.
+    let (status, body) = t
+        .deliver_signed("msg_ts", now, &event_delivery("x", "yesterday"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    assert_eq!(
+        t.store_keys().await,
+        before,
+        "no refused delivery wrote anything"
+    );
+    assert_eq!(t.app.cache.metrics().upserts_applied, 0);
+    let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(event["name"], "Hack Night");
+}
+
+#[tokio::test]
+async fn replayed_delivery_is_applied_once() {
+    let t = start(true).await;
+    let body = event_delivery("Once", &iso(0));
+    let (status, first) = t.deliver_signed("msg_replay", now_secs(), &body).await;
+    assert_eq!((status, first["status"].clone()), (200, json!("applied")));
+    // A newer change arrives, then the first delivery is replayed: it must not apply again.
+    let (status, _) = t
+        .deliver_signed("msg_newer", now_secs(), &event_delivery("Newer", &iso(5)))
+        .await;
+    assert_eq!(status, 200);
+    let (status, replay) = t.deliver_signed("msg_replay", now_secs(), &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(replay["duplicate"], json!(true), "{replay}");
+    assert_eq!(replay["status"], json!("duplicate"));
+    assert_eq!(t.app.cache.metrics().upserts_applied, 2);
+    let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(event["name"], "Newer");
+}
+
+#[tokio::test]
+async fn deliveries_in_reverse_order_leave_the_newer_one() {
+    let t = start(false).await;
+    let newer = event_delivery("Newer", &iso(0));
+    let older = event_delivery("Older", &iso(-2_000));
+    let (_, a) = t.deliver_signed("msg_a", now_secs(), &newer).await;
+    let (status, b) = t.deliver_signed("msg_b", now_secs(), &older).await;
+    assert_eq!(a["status"], "applied");
+    assert_eq!((status, b["status"].clone()), (200, json!("stale")));
+    let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(event["name"], "Newer");
+}
+
+#[tokio::test]
+async fn changed_email_moves_the_index_entry() {
+    let t = start(false).await;
+    let (status, user) = t.get_json("/users/by-email/ADA@example.com").await;
+    assert_eq!((status, user["id"].clone()), (200, json!(FIRST_USER)));
+    let mut record: Value = user.clone();
+    record["email"] = json!("countess@example.com");
+    let delivery = serde_json::to_vec(
+        &json!({"table": "Users", "record_id": FIRST_USER, "record": record, "timestamp": iso(0)}),
+    )
+    .unwrap();
+    let (status, body) = t.deliver_signed("msg_email", now_secs(), &delivery).await;
+    assert_eq!(status, 200, "{body}");
+    // Airtable has the new e-mail too (the automation fired because it changed there).
+    t.app.airtable.as_ref().unwrap().update(
+        podium_example::demo::DEMO_BASE,
+        "Users",
+        FIRST_USER,
+        serde_json::from_value(json!({"email": "countess@example.com"})).unwrap(),
+    );
+    let (status, _) = t.get_json("/users/by-email/ada@example.com").await;
+    assert_eq!(status, 404, "the old e-mail no longer finds the user");
+    let calls = t.airtable_calls();
+    let (status, moved) = t.get_json("/users/by-email/Countess@Example.com").await;
+    assert_eq!((status, moved["id"].clone()), (200, json!(FIRST_USER)));
+    assert_eq!(
+        t.airtable_calls(),
+        calls,
+        "the new e-mail is answered from the index"
+    );
+}
+
+#[tokio::test]
+async fn store_unavailable_answers_503_so_the_script_retries() {
+    let mut t = start(true).await;
+    t.redis.as_mut().unwrap().stop();
+    let (status, body) = t
+        .deliver_signed("msg_down", now_secs(), &event_delivery("Down", &iso(0)))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "store_unavailable");
+    // Back up: the retried delivery (same id) applies.
+    t.redis.as_mut().unwrap().restart().unwrap();
+    let mut applied = false;
+    for _ in 0..50 {
+        let (status, body) = t
+            .deliver_signed("msg_down", now_secs(), &event_delivery("Down", &iso(0)))
+            .await;
+        if status == 200 {
+            assert_eq!(
+                body["status"], "applied",
+                "the failed attempt did not burn the delivery id"
+            );
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(applied);
+}
+
+#[tokio::test]
+async fn health_reports_the_store_and_tables() {
+    let t = start(false).await;
+    let (status, body) = t.get_json("/api/webhooks/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["store"]["reachable"], json!(true));
+    assert_eq!(body["tables"].as_array().map(Vec::len), Some(5));
+}
+
+mod any_input {
+    use super::common;
+    use bytes::Bytes;
+    use podium_cache_core::webhook::{sign, Receiver};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        /// Any byte sequence as the body, or as the signature header, is answered (never a
+        /// panic) and applies nothing.
+        #[test]
+        fn any_body_or_signature_is_answered_without_applying(
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            signature in "\\PC{0,200}",
+            sign_it in any::<bool>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let t = common::start(false).await;
+                let receiver = Receiver::new(t.app.cache.clone(), podium_example::server::models(), vec![t.app.webhook_secret.clone()]);
+                let now = common::now_secs();
+                let header_value = if sign_it { sign(&t.app.webhook_secret, "msg_p", now, &body) } else { signature.clone() };
+                let lookup = |name: &str| match name {
+                    "webhook-id" => Some("msg_p".to_string()),
+                    "webhook-timestamp" => Some(now.to_string()),
+                    "webhook-signature" => Some(header_value.clone()),
+                    _ => None,
+                };
+                let result = receiver.receive(lookup, &Bytes::from(body.clone()), now).await;
+                // Random bytes never form a valid delivery of a known table with a fitting record.
+                prop_assert!(result.is_err(), "{result:?}");
+                prop_assert_eq!(t.app.cache.metrics().upserts_applied, 0);
+                t.app.shutdown().await.unwrap();
+                Ok(())
+            })?;
+        }
+    }
+}

@@ -1,0 +1,743 @@
+//! The generated Airtable automation scripts, run for real under Node against a stand-in of
+//! Airtable's scripting API (`tests/js/airtable_sandbox.js`) and a real HTTP webhook that
+//! verifies each delivery with `webhook::signature::verify`.
+//!
+//! Needs `node` (v18 or newer) on PATH, or its path in the `NODE` environment variable.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use podium_cache_core::entity::{Cacheable, EntityMeta, FieldKind};
+use podium_cache_core::scripts::{automation_script, automation_script_with, ScriptOptions};
+use podium_cache_core::webhook::signature::{
+    verify, SignatureHeaders, VerifyError, WebhookSecret, DEFAULT_TOLERANCE,
+};
+use podium_example::models::{Event, Project, Referral, User, Vote};
+use schemars::JsonSchema;
+use serde_json::{json, Map, Value};
+
+const WEBHOOK_PATH: &str = "/api/webhooks/airtable";
+
+// ---------------------------------------------------------------------------------------------
+// The webhook: verifies with the real `verify`, answers 200/401 (or a forced answer), records.
+
+#[derive(Clone, Debug)]
+struct Received {
+    headers: SignatureHeaders,
+    content_type: Option<String>,
+    body: Bytes,
+    verified: Result<(), VerifyError>,
+    status: u16,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Inbox {
+    forced: VecDeque<(u16, String)>,
+    received: Vec<Received>,
+}
+
+#[derive(Clone)]
+struct ServerState {
+    secret: WebhookSecret,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+struct Webhook {
+    url: String,
+    secret: WebhookSecret,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+impl Webhook {
+    /// Starts a webhook on 127.0.0.1; the first answers are `forced` (status, body), the rest
+    /// come from verifying the signature.
+    async fn start(forced: &[(u16, &str)]) -> Webhook {
+        let secret = WebhookSecret::generate();
+        let inbox = Arc::new(Mutex::new(Inbox {
+            forced: forced.iter().map(|(s, b)| (*s, b.to_string())).collect(),
+            received: Vec::new(),
+        }));
+        let state = ServerState {
+            secret: secret.clone(),
+            inbox: inbox.clone(),
+        };
+        let app = Router::new()
+            .route(WEBHOOK_PATH, post(receive))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the test webhook");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Webhook {
+            url: format!("http://{addr}{WEBHOOK_PATH}"),
+            secret,
+            inbox,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.inbox.lock().expect("inbox lock").received.clone()
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn receive(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let signature_headers = SignatureHeaders::from_lookup(|name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let verified = verify(
+        std::slice::from_ref(&state.secret),
+        &signature_headers,
+        &body,
+        now_secs(),
+        DEFAULT_TOLERANCE,
+    );
+    let mut inbox = state.inbox.lock().expect("inbox lock");
+    let (status, answer) = match inbox.forced.pop_front() {
+        Some(forced) => forced,
+        None => match &verified {
+            Ok(()) => (200, r#"{"status":"applied"}"#.to_owned()),
+            Err(err) => (401, json!({ "error": err.to_string() }).to_string()),
+        },
+    };
+    inbox.received.push(Received {
+        headers: signature_headers,
+        content_type: headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body,
+        verified,
+        status,
+        at: Instant::now(),
+    });
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        answer,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a script under Node in the stand-in sandbox.
+
+#[derive(Debug)]
+struct NodeRun {
+    ok: bool,
+    error: Option<String>,
+    logs: Vec<String>,
+    output: Map<String, Value>,
+    absent_globals: Vec<String>,
+    selftest: Value,
+    wall: Duration,
+}
+
+impl NodeRun {
+    fn error(&self) -> &str {
+        self.error.as_deref().unwrap_or("")
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.logs.iter().any(|line| line.contains(needle))
+    }
+}
+
+fn harness() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/airtable_sandbox.js")
+}
+
+fn node() -> String {
+    std::env::var("NODE").unwrap_or_else(|_| "node".to_owned())
+}
+
+/// Runs `script` in the sandbox described by `scenario` (the `script` key is filled in).
+async fn run_script(label: &str, script: &str, mut scenario: Value) -> NodeRun {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "podium-automation-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let path = dir.join("script.js");
+    std::fs::write(&path, script).expect("write script");
+    scenario["script"] = json!(path);
+    let label = label.to_owned();
+    let run = tokio::task::spawn_blocking(move || run_node_blocking(&scenario))
+        .await
+        .expect("node runner thread");
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("node run [{label}]: {} ms", run.wall.as_millis());
+    run
+}
+
+fn run_node_blocking(scenario: &Value) -> NodeRun {
+    let started = Instant::now();
+    let mut child = Command::new(node())
+        .arg(harness())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!("cannot start `{}` ({err}): these tests need Node.js 18+ on PATH (or NODE=/path/to/node)", node())
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scenario.to_string().as_bytes())
+        .expect("write scenario");
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        match child.try_wait().expect("poll node") {
+            Some(_) => break,
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!("node did not finish within 30 s");
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let out = child.wait_with_output().expect("node output");
+    let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the harness failed ({}): {}{}",
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|err| panic!("harness printed no JSON ({err}): {stdout}"));
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    NodeRun {
+        ok: result["ok"].as_bool().unwrap_or(false),
+        error: result["error"].as_str().map(str::to_owned),
+        logs: strings(&result["logs"]),
+        output: result["output"].as_object().cloned().unwrap_or_default(),
+        absent_globals: strings(&result["absentGlobals"]),
+        selftest: result["selftest"].clone(),
+        wall,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A model's stand-in table and the record the script must send for it.
+
+const RECORD_ID: &str = "recTrigger0001";
+
+struct Sample {
+    meta: &'static EntityMeta,
+    /// The stand-in table: the model's fields plus one the model does not have.
+    table: Value,
+    /// The `record` object the delivery must carry.
+    expected: Value,
+    /// Linked ids per link field, as `references()` must report them.
+    links: Vec<(&'static str, Vec<String>)>,
+}
+
+/// Builds the trigger record of `T`'s table: linked fields hold `[{id, name}]` cells, numbers
+/// and booleans have their JSON types (read from the model's schema), text has quotes and
+/// non-ASCII, the model's last field is an empty cell, and one extra field is not in the model.
+fn sample<T: Cacheable + JsonSchema>() -> Sample {
+    let meta = T::meta();
+    let schema = serde_json::to_value(schemars::schema_for!(T)).expect("schema as JSON");
+    let json_type = |name: &str| -> String {
+        let ty = &schema["properties"][name]["type"];
+        let types: Vec<&str> = match ty {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        ["number", "integer", "boolean"]
+            .into_iter()
+            .find(|t| types.contains(t))
+            .unwrap_or("string")
+            .to_owned()
+    };
+    let mut fields = Vec::new();
+    let mut cells = Map::new();
+    let mut expected = Map::new();
+    let mut links = Vec::new();
+    expected.insert("id".into(), json!(RECORD_ID));
+    let last = meta.fields.len().saturating_sub(1);
+    for (i, field) in meta.fields.iter().enumerate() {
+        let empty = i == last;
+        match field.kind {
+            FieldKind::Link { entity, many } => {
+                fields.push(json!({"name": field.name, "type": "multipleRecordLinks"}));
+                let ids: Vec<String> = if empty {
+                    vec![]
+                } else {
+                    vec![format!("rec{entity}{i}a"), format!("rec{entity}{i}b")]
+                };
+                if !empty {
+                    let cell: Vec<Value> = ids
+                        .iter()
+                        .map(|id| json!({"id": id, "name": format!("Name of {id}")}))
+                        .collect();
+                    cells.insert(field.name.into(), Value::Array(cell));
+                    let value = if many { json!(ids) } else { json!(ids[0]) };
+                    expected.insert(field.name.into(), value);
+                }
+                links.push((field.name, ids));
+            }
+            FieldKind::Scalar => {
+                let (airtable_type, value) = match json_type(field.name).as_str() {
+                    "number" | "integer" => ("number", json!(i + 1)),
+                    "boolean" => ("checkbox", json!(true)),
+                    _ => (
+                        "singleLineText",
+                        json!(format!(
+                            "{} of {} — \"quoted\" ✓ 🎉",
+                            field.name, meta.table
+                        )),
+                    ),
+                };
+                fields.push(json!({"name": field.name, "type": airtable_type}));
+                if !empty {
+                    cells.insert(field.name.into(), value.clone());
+                    expected.insert(field.name.into(), value);
+                }
+            }
+        }
+    }
+    fields.push(json!({"name": "Internal notes", "type": "multilineText"}));
+    cells.insert("Internal notes".into(), json!("not part of the model"));
+    let table = json!({
+        "name": meta.table,
+        "fields": fields,
+        "records": [
+            {"id": "recOther", "cells": {}},
+            {"id": RECORD_ID, "name": "the trigger record", "cells": cells},
+        ],
+    });
+    Sample {
+        meta,
+        table,
+        expected: Value::Object(expected),
+        links,
+    }
+}
+
+fn config_table(rows: &[(&str, &str)]) -> Value {
+    let records: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| json!({"id": format!("recCfg{i}"), "cells": {"key": k, "value": v}}))
+        .collect();
+    json!({
+        "name": "Invalidate Config",
+        "fields": [{"name": "key", "type": "singleLineText"}, {"name": "value", "type": "singleLineText"}],
+        "records": records,
+    })
+}
+
+fn scenario(webhook: &Webhook, table: &Value, subtle: bool) -> Value {
+    let secret = webhook.secret.expose();
+    json!({
+        "mode": "run",
+        "recordId": RECORD_ID,
+        "tables": [
+            table,
+            config_table(&[
+                ("webhook_url", &webhook.url),
+                ("webhook_secret", &secret),
+                ("unrelated", "ignored"),
+            ]),
+        ],
+        "subtle": subtle,
+        "tamper": false,
+    })
+}
+
+/// Asserts the delivery's `timestamp` is ISO-8601 UTC with milliseconds and close to now.
+fn assert_iso_millis(timestamp: &str) {
+    let bytes = timestamp.as_bytes();
+    assert_eq!(bytes.len(), 24, "{timestamp}");
+    assert_eq!(bytes[19], b'.', "{timestamp}");
+    assert!(timestamp.ends_with('Z'), "{timestamp}");
+    let parsed = chrono::DateTime::parse_from_rfc3339(timestamp).expect("RFC 3339 timestamp");
+    let age = chrono::Utc::now().signed_duration_since(parsed);
+    assert!(age.num_seconds().abs() < 60, "{timestamp} is not now");
+}
+
+/// Runs `T`'s generated script once and checks everything the webhook received.
+async fn delivers_a_verified_record<T: Cacheable + JsonSchema>(subtle: bool) -> Duration {
+    let sample = sample::<T>();
+    let webhook = Webhook::start(&[]).await;
+    let script = automation_script(sample.meta);
+    let label = format!(
+        "{} {}",
+        sample.meta.entity,
+        if subtle { "crypto.subtle" } else { "bundled" }
+    );
+    let run = run_script(&label, &script, scenario(&webhook, &sample.table, subtle)).await;
+    assert!(
+        run.ok,
+        "{label}: script failed: {} {:?}",
+        run.error(),
+        run.logs
+    );
+
+    let mut forbidden = vec!["setTimeout", "Buffer", "process", "require", "TextEncoder"];
+    if !subtle {
+        forbidden.push("crypto");
+    }
+    for name in forbidden {
+        assert!(
+            run.absent_globals.iter().any(|g| g == name),
+            "{label}: {name} leaked into the sandbox"
+        );
+    }
+    let via = if subtle {
+        "via crypto.subtle"
+    } else {
+        "via bundled SHA-256"
+    };
+    assert!(run.logged(via), "{label}: expected {via}: {:?}", run.logs);
+
+    let received = webhook.received();
+    assert_eq!(received.len(), 1, "{label}: one delivery");
+    let delivery = &received[0];
+    assert_eq!(delivery.verified, Ok(()), "{label}");
+    assert_eq!(delivery.status, 200);
+    assert_eq!(delivery.content_type.as_deref(), Some("application/json"));
+    // Verified again here, independently of the server's bookkeeping.
+    verify(
+        std::slice::from_ref(&webhook.secret),
+        &delivery.headers,
+        &delivery.body,
+        now_secs(),
+        DEFAULT_TOLERANCE,
+    )
+    .expect("signature verifies");
+    let id = delivery.headers.id.as_deref().unwrap_or_default();
+    assert!(id.starts_with("msg_") && id.len() > 10, "{id}");
+
+    let body: Value = serde_json::from_slice(&delivery.body).expect("JSON body");
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["record", "record_id", "table", "timestamp"]);
+    assert_eq!(body["table"], json!(sample.meta.table));
+    assert_eq!(body["record_id"], json!(RECORD_ID));
+    assert_eq!(body["record"], sample.expected, "{label}: record fields");
+    assert_iso_millis(body["timestamp"].as_str().expect("timestamp string"));
+
+    let model: T = serde_json::from_value(body["record"].clone()).expect("record fits the model");
+    assert_eq!(model.id(), RECORD_ID);
+    let references: Vec<(&str, Vec<String>)> = model
+        .references()
+        .iter()
+        .map(|r| (r.field, r.ids.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    assert_eq!(references, sample.links, "{label}: linked ids");
+
+    assert_eq!(run.output.get("status"), Some(&json!("delivered")));
+    assert_eq!(run.output.get("httpStatus"), Some(&json!(200)));
+    assert_eq!(run.output.get("response"), Some(&json!("applied")));
+    run.wall
+}
+
+async fn every_model_delivers(subtle: bool) {
+    let mut total = Duration::ZERO;
+    total += delivers_a_verified_record::<User>(subtle).await;
+    total += delivers_a_verified_record::<Event>(subtle).await;
+    total += delivers_a_verified_record::<Project>(subtle).await;
+    total += delivers_a_verified_record::<Vote>(subtle).await;
+    total += delivers_a_verified_record::<Referral>(subtle).await;
+    eprintln!(
+        "five models, subtle={subtle}: {} ms of node",
+        total.as_millis()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn every_model_script_delivers_a_verified_record_using_crypto_subtle() {
+    every_model_delivers(true).await;
+}
+
+#[tokio::test]
+async fn every_model_script_delivers_a_verified_record_with_the_bundled_hmac_when_crypto_is_absent()
+{
+    every_model_delivers(false).await;
+}
+
+#[tokio::test]
+async fn bundled_utf8_base64_sha256_and_hmac_agree_with_node_crypto() {
+    let script = automation_script(Event::meta());
+    let run = run_script(
+        "selftest",
+        &script,
+        json!({"mode": "selftest", "recordId": null, "tables": [], "subtle": false}),
+    )
+    .await;
+    assert!(run.ok, "selftest failed: {}", run.error());
+    let checked = run.selftest["checked"].as_u64().unwrap_or(0);
+    assert!(checked > 600, "only {checked} checks ran");
+}
+
+#[tokio::test]
+async fn a_body_changed_after_signing_is_refused_and_the_script_fails_explaining_why() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, false);
+    scenario["tamper"] = json!(true);
+    let run = run_script("tampered", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains("HTTP 401"), "{error}");
+    assert!(error.contains("signature was refused"), "{error}");
+    assert!(error.contains("webhook_secret"), "{error}");
+    let received = webhook.received();
+    assert_eq!(received.len(), 1, "a refusal is not retried");
+    assert_eq!(received[0].verified, Err(VerifyError::SignatureMismatch));
+    assert_eq!(received[0].status, 401);
+    assert!(!run.output.contains_key("status"));
+}
+
+#[tokio::test]
+async fn a_missing_record_id_input_explains_how_to_add_it() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["recordId"] = Value::Null;
+    let run = run_script("no recordId", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains("No recordId input variable"), "{error}");
+    assert!(
+        error.contains("add an input variable named recordId"),
+        "{error}"
+    );
+    assert!(error.contains("Airtable record ID"), "{error}");
+    assert!(webhook.received().is_empty());
+}
+
+fn assert_config_help(error: &str) {
+    for needle in [
+        "Invalidate Config",
+        "\"key\"",
+        "\"value\"",
+        "key = webhook_url",
+        "key = webhook_secret",
+        "whsec_",
+        "cargo xtask gen-secret",
+    ] {
+        assert!(error.contains(needle), "missing {needle:?} in: {error}");
+    }
+}
+
+#[tokio::test]
+async fn missing_config_rows_are_explained_naming_the_table_and_both_keys() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["tables"][1] = config_table(&[]);
+    let run = run_script("empty config", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    assert!(
+        run.error()
+            .contains("has no row for webhook_url and webhook_secret"),
+        "{}",
+        run.error()
+    );
+    assert_config_help(run.error());
+    assert!(webhook.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_config_table_is_explained_the_same_way() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["tables"] = json!([sample.table]);
+    let run = run_script("no config table", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    assert!(run.error().contains("was not found"), "{}", run.error());
+    assert_config_help(run.error());
+}
+
+#[tokio::test]
+async fn a_secret_without_the_whsec_prefix_is_explained() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["tables"][1] =
+        config_table(&[("webhook_url", &webhook.url), ("webhook_secret", "hunter2")]);
+    let run = run_script("bad secret", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    assert!(
+        run.error().contains("must be whsec_ followed by base64"),
+        "{}",
+        run.error()
+    );
+    assert!(webhook.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_500_answer_is_retried_with_the_same_message_id_and_the_next_200_succeeds() {
+    let sample = sample::<Project>();
+    let webhook = Webhook::start(&[(500, "temporarily broken")]).await;
+    let run = run_script(
+        "500 then 200",
+        &automation_script(sample.meta),
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(run.ok, "{} {:?}", run.error(), run.logs);
+    assert!(run.logged("Attempt 1 failed: HTTP 500: temporarily broken"));
+    assert!(run.logged("Retrying in 250 ms"));
+    assert_eq!(run.output.get("attempts"), Some(&json!(2)));
+    let received = webhook.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].status, 500);
+    assert_eq!(received[1].status, 200);
+    assert_eq!(received[0].headers.id, received[1].headers.id);
+    assert!(received.iter().all(|r| r.verified.is_ok()));
+    let waited = received[1].at.duration_since(received[0].at);
+    assert!(waited >= Duration::from_millis(250), "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn a_4xx_answer_fails_the_run_with_the_status_and_the_body() {
+    let sample = sample::<Vote>();
+    let webhook = Webhook::start(&[(422, r#"{"error":"record does not fit the model"}"#)]).await;
+    let run = run_script(
+        "422",
+        &automation_script(sample.meta),
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(
+        error.contains("refused the delivery of Votes record recTrigger0001"),
+        "{error}"
+    );
+    assert!(error.contains("HTTP 422"), "{error}");
+    assert!(error.contains("record does not fit the model"), "{error}");
+    assert!(error.contains("cargo xtask gen-scripts"), "{error}");
+    assert_eq!(webhook.received().len(), 1, "a 4xx is not retried");
+}
+
+#[tokio::test]
+async fn persistent_5xx_answers_are_retried_three_times_with_growing_back_off_then_fail() {
+    let sample = sample::<Referral>();
+    let webhook = Webhook::start(&[(503, "down"); 4]).await;
+    let script = automation_script_with(sample.meta, &ScriptOptions::default().backoff_ms(40));
+    let run = run_script("4x 503", &script, scenario(&webhook, &sample.table, false)).await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains("after 4 attempts"), "{error}");
+    assert!(error.contains("HTTP 503: down"), "{error}");
+    let received = webhook.received();
+    assert_eq!(received.len(), 4);
+    for (i, pair) in received.windows(2).enumerate() {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        let min = Duration::from_millis(40 << i);
+        assert!(gap >= min, "gap {i} was {gap:?}, expected at least {min:?}");
+    }
+}
+
+#[tokio::test]
+async fn network_errors_are_retried_then_fail_with_an_explanation() {
+    let sample = sample::<User>();
+    let webhook = Webhook::start(&[]).await;
+    // A port that was free a moment ago: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["tables"][1] = config_table(&[
+        (
+            "webhook_url",
+            &format!("http://127.0.0.1:{port}{WEBHOOK_PATH}"),
+        ),
+        ("webhook_secret", &webhook.secret.expose()),
+    ]);
+    let script = automation_script_with(sample.meta, &ScriptOptions::default().backoff_ms(10));
+    let run = run_script("connection refused", &script, scenario).await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains("after 4 attempts"), "{error}");
+    assert!(error.contains("network error"), "{error}");
+    assert!(error.contains("reachable"), "{error}");
+    assert_eq!(
+        run.logs
+            .iter()
+            .filter(|l| l.contains("failed: network error"))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn the_events_script_matches_its_snapshot() {
+    insta::assert_snapshot!("events_automation_js", automation_script(Event::meta()));
+}
+
+#[test]
+fn each_script_carries_only_its_models_fields_and_link_kinds() {
+    for meta in podium_example::models::all_models() {
+        let script = automation_script(meta);
+        let fields: Vec<Value> = meta
+            .fields
+            .iter()
+            .map(|f| match f.kind {
+                FieldKind::Scalar => json!({"name": f.name}),
+                FieldKind::Link { many, .. } => {
+                    json!({"name": f.name, "link": if many { "many" } else { "one" }})
+                }
+            })
+            .collect();
+        let line = format!("const FIELDS = {};", Value::Array(fields));
+        assert!(script.contains(&line), "{}: {line}", meta.table);
+        assert!(script.contains(&format!("const TABLE = {};", json!(meta.table))));
+        assert_eq!(script.matches("const FIELDS = ").count(), 1);
+    }
+}

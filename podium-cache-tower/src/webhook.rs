@@ -1,0 +1,166 @@
+//! The axum webhook router: `POST /api/webhooks/airtable` (signed automation deliveries) and
+//! `GET /api/webhooks/health`.
+//!
+//! Every refusal answers a JSON body `{"error": "...", "code": "...", "detail": ...}` and applies
+//! nothing: no or bad signature 401, timestamp outside the tolerance 401 saying so, body over the
+//! limit 413, malformed JSON 400, unknown table 400 naming the known ones, a record that does not
+//! fit the model 422 with the field path, store unavailable 503 (so the script retries). Success
+//! is 200 `{"status": "applied" | "stale", "table", "record_id"}`; a replayed delivery id is 200
+//! with `"duplicate": true` and is applied once only.
+//!
+//! ```no_run
+//! use podium_cache_core::webhook::{Models, Receiver, WebhookSecret};
+//! use podium_cache_tower::webhook::WebhookRoutes;
+//! # fn demo(cache: podium_cache_core::Cache, secret: WebhookSecret) -> axum::Router {
+//! let receiver = Receiver::new(cache, Models::new(), vec![secret]);
+//! let app: axum::Router = WebhookRoutes::new(receiver).into_router();
+//! app
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use podium_cache_core::webhook::{ReceiveError, Receiver};
+use serde_json::json;
+
+/// Default path of the automation webhook.
+pub const DEFAULT_PATH: &str = "/api/webhooks/airtable";
+/// Default path of the health check.
+pub const DEFAULT_HEALTH_PATH: &str = "/api/webhooks/health";
+
+/// Builds the webhook routes.
+#[derive(Clone, Debug)]
+pub struct WebhookRoutes {
+    receiver: Arc<Receiver>,
+    path: String,
+    health_path: String,
+}
+
+impl WebhookRoutes {
+    /// Routes for `receiver` at the default paths.
+    pub fn new(receiver: Receiver) -> Self {
+        Self {
+            receiver: Arc::new(receiver),
+            path: DEFAULT_PATH.to_owned(),
+            health_path: DEFAULT_HEALTH_PATH.to_owned(),
+        }
+    }
+
+    /// Where deliveries are posted (default `/api/webhooks/airtable`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Where the health check answers (default `/api/webhooks/health`).
+    pub fn health_path(mut self, path: impl Into<String>) -> Self {
+        self.health_path = path.into();
+        self
+    }
+
+    /// The receiver behind the routes.
+    pub fn receiver(&self) -> &Arc<Receiver> {
+        &self.receiver
+    }
+
+    /// The axum router (merge it into the app's router).
+    pub fn into_router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Router::new()
+            .route(&self.path, post(receive))
+            .route(&self.health_path, get(health))
+            .with_state(self.receiver)
+    }
+}
+
+/// A refusal as the JSON error body.
+pub fn error_response(
+    status: u16,
+    code: &str,
+    message: String,
+    detail: serde_json::Value,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        Json(json!({ "error": message, "code": code, "detail": detail })),
+    )
+        .into_response()
+}
+
+fn refusal(err: &ReceiveError) -> Response {
+    error_response(err.status(), err.code(), err.to_string(), err.detail())
+}
+
+/// Reads the body up to `limit` bytes; `Err(size)` when it is larger.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Result<usize, String>> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(Ok(limit + 1)),
+        Err(err) => Err(Err(err.to_string())),
+    }
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = receiver.max_body();
+    let bytes = match read_limited(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(Ok(size)) => return refusal(&ReceiveError::TooLarge { size, limit }),
+        Err(Err(message)) => {
+            return refusal(&ReceiveError::Malformed(format!(
+                "reading the body: {message}"
+            )))
+        }
+    };
+    let lookup = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let now = chrono_now_secs();
+    match receiver.receive(lookup, &bytes, now).await {
+        Ok(receipt) => (StatusCode::OK, Json(receipt)).into_response(),
+        Err(err) => refusal(&err),
+    }
+}
+
+async fn health(State(receiver): State<Arc<Receiver>>) -> Response {
+    let store = receiver.cache().store();
+    let store_ok = store.get("podium-health-probe").await.is_ok();
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if store_ok { "ok" } else { "degraded" },
+            "store": { "kind": store.name(), "reachable": store_ok },
+            "tables": receiver.models().tables(),
+        })),
+    )
+        .into_response()
+}
+
+fn chrono_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
