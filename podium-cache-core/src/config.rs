@@ -8,6 +8,8 @@
 //! | `airtable_base_id` | `PODIUM_AIRTABLE_BASE_ID` | none |
 //! | `airtable_api_url` | `PODIUM_AIRTABLE_API_URL` | `https://api.airtable.com` |
 //! | `webhook_secret` | `PODIUM_WEBHOOK_SECRET` | none |
+//! | `airtable_webhook_id` | `PODIUM_AIRTABLE_WEBHOOK_ID` | none: native webhooks off |
+//! | `airtable_webhook_mac_secret` | `PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET` | none |
 //! | `allow_legacy_secret` | `PODIUM_ALLOW_LEGACY_SECRET` | `false` |
 //! | `l1_capacity` | `PODIUM_L1_CAPACITY` | 0 (off) |
 //! | `memory_capacity` | `PODIUM_MEMORY_CAPACITY` | 100000 entries |
@@ -108,6 +110,11 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     /// Accept the legacy plain `X-Airtable-Secret` header.
     pub allow_legacy_secret: bool,
+    /// Id (`ach…`) of the Airtable native webhook this app receives notifications from
+    /// (`cargo xtask webhooks create` prints it); none keeps native webhooks off.
+    pub airtable_webhook_id: Option<String>,
+    /// That webhook's `macSecretBase64`.
+    pub airtable_webhook_mac_secret: Option<Secret>,
     /// Entries of the optional in-process tier in front of Redis (0 = off).
     pub l1_capacity: u64,
     /// Entries the in-memory store holds at most.
@@ -132,6 +139,8 @@ impl Default for Settings {
             airtable_api_url: "https://api.airtable.com".to_owned(),
             webhook_secret: None,
             allow_legacy_secret: false,
+            airtable_webhook_id: None,
+            airtable_webhook_mac_secret: None,
             l1_capacity: 0,
             memory_capacity: 100_000,
             prefix: "podium".to_owned(),
@@ -195,6 +204,10 @@ impl Settings {
                 }
             }
             "PODIUM_WEBHOOK_SECRET" => self.webhook_secret = value_opt().map(Secret),
+            "PODIUM_AIRTABLE_WEBHOOK_ID" => self.airtable_webhook_id = value_opt(),
+            "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET" => {
+                self.airtable_webhook_mac_secret = value_opt().map(Secret)
+            }
             "PODIUM_ALLOW_LEGACY_SECRET" => {
                 self.allow_legacy_secret =
                     parse("allow_legacy_secret", "PODIUM_ALLOW_LEGACY_SECRET", &value)?
@@ -243,6 +256,13 @@ impl Settings {
                 setting: "redis_cluster_nodes",
                 env: "PODIUM_REDIS_CLUSTER_NODES",
                 message: "set either redis_url or redis_cluster_nodes, not both".into(),
+            });
+        }
+        if self.airtable_webhook_id.is_some() != self.airtable_webhook_mac_secret.is_some() {
+            return Err(ConfigError::Invalid {
+                setting: "airtable_webhook_mac_secret",
+                env: "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET",
+                message: "set both airtable_webhook_id and airtable_webhook_mac_secret (cargo xtask webhooks create prints them), or neither".into(),
             });
         }
         let api = &self.airtable_api_url;

@@ -17,6 +17,7 @@ pub mod scope;
 pub mod scripts;
 pub mod source;
 pub mod store;
+pub mod sweep;
 pub mod webhook;
 
 pub use cache::{Cache, CacheError, Query, UpsertOutcome};

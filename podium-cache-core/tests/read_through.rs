@@ -355,3 +355,31 @@ async fn long_formulas_go_through_post_list_records() {
     };
     assert!(source.list(TABLE, &long).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn malformed_ids_cost_no_airtable_call_and_no_store_write() {
+    for kind in [StoreKind::Memory, StoreKind::Redis] {
+        let h = harness(kind).records(1).start().await;
+        let before = h.store.scan("*", 0, 1_000).await.unwrap().keys.len();
+        for bad in [
+            "",
+            "rec",
+            "recSHORT",
+            "x:y",
+            "rec{AAAAAAAAAAAAAA}",
+            "rec*AAAAAAAAAAAAA",
+            &"rec".repeat(100),
+        ] {
+            assert_eq!(h.cache.get::<Event>(bad).await.unwrap(), None, "{bad:?}");
+        }
+        let mixed = vec!["recSHORT".to_string(), h.ids[0].clone()];
+        let answers = h.cache.get_many::<Event>(&mixed).await.unwrap();
+        assert!(answers[0].is_none() && answers[1].is_some());
+        assert_eq!(h.calls(), 1, "{kind:?}: only the real id was fetched");
+        let after = h.store.scan("*", 0, 1_000).await.unwrap().keys.len();
+        assert!(
+            after > before && after - before <= 4,
+            "{kind:?}: only the real record's keys were written"
+        );
+    }
+}

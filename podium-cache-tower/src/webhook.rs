@@ -28,13 +28,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use podium_cache_core::webhook::{ReceiveError, Receiver};
+use podium_cache_core::webhook::{NativeError, NativeWebhooks, ReceiveError, Receiver};
 use serde_json::json;
 
 /// Default path of the automation webhook.
 pub const DEFAULT_PATH: &str = "/api/webhooks/airtable";
 /// Default path of the health check.
 pub const DEFAULT_HEALTH_PATH: &str = "/api/webhooks/health";
+/// Default path of Airtable's native-webhook notifications (see [`WebhookRoutes::native`]).
+pub const DEFAULT_NATIVE_PATH: &str = "/api/webhooks/airtable/notify";
 
 /// Builds the webhook routes.
 #[derive(Clone, Debug)]
@@ -42,6 +44,8 @@ pub struct WebhookRoutes {
     receiver: Arc<Receiver>,
     path: String,
     health_path: String,
+    native: Option<NativeWebhooks>,
+    native_path: String,
 }
 
 impl WebhookRoutes {
@@ -51,7 +55,27 @@ impl WebhookRoutes {
             receiver: Arc::new(receiver),
             path: DEFAULT_PATH.to_owned(),
             health_path: DEFAULT_HEALTH_PATH.to_owned(),
+            native: None,
+            native_path: DEFAULT_NATIVE_PATH.to_owned(),
         }
+    }
+
+    /// Also receive Airtable's native-webhook notifications at `POST
+    /// /api/webhooks/airtable/notify` (see [`WebhookRoutes::native_path`]): the MAC is
+    /// verified, the payloads are paged and applied, then the answer is 200
+    /// `{"status": "ok", "webhook_id", "pages", "payloads", "invalidated", "removed",
+    /// "unknown_tables", "error_payloads", "cursor", "more", "coalesced"}`; a missing or bad
+    /// `X-Airtable-Content-MAC` is 401, a malformed body 400, a body over the limit 413, Airtable
+    /// failing 502 and the store failing 503, all with the JSON error body.
+    pub fn native(mut self, native: NativeWebhooks) -> Self {
+        self.native = Some(native);
+        self
+    }
+
+    /// Where native-webhook notifications are posted (default `/api/webhooks/airtable/notify`).
+    pub fn native_path(mut self, path: impl Into<String>) -> Self {
+        self.native_path = path.into();
+        self
     }
 
     /// Where deliveries are posted (default `/api/webhooks/airtable`).
@@ -76,10 +100,20 @@ impl WebhookRoutes {
     where
         S: Clone + Send + Sync + 'static,
     {
-        Router::new()
+        let mut router = Router::new()
             .route(&self.path, post(receive))
-            .route(&self.health_path, get(health))
-            .with_state(self.receiver)
+            .route(&self.health_path, get(health));
+        if let Some(native) = self.native {
+            let native = Arc::new(native);
+            router = router.route(
+                &self.native_path,
+                post(move |headers: HeaderMap, body: Body| {
+                    let native = Arc::clone(&native);
+                    async move { notify(&native, headers, body).await }
+                }),
+            );
+        }
+        router.with_state(self.receiver)
     }
 }
 
@@ -136,6 +170,41 @@ async fn receive(
     match receiver.receive(lookup, &bytes, now).await {
         Ok(receipt) => (StatusCode::OK, Json(receipt)).into_response(),
         Err(err) => refusal(&err),
+    }
+}
+
+fn native_refusal(err: &NativeError) -> Response {
+    error_response(err.status(), err.code(), err.to_string(), err.detail())
+}
+
+async fn notify(native: &NativeWebhooks, headers: HeaderMap, body: Body) -> Response {
+    let limit = native.max_body();
+    let bytes = match read_limited(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(Ok(size)) => return native_refusal(&NativeError::TooLarge { size, limit }),
+        Err(Err(message)) => {
+            return native_refusal(&NativeError::Malformed(format!(
+                "reading the body: {message}"
+            )))
+        }
+    };
+    let lookup = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match native.notify(lookup, &bytes).await {
+        Ok(outcome) => {
+            let mut body = json!({ "status": "ok" });
+            if let (Some(object), Ok(serde_json::Value::Object(fields))) =
+                (body.as_object_mut(), serde_json::to_value(&outcome))
+            {
+                object.extend(fields);
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Err(err) => native_refusal(&err),
     }
 }
 

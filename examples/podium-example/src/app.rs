@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use podium_cache_core::cache::CacheError;
 use podium_cache_core::source::SourceError;
 use podium_cache_core::{Cache, Cacheable};
+use podium_cache_tower::CacheLayer;
 use serde::Serialize;
 use serde_json::json;
 
@@ -54,34 +55,23 @@ impl WebhookCounters {
     }
 }
 
-/// The read and delete routes, `/healthz` and `/metrics`.
+/// The read and delete routes, behind the HTTP response cache, plus `/healthz` and
+/// `/metrics` (never cached).
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/events/{id}",
-            get(get_record::<Event>).delete(delete_record::<Event>),
-        )
+    let cached = Router::new()
+        .route("/events/{id}", get(get_record::<Event>).delete(delete_record::<Event>))
         .route("/events/by-slug/{slug}", get(event_by_slug))
         .route("/events/{id}/projects", get(event_projects))
-        .route(
-            "/projects/{id}",
-            get(get_record::<Project>).delete(delete_record::<Project>),
-        )
-        .route(
-            "/users/{id}",
-            get(get_record::<User>).delete(delete_record::<User>),
-        )
+        .route("/projects/{id}", get(get_record::<Project>).delete(delete_record::<Project>))
+        .route("/users/{id}", get(get_record::<User>).delete(delete_record::<User>))
         .route("/users/by-email/{email}", get(user_by_email))
-        .route(
-            "/votes/{id}",
-            get(get_record::<Vote>).delete(delete_record::<Vote>),
-        )
-        .route(
-            "/referrals/{id}",
-            get(get_record::<Referral>).delete(delete_record::<Referral>),
-        )
+        .route("/votes/{id}", get(get_record::<Vote>).delete(delete_record::<Vote>))
+        .route("/referrals/{id}", get(get_record::<Referral>).delete(delete_record::<Referral>))
+        .layer(CacheLayer::new(&state.cache));
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(cached)
         .with_state(state)
 }
 

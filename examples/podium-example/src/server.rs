@@ -12,7 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use podium_cache_core::config::{ConfigError, Secret, Settings};
-use podium_cache_core::webhook::{Models, Receiver, WebhookSecret};
+use podium_cache_core::source::AirtableSource;
+use podium_cache_core::webhook::{MacSecret, Models, NativeWebhooks, Receiver, WebhookSecret, WebhooksApi};
 use podium_cache_core::Cache;
 use podium_cache_tower::webhook::WebhookRoutes;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
@@ -44,6 +45,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The native webhook could not be set up.
+    #[error("native webhook: {0}")]
+    Native(String),
     /// The webhook secret is not a `whsec_` secret.
     #[error("invalid setting `webhook_secret` (PODIUM_WEBHOOK_SECRET): {0}")]
     Secret(String),
@@ -155,21 +159,24 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
             receiver = receiver.allow_legacy_secret(secret.clone());
         }
     }
-    let state = AppState {
-        cache: cache.clone(),
-        webhooks: Arc::new(WebhookCounters::default()),
-    };
-    let router = router(state, receiver);
     let listener = TcpListener::bind(options.bind)
         .await
         .map_err(|source| ServerError::Bind {
             addr: options.bind,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: options.bind,
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: options.bind,
+            source,
+        })?;
+    let native = native_webhooks(&settings, &cache, airtable.is_some(), addr).await?;
+    let state = AppState {
+        cache: cache.clone(),
+        webhooks: Arc::new(WebhookCounters::default()),
+    };
+    let router = router(state, receiver, native);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -188,10 +195,47 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     })
 }
 
+/// Native webhooks, when configured; in the demo, a webhook on the local Airtable server that
+/// notifies this app, so a change made there reaches the cache as it would from Airtable.
+async fn native_webhooks(
+    settings: &Settings,
+    cache: &Cache,
+    demo: bool,
+    addr: SocketAddr,
+) -> Result<Option<NativeWebhooks>, ServerError> {
+    let (Some(key), Some(base)) = (&settings.airtable_api_key, &settings.airtable_base_id) else {
+        return Ok(None);
+    };
+    let source = AirtableSource::builder(key.expose(), base.as_str())
+        .api_url(settings.airtable_api_url.as_str())
+        .build()
+        .map_err(|e| ServerError::Native(e.to_string()))?;
+    let api = WebhooksApi::new(source);
+    let (id, secret) = match (&settings.airtable_webhook_id, &settings.airtable_webhook_mac_secret) {
+        (Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        _ if demo => {
+            let url = format!("http://{addr}/api/webhooks/airtable/notify");
+            let created = api
+                .create_table_data(&url)
+                .await
+                .map_err(|e| ServerError::Native(e.to_string()))?;
+            tracing::info!(webhook = created.id, "demo: the local Airtable server notifies this app of every change");
+            (created.id, created.mac_secret_base64)
+        }
+        _ => return Ok(None),
+    };
+    let mac = MacSecret::from_base64(secret.expose()).map_err(|e| ServerError::Native(e.to_string()))?;
+    Ok(Some(NativeWebhooks::builder(cache.clone(), models(), api).webhook(id, mac).build()))
+}
+
 /// The whole router: read routes, webhook routes (counted for `/metrics`).
-pub fn router(state: AppState, receiver: Receiver) -> Router {
+pub fn router(state: AppState, receiver: Receiver, native: Option<NativeWebhooks>) -> Router {
     let counters = Arc::clone(&state.webhooks);
-    let webhooks = WebhookRoutes::new(receiver)
+    let mut routes = WebhookRoutes::new(receiver);
+    if let Some(native) = native {
+        routes = routes.native(native);
+    }
+    let webhooks = routes
         .into_router()
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let counters = Arc::clone(&counters);

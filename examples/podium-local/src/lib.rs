@@ -4,6 +4,8 @@
 //!   podium-cache uses) with seeded data, a real `filterByFormula` evaluator, Airtable's rate
 //!   limit, latency, fault injection and call counters for tests.
 //! * [`redis`]: launches a throw-away `redis-server` process on a free loopback port.
+//! * [`redis_cluster`]: launches a throw-away Redis Cluster (`redis-server` × N joined by
+//!   `redis-cli --cluster create`) on free loopback ports, with failure controls.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), podium_local::HarnessError> {
@@ -25,9 +27,11 @@
 pub mod airtable;
 mod error;
 pub mod redis;
+pub mod redis_cluster;
 
 pub use airtable::{
     AirtableServer, AirtableServerBuilder, CallStats, Record, RunningAirtable, SeedData,
 };
 pub use error::HarnessError;
 pub use redis::{free_port, RedisServer};
+pub use redis_cluster::{ClusterError, RedisCluster};

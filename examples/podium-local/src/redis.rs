@@ -83,6 +83,31 @@ impl RedisServer {
         Err(last_error)
     }
 
+    /// Starts a server on `port` (one attempt: a port that is taken is an error, see
+    /// [`HarnessError::RedisExited`]) and passes `args` after the defaults. For callers that
+    /// must choose the port themselves, e.g. a cluster node, whose bus port is `port + 10000`.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), podium_local::HarnessError> {
+    /// use podium_local::redis::RedisServer;
+    /// let server = RedisServer::start_on(31000, &["--maxmemory", "10mb"])?;
+    /// assert_eq!(server.port(), 31000);
+    /// # Ok(()) }
+    /// ```
+    pub fn start_on(port: u16, args: &[&str]) -> Result<RedisServer, HarnessError> {
+        let binary = find_redis_server()?;
+        let dir = make_temp_dir()?;
+        let mut server = RedisServer {
+            binary,
+            port,
+            dir,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: Mutex::new(None),
+        };
+        server.spawn_and_wait()?;
+        Ok(server)
+    }
+
     /// The connection URL, `redis://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
@@ -216,7 +241,7 @@ impl Drop for RedisServer {
 
 /// Whether a start failed because the port was in use (worth retrying) rather than, say, a bad
 /// argument.
-fn port_was_taken(error: &HarnessError) -> bool {
+pub(crate) fn port_was_taken(error: &HarnessError) -> bool {
     match error {
         HarnessError::RedisExited { log, .. } => {
             log.contains("Address already in use")
@@ -249,7 +274,7 @@ fn ping(port: u16, timeout: Duration) -> bool {
     buf[..read].starts_with(b"+PONG")
 }
 
-fn find_redis_server() -> Result<PathBuf, HarnessError> {
+pub(crate) fn find_redis_server() -> Result<PathBuf, HarnessError> {
     let path = std::env::var_os("PATH").ok_or(HarnessError::RedisNotInstalled)?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("redis-server"))
@@ -258,7 +283,7 @@ fn find_redis_server() -> Result<PathBuf, HarnessError> {
 }
 
 #[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -266,7 +291,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     path.is_file()
 }
 

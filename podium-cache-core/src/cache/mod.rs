@@ -51,7 +51,7 @@ use self::metrics::Metrics;
 use crate::config::{ConfigError, Settings};
 use crate::key::Keys;
 use crate::source::{AirtableSource, Source, SourceError};
-use crate::store::{MemoryStore, RedisStore, Store, StoreError};
+use crate::store::{MemoryStore, RedisClusterStore, RedisStore, Store, StoreError};
 
 /// What a cache operation can fail with. Reads fail only when the source fails (a store that
 /// fails is fallen through); writes fail when the store or the source does.
@@ -257,8 +257,9 @@ impl Cache {
         }
     }
 
-    /// The store and source that `settings` describe: Redis when `redis_url` is set (else the
-    /// in-memory store, with one info line), Airtable with the configured key, base and URL.
+    /// The store and source that `settings` describe: Redis when `redis_url` is set, a Redis
+    /// Cluster when `redis_cluster_nodes` is (the two together are refused by [`Settings`]), else
+    /// the in-memory store (with one info line); Airtable with the configured key, base and URL.
     pub async fn stores_from_settings(
         settings: &Settings,
     ) -> Result<(Arc<dyn Store>, Arc<dyn Source>), SetupError> {
@@ -270,6 +271,15 @@ impl Cache {
                     message: e.to_string(),
                 }
             })?),
+            None if !settings.redis_cluster_nodes.is_empty() => Arc::new(
+                RedisClusterStore::connect(settings.redis_cluster_nodes.iter().cloned())
+                    .await
+                    .map_err(|e| ConfigError::Invalid {
+                        setting: "redis_cluster_nodes",
+                        env: "PODIUM_REDIS_CLUSTER_NODES",
+                        message: e.to_string(),
+                    })?,
+            ),
             None => {
                 tracing::info!(
                     capacity = settings.memory_capacity,

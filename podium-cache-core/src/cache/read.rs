@@ -67,6 +67,8 @@ fn decode_list<T: Cacheable>(bytes: &[u8]) -> Result<Vec<T>, serde_json::Error> 
 
 /// What the store said about one record.
 enum Lookup<T> {
+    /// Not an id of the source's shape: not found, nothing asked.
+    Invalid,
     Hit(T),
     Gone,
     Miss(Option<u64>),
@@ -79,6 +81,13 @@ impl Cache {
         let meta = T::meta();
         let span = tracing::debug_span!("cache.get", entity = meta.entity, id);
         async {
+            if !self.inner.source.is_valid_id(id) {
+                tracing::debug!(
+                    entity = meta.entity,
+                    "not a record id: not found, nothing asked"
+                );
+                return Ok(None);
+            }
             let keys = self.record_keys::<T>(id);
             let lookup = match self.inner.store.get_many(&keys).await {
                 Ok(values) => self.classify::<T>(id, values),
@@ -103,21 +112,32 @@ impl Cache {
         let meta = T::meta();
         let span = tracing::debug_span!("cache.get_many", entity = meta.entity, ids = ids.len());
         async {
+            // Ids that are not the source's shape are "not found" with no I/O at all.
+            let valid = |id: &String| self.inner.source.is_valid_id(id);
             let keys: Vec<String> = ids
                 .iter()
+                .filter(|id| valid(id))
                 .flat_map(|id| self.record_keys::<T>(id))
                 .collect();
             let lookups: Vec<Lookup<T>> = match self.inner.store.get_many(&keys).await {
                 Ok(values) => {
                     let mut values = values.into_iter();
                     ids.iter()
-                        .map(|id| self.classify::<T>(id, values.by_ref().take(3).collect()))
+                        .map(|id| match valid(id) {
+                            true => self.classify::<T>(id, values.by_ref().take(3).collect()),
+                            false => Lookup::Invalid,
+                        })
                         .collect()
                 }
                 Err(err) => {
                     self.store_failed(&err, "reading records");
                     scope::note(Event::StoreError, meta.entity, None);
-                    ids.iter().map(|_| Lookup::Miss(None)).collect()
+                    ids.iter()
+                        .map(|id| match valid(id) {
+                            true => Lookup::Miss(None),
+                            false => Lookup::Invalid,
+                        })
+                        .collect()
                 }
             };
             let resolved = futures::future::join_all(
@@ -384,6 +404,7 @@ impl Cache {
     ) -> Result<Option<T>, CacheError> {
         let entity = T::meta().entity;
         match lookup {
+            Lookup::Invalid => Ok(None),
             Lookup::Hit(value) => {
                 Metrics::inc(&self.inner.metrics.hits);
                 scope::note(Event::Hit, entity, Some(id));

@@ -212,6 +212,45 @@ impl AirtableSource {
         &self.inner.config.base_id
     }
 
+    /// The API origin's `/v0/` root this client sends to.
+    pub fn api_root(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// One request to any endpoint under `/v0/` (e.g. `["bases", base_id, "webhooks"]` or
+    /// `["meta", "bases", base_id, "tables"]`), with the same key, process-wide rate limiter,
+    /// retries and counters as the records calls. A 2xx answers its body; any other status is
+    /// the typed error the records calls give for it (404 → [`SourceError::NotFound`], …).
+    pub async fn api_call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<bytes::Bytes, SourceError> {
+        let mut url = self.inner.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| SourceError::InvalidRequest("airtable_api_url cannot be a base".into()))?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (key, value) in query {
+                pairs.append_pair(key, value);
+            }
+        }
+        let (status, bytes) = self.send(method, url, body).await?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        match decode::<serde::de::IgnoredAny>(status, &bytes) {
+            Err(err) => Err(err),
+            Ok(_) => Err(SourceError::InvalidRequest(format!(
+                "unexpected status {status}"
+            ))),
+        }
+    }
+
     fn url(&self, segments: &[&str]) -> Result<Url, SourceError> {
         let mut url = self.inner.base_url.clone();
         url.path_segments_mut()
@@ -332,6 +371,18 @@ impl AirtableSource {
     }
 }
 
+/// Whether `id` is an Airtable record id: `rec` followed by 14 ASCII letters or digits.
+///
+/// ```
+/// use podium_cache_core::source::airtable::is_record_id;
+/// assert!(is_record_id("recAbC123dEf456gH"));
+/// assert!(!is_record_id("recAbC123"));
+/// assert!(!is_record_id("rec{AbC123dEf456}"));
+/// ```
+pub fn is_record_id(id: &str) -> bool {
+    id.len() == 17 && id.starts_with("rec") && id[3..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Maps a final status and body to a value or a typed error.
 fn decode<T: for<'de> Deserialize<'de>>(
     status: StatusCode,
@@ -447,6 +498,11 @@ impl Source for AirtableSource {
         }
         .instrument(span)
         .await
+    }
+
+    /// Airtable record ids are `rec` followed by 14 letters or digits.
+    fn is_valid_id(&self, id: &str) -> bool {
+        is_record_id(id)
     }
 
     fn stats(&self) -> SourceStats {

@@ -104,6 +104,13 @@ pub trait Source: Send + Sync + 'static {
     /// Requests made so far.
     fn stats(&self) -> SourceStats;
 
+    /// Whether `id` has the shape of this source's record ids. The engine answers "not found"
+    /// for any other id with no source call and no store write, so random input cannot spend
+    /// the source's rate limit or fill the store. Default: any non-empty id of at most 64 bytes.
+    fn is_valid_id(&self, id: &str) -> bool {
+        !id.is_empty() && id.len() <= 64
+    }
+
     /// How long one call may take at most under the source's limits (for callers' timeouts).
     fn call_budget(&self) -> Duration {
         Duration::from_secs(60)

@@ -3,6 +3,8 @@
 //! - [`MemoryStore`]: the embedded default, a bounded in-process map with per-entry TTL (moka).
 //! - [`RedisStore`]: Redis or Valkey through one multiplexed, self-reconnecting connection;
 //!   multi-key reads are one `MGET`, the record write is one Lua script.
+//! - [`RedisClusterStore`]: a Redis (or Valkey) Cluster through the redis crate's async cluster
+//!   client; multi-key reads and deletes are split by hash slot, `scan` walks every master.
 //!
 //! The engine never needs more than these operations, so any key/value store that can do an
 //! atomic "check a version, then write several keys" can be plugged in. Every shipped store runs
@@ -20,14 +22,17 @@
 //! # }
 //! ```
 
+mod cluster;
 mod memory;
 mod redis;
+mod script;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 

@@ -9,41 +9,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 use tokio::sync::Mutex;
 
+use super::script::WRITE_RECORD_LUA;
 use super::{Condition, RecordWrite, ScanPage, Store, StoreError, Version, WriteOutcome};
-
-/// The record write, atomic on the server. KEYS[1] is the version key, then the keys to set,
-/// then the keys to delete. ARGV: condition kind (0 always, 1 generation equals, 2 newer than),
-/// condition value, bump (0/1), new timestamp ("" for none), version TTL ms, number of keys to
-/// set, then value and TTL ms for each key to set.
-const WRITE_RECORD_LUA: &str = r#"
-local raw = redis.call('GET', KEYS[1])
-local gen, ts = 0, 0
-if raw then
-  local sep = string.find(raw, ':', 1, true)
-  gen = tonumber(string.sub(raw, 1, sep - 1))
-  ts = tonumber(string.sub(raw, sep + 1))
-end
-local kind = ARGV[1]
-if kind == '1' and gen ~= tonumber(ARGV[2]) then return {0, gen, ts} end
-if kind == '2' and tonumber(ARGV[2]) <= ts then return {0, gen, ts} end
-local ngen, nts = gen, ts
-if ARGV[3] == '1' then ngen = gen + 1 end
-if ARGV[4] ~= '' then
-  local t = tonumber(ARGV[4])
-  if t > nts then nts = t end
-end
-if ngen ~= gen or nts ~= ts then
-  redis.call('SET', KEYS[1], string.format('%d:%d', ngen, nts), 'PX', ARGV[5])
-end
-local nset = tonumber(ARGV[6])
-for i = 1, nset do
-  redis.call('SET', KEYS[1 + i], ARGV[5 + 2 * i], 'PX', ARGV[6 + 2 * i])
-end
-for i = 2 + nset, #KEYS do
-  redis.call('DEL', KEYS[i])
-end
-return {1, ngen, nts}
-"#;
 
 /// Configures a [`RedisStore`].
 ///

@@ -1,9 +1,11 @@
 //! Webhook deliveries: Standard Webhooks signing and verification, replay guard, and Airtable native-webhook notifications.
 
+pub mod native;
 pub mod receiver;
 pub mod registry;
 pub mod signature;
 
+pub use native::{MacSecret, NativeError, NativeWebhooks, SyncOutcome, WebhooksApi};
 pub use receiver::{Delivery, Receipt, ReceiptStatus, ReceiveError, Receiver};
 pub use registry::{FitError, ModelOps, Models};
 pub use signature::{sign, verify, SignatureHeaders, VerifyError, WebhookSecret};

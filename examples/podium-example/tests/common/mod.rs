@@ -49,13 +49,19 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// API calls the local Airtable server answered.
+    /// Record reads (get and list calls) the local Airtable server answered; webhook API
+    /// calls (the demo's native webhook) are not counted.
     pub fn airtable_calls(&self) -> u64 {
         self.app
             .airtable
             .as_ref()
-            .map(|a| a.calls().total)
+            .map(|a| a.calls().get + a.calls().list)
             .unwrap_or(0)
+    }
+
+    /// List (formula) calls the local Airtable server answered.
+    pub fn airtable_list_calls(&self) -> u64 {
+        self.app.airtable.as_ref().map(|a| a.calls().list).unwrap_or(0)
     }
 
     /// Every key in the store, for "nothing changed" assertions.

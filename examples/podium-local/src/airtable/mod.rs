@@ -30,6 +30,11 @@
 //! writes, including fields written as `null`) plus names declared with
 //! [`RunningAirtable::declare_fields`] or the seed's `{"fields": [...], "records": [...]}` form;
 //! `fields[]` and `sort` must name known fields, formulas may name any (unknown = empty).
+//!
+//! Airtable's native Webhooks API (`/v0/bases/{baseId}/webhooks…`, with pings to the
+//! notification URL) and the base schema (`GET /v0/meta/bases/{baseId}/tables`) are served as
+//! well: see [`WebhookInfo`] and the methods [`RunningAirtable::webhooks`],
+//! [`RunningAirtable::wait_for_webhook_ping`] and [`RunningAirtable::ping_webhook`].
 
 mod api_error;
 pub mod formula;
@@ -38,6 +43,7 @@ mod ratelimit;
 mod seed;
 mod server;
 mod store;
+mod webhooks;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -56,6 +62,9 @@ use store::{Store, WriteOp};
 pub use ratelimit::CallStats;
 pub use seed::{SeedData, SeedRecord, SeedTable};
 pub use store::{now_timestamp, random_id, Change, ChangeKind, Record};
+pub use webhooks::{
+    content_mac, NotificationResult, WebhookCallStats, WebhookInfo, CONTENT_MAC_HEADER,
+};
 
 /// The API key the server expects unless told otherwise.
 pub const DEFAULT_API_KEY: &str = "keyLocalDev";
@@ -228,6 +237,7 @@ impl Drop for Handle {
         if let Some(stop) = self.stop.get_mut().take() {
             let _ = stop.send(());
         }
+        self.shared.store.write().webhooks.close_all();
     }
 }
 

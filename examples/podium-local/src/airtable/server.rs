@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::api_error::ApiError;
 use super::list::{list_records, project, Iterators, ListParams};
-use super::ratelimit::{CallKind, RateLimiter, Stats};
+use super::ratelimit::{CallKind, CallStats, RateLimiter, Stats};
 use super::store::{Store, WriteOp};
 
 /// Most records one create, update or delete request may carry.
@@ -101,6 +101,17 @@ impl Shared {
     /// What every API request passes first: counting, authentication, the rate limit (checked
     /// on arrival), the latency sleep and fault injection.
     async fn gate(&self, base: &str, kind: CallKind, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.gate_with(base, |s| s.count_kind(kind), headers).await
+    }
+
+    /// [`Shared::gate`] with the per-kind count given as `count_kind` (applied once the request
+    /// is authenticated; a no-op for calls outside the records API's kinds).
+    pub(crate) async fn gate_with(
+        &self,
+        base: &str,
+        count_kind: impl Fn(&mut CallStats),
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
         self.stats.lock().count(base, |s| s.total += 1);
         let (authorized, rate_limit) = {
             let settings = self.settings.lock();
@@ -110,7 +121,7 @@ impl Shared {
             self.stats.lock().count(base, |s| s.unauthorized += 1);
             return Err(ApiError::Unauthorized);
         }
-        self.stats.lock().count(base, |s| s.count_kind(kind));
+        self.stats.lock().count(base, &count_kind);
         if let Some(limit) = rate_limit {
             if !self.limiter.lock().try_acquire(base, limit, Instant::now()) {
                 self.stats.lock().count(base, |s| s.rate_limited += 1);
@@ -172,6 +183,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .put(update_one_replace)
                 .delete(delete_one),
         )
+        .merge(super::webhooks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(shared)

@@ -13,6 +13,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::webhooks::Webhooks;
+
 /// How many changes the log keeps (the sequence numbers keep counting).
 const CHANGE_LOG_CAPACITY: usize = 10_000;
 
@@ -190,6 +192,8 @@ pub(crate) struct Store {
     bases: HashMap<String, Base>,
     changes: VecDeque<Change>,
     last_seq: u64,
+    /// The native webhooks, fed by [`Store::record_change`].
+    pub(crate) webhooks: Webhooks,
 }
 
 impl Store {
@@ -335,6 +339,7 @@ impl Store {
             kind = ?change.kind,
             "airtable-local record change"
         );
+        self.webhooks.on_change(&change);
         if self.changes.len() >= CHANGE_LOG_CAPACITY {
             self.changes.pop_front();
         }

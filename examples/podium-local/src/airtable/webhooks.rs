@@ -1,0 +1,1045 @@
+//! Airtable's native Webhooks API and the base schema endpoint, on top of the change log.
+//!
+//! Routes (same authentication, rate limit, latency and faults as the records API; counted in
+//! `total` and, by kind, in [`WebhookCallStats`]):
+//! - `POST /v0/bases/{baseId}/webhooks` `{"notificationUrl", "specification": {"options":
+//!   {"filters": {"dataTypes": ["tableData"], "recordChangeScope"?}, "includes"?:
+//!   {"includePreviousCellValues"?}}}}` → `{"id": "ach…", "macSecretBase64", "expirationTime"}`;
+//! - `GET /v0/bases/{baseId}/webhooks` → `{"webhooks": [{"id", "notificationUrl",
+//!   "cursorForNextPayload", "isHookEnabled", "areNotificationsEnabled", "expirationTime",
+//!   "specification", "lastSuccessfulNotificationTime", "lastNotificationResult"}]}`;
+//! - `POST …/webhooks/{id}/refresh` → `{"expirationTime"}` (7 days from now);
+//! - `DELETE …/webhooks/{id}` → `{}`;
+//! - `POST …/webhooks/{id}/enableNotifications` `{"enable": bool}` → `{}`;
+//! - `GET …/webhooks/{id}/payloads?cursor=N&limit=L` → `{"payloads": [...], "cursor",
+//!   "mightHaveMore"}` (cursor defaults to 1, limit to and at most 50; the call extends the
+//!   webhook's life by 7 days, as Airtable's does);
+//! - `GET /v0/meta/bases/{baseId}/tables` → `{"tables": [{"id", "name", "primaryFieldId",
+//!   "fields": [{"id", "name", "type"}]}]}`.
+//!
+//! Every record change (REST, the direct data methods of
+//! [`RunningAirtable`], seeding after a webhook exists) that
+//! matches an enabled, unexpired webhook becomes one payload (one change = one transaction),
+//! numbered per webhook from 1, and wakes the webhook's notifier: a task that POSTs
+//! `{"base": {"id"}, "webhook": {"id"}, "timestamp"}` to the notification URL with
+//! `X-Airtable-Content-MAC: hmac-sha256=<hex HMAC-SHA256(mac secret, body)>`. At most one ping
+//! per webhook is in flight; changes made meanwhile are coalesced into one more ping. Failed
+//! pings are logged and recorded in `lastNotificationResult`, never retried.
+//!
+//! Cells are keyed by field id: a field's id is derived from its table id and name (`fld…`,
+//! stable for the life of the table), the same ids the schema endpoint reports.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Notify};
+
+use super::api_error::ApiError;
+use super::server::Shared;
+use super::store::{random_id, Change, ChangeKind, Store};
+use super::RunningAirtable;
+
+/// How long a webhook lives after its creation, refresh or last payload listing.
+const LIFETIME_DAYS: i64 = 7;
+/// Airtable's largest (and default) payload page.
+const MAX_PAYLOAD_PAGE: usize = 50;
+/// How many payloads a webhook keeps (the oldest are dropped; numbers are never reused).
+const PAYLOAD_CAPACITY: usize = 10_000;
+/// How long one ping may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(60);
+/// The header carrying the ping's MAC.
+pub const CONTENT_MAC_HEADER: &str = "X-Airtable-Content-MAC";
+/// The data types a specification may name.
+const DATA_TYPES: [&str; 3] = ["tableData", "tableFields", "tableMetadata"];
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Counters of webhook and schema API calls that passed authentication and the rate limit
+/// gate (each is also counted in [`CallStats::total`](super::CallStats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WebhookCallStats {
+    /// `POST …/webhooks`.
+    pub create: u64,
+    /// `GET …/webhooks`.
+    pub list: u64,
+    /// `POST …/webhooks/{id}/refresh`.
+    pub refresh: u64,
+    /// `DELETE …/webhooks/{id}`.
+    pub delete: u64,
+    /// `GET …/webhooks/{id}/payloads` (each page is one call).
+    pub payloads: u64,
+    /// `POST …/webhooks/{id}/enableNotifications`.
+    pub enable_notifications: u64,
+    /// `GET /v0/meta/bases/{baseId}/tables`.
+    pub schema: u64,
+    /// The most `payloads` requests of one webhook that were in progress at once (latency
+    /// included): 1 when every reader pages one request after the other.
+    pub max_concurrent_payload_requests: u64,
+}
+
+/// The outcome of one ping, as `lastNotificationResult` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationResult {
+    /// The receiver answered 2xx.
+    pub success: bool,
+    /// When the ping finished (`2026-11-25T19:04:05.123Z`).
+    pub completion_timestamp: String,
+    /// How long it took.
+    pub duration_ms: f64,
+    /// The receiver's status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+impl NotificationResult {
+    fn to_json(&self) -> Value {
+        let mut value = json!({
+            "success": self.success,
+            "completionTimestamp": self.completion_timestamp,
+            "durationMs": self.duration_ms,
+            "retryNumber": 0,
+        });
+        if let Some(error) = &self.error {
+            value["error"] = json!({ "message": error });
+            value["willBeRetried"] = json!(false);
+        }
+        value
+    }
+}
+
+/// A webhook as the local server holds it (the test-side view of `GET …/webhooks`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookInfo {
+    /// `ach…`.
+    pub id: String,
+    /// The base it watches.
+    pub base: String,
+    /// Where pings go (none: payloads only).
+    pub notification_url: Option<String>,
+    /// The number the next payload will get.
+    pub cursor_for_next_payload: u64,
+    /// Enabled and not expired.
+    pub is_hook_enabled: bool,
+    /// Whether pings are sent.
+    pub are_notifications_enabled: bool,
+    /// When it expires unless refreshed.
+    pub expiration_time: String,
+    /// The `macSecretBase64` it signs pings with.
+    pub mac_secret_base64: String,
+    /// Payloads kept (not yet dropped by the capacity).
+    pub payloads_kept: usize,
+    /// Pings finished (successful or not).
+    pub pings: u64,
+    /// The latest ping's outcome.
+    pub last_notification_result: Option<NotificationResult>,
+}
+
+/// What the notifier has done, watched by [`RunningAirtable::wait_for_webhook_ping`].
+#[derive(Debug, Clone, Default)]
+struct PingStatus {
+    /// The newest payload number a ping was asked for.
+    requested: u64,
+    /// The newest payload number a finished ping was sent for.
+    delivered: u64,
+    /// Pings finished.
+    pings: u64,
+    /// When the latest successful ping finished.
+    last_success: Option<String>,
+    /// The latest ping's outcome.
+    last: Option<NotificationResult>,
+}
+
+/// Shared by a webhook and its notifier task.
+#[derive(Debug)]
+struct PingState {
+    wake: Notify,
+    closed: AtomicBool,
+    notifications_enabled: AtomicBool,
+    status: watch::Sender<PingStatus>,
+}
+
+impl PingState {
+    fn new() -> Arc<PingState> {
+        let (status, _) = watch::channel(PingStatus::default());
+        Arc::new(PingState {
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            notifications_enabled: AtomicBool::new(true),
+            status,
+        })
+    }
+
+    /// Asks for a ping covering payloads up to `number`.
+    fn request(&self, number: u64) {
+        self.status
+            .send_modify(|s| s.requested = s.requested.max(number));
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+#[derive(Debug)]
+struct Webhook {
+    id: String,
+    base: String,
+    notification_url: Option<String>,
+    mac_secret: Vec<u8>,
+    specification: Value,
+    /// `recordChangeScope`: a table id (or name) the webhook is limited to.
+    scope: Option<String>,
+    table_data: bool,
+    include_previous: bool,
+    enabled: bool,
+    expiration: DateTime<Utc>,
+    next_payload: u64,
+    payloads: VecDeque<(u64, Change)>,
+    ping: Arc<PingState>,
+    /// `payloads` requests in progress, and the most seen at once.
+    readers: u64,
+}
+
+impl Webhook {
+    fn active(&self, now: DateTime<Utc>) -> bool {
+        self.enabled && self.expiration > now
+    }
+
+    fn watches(&self, change: &Change) -> bool {
+        self.base == change.base
+            && self.table_data
+            && self
+                .scope
+                .as_deref()
+                .is_none_or(|s| s == change.table_id || s == change.table)
+    }
+
+    fn info(&self, now: DateTime<Utc>) -> WebhookInfo {
+        let status = self.ping.status.borrow().clone();
+        WebhookInfo {
+            id: self.id.clone(),
+            base: self.base.clone(),
+            notification_url: self.notification_url.clone(),
+            cursor_for_next_payload: self.next_payload,
+            is_hook_enabled: self.active(now),
+            are_notifications_enabled: self.ping.notifications_enabled.load(Ordering::SeqCst),
+            expiration_time: timestamp(self.expiration),
+            mac_secret_base64: STANDARD.encode(&self.mac_secret),
+            payloads_kept: self.payloads.len(),
+            pings: status.pings,
+            last_notification_result: status.last,
+        }
+    }
+
+    fn to_json(&self, now: DateTime<Utc>) -> Value {
+        let status = self.ping.status.borrow().clone();
+        json!({
+            "id": self.id,
+            "type": "client",
+            "notificationUrl": self.notification_url,
+            "cursorForNextPayload": self.next_payload,
+            "isHookEnabled": self.active(now),
+            "areNotificationsEnabled": self.ping.notifications_enabled.load(Ordering::SeqCst),
+            "expirationTime": timestamp(self.expiration),
+            "specification": self.specification,
+            "lastSuccessfulNotificationTime": status.last_success,
+            "lastNotificationResult": status.last.as_ref().map(NotificationResult::to_json),
+        })
+    }
+
+    fn payload_json(&self, change: &Change) -> Value {
+        let cells = |fields: &Map<String, Value>| -> Map<String, Value> {
+            fields
+                .iter()
+                .map(|(name, value)| (field_id(&change.table_id, name), value.clone()))
+                .collect()
+        };
+        let mut table = Map::new();
+        match change.kind {
+            ChangeKind::Created => {
+                let (created_time, fields) = change
+                    .current
+                    .as_ref()
+                    .map(|r| (r.created_time.clone(), cells(&r.fields)))
+                    .unwrap_or_default();
+                table.insert(
+                    "createdRecordsById".into(),
+                    json!({ change.id.clone(): {
+                        "createdTime": created_time,
+                        "cellValuesByFieldId": fields,
+                    }}),
+                );
+            }
+            ChangeKind::Changed => {
+                let empty = Map::new();
+                let before = change.previous.as_ref().map_or(&empty, |r| &r.fields);
+                let after = change.current.as_ref().map_or(&empty, |r| &r.fields);
+                let mut current = Map::new();
+                let mut previous = Map::new();
+                for name in before.keys().chain(after.keys()) {
+                    let (old, new) = (before.get(name), after.get(name));
+                    if old != new {
+                        let id = field_id(&change.table_id, name);
+                        current.insert(id.clone(), new.cloned().unwrap_or(Value::Null));
+                        previous.insert(id, old.cloned().unwrap_or(Value::Null));
+                    }
+                }
+                let mut record = json!({ "current": { "cellValuesByFieldId": current } });
+                if self.include_previous {
+                    record["previous"] = json!({ "cellValuesByFieldId": previous });
+                }
+                table.insert(
+                    "changedRecordsById".into(),
+                    json!({ change.id.clone(): record }),
+                );
+            }
+            ChangeKind::Destroyed => {
+                table.insert("destroyedRecordIds".into(), json!([change.id]));
+            }
+        }
+        json!({
+            "timestamp": timestamp(change.at),
+            "baseTransactionNumber": change.seq,
+            "actionMetadata": {
+                "source": "client",
+                "sourceMetadata": {"user": {
+                    "id": "usrLOCALLOCAL0001",
+                    "email": "local@example.com",
+                    "permissionLevel": "create",
+                }},
+            },
+            "payloadFormat": "v0",
+            "changedTablesById": { change.table_id.clone(): table },
+        })
+    }
+}
+
+/// Every webhook of every base; lives in the record store so the change log feeds it.
+#[derive(Debug, Default)]
+pub(crate) struct Webhooks {
+    hooks: Vec<Webhook>,
+    http: Option<reqwest::Client>,
+    calls: WebhookCallStats,
+}
+
+impl Webhooks {
+    /// Turns a record change into a payload of every webhook that watches it, and wakes their
+    /// notifiers. Called by the store for every change.
+    pub(crate) fn on_change(&mut self, change: &Change) {
+        let now = Utc::now();
+        for hook in &mut self.hooks {
+            if !hook.active(now) || !hook.watches(change) {
+                continue;
+            }
+            let number = hook.next_payload;
+            hook.next_payload += 1;
+            if hook.payloads.len() >= PAYLOAD_CAPACITY {
+                hook.payloads.pop_front();
+            }
+            hook.payloads.push_back((number, change.clone()));
+            if hook.notification_url.is_some()
+                && hook.ping.notifications_enabled.load(Ordering::SeqCst)
+            {
+                hook.ping.request(number);
+            }
+        }
+    }
+
+    /// Stops every notifier (the server is going away).
+    pub(crate) fn close_all(&mut self) {
+        for hook in &self.hooks {
+            hook.ping.close();
+        }
+    }
+
+    fn find(&self, base: &str, id: &str) -> Result<&Webhook, ApiError> {
+        self.hooks
+            .iter()
+            .find(|h| h.id == id && h.base == base)
+            .ok_or(ApiError::NotFound)
+    }
+
+    fn find_mut(&mut self, base: &str, id: &str) -> Result<&mut Webhook, ApiError> {
+        self.hooks
+            .iter_mut()
+            .find(|h| h.id == id && h.base == base)
+            .ok_or(ApiError::NotFound)
+    }
+
+    fn by_id(&self, id: &str) -> Option<&Webhook> {
+        self.hooks.iter().find(|h| h.id == id)
+    }
+
+    fn http(&mut self) -> Option<reqwest::Client> {
+        if self.http.is_none() {
+            match reqwest::Client::builder().timeout(PING_TIMEOUT).build() {
+                Ok(client) => self.http = Some(client),
+                Err(error) => tracing::warn!(%error, "airtable-local: no HTTP client for pings"),
+            }
+        }
+        self.http.clone()
+    }
+}
+
+/// A field's id: `fld` and 14 letters and digits derived from the table id and field name.
+pub(crate) fn field_id(table_id: &str, name: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let digest = Sha256::digest(format!("{table_id}\u{0}{name}").as_bytes());
+    let suffix: String = digest
+        .iter()
+        .take(14)
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    format!("fld{suffix}")
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn expiry_from(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::days(LIFETIME_DAYS)
+}
+
+/// The routes of this module, merged into the server's router.
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/v0/bases/{base}/webhooks",
+            get(list_hooks).post(create_hook),
+        )
+        .route("/v0/bases/{base}/webhooks/{webhook}", delete(delete_hook))
+        .route(
+            "/v0/bases/{base}/webhooks/{webhook}/refresh",
+            post(refresh_hook),
+        )
+        .route(
+            "/v0/bases/{base}/webhooks/{webhook}/payloads",
+            get(list_payloads),
+        )
+        .route(
+            "/v0/bases/{base}/webhooks/{webhook}/enableNotifications",
+            post(enable_notifications),
+        )
+        .route("/v0/meta/bases/{base}/tables", get(base_schema))
+}
+
+type AppState = State<Arc<Shared>>;
+
+fn respond(result: Result<Value, ApiError>) -> Response {
+    match result {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn base_exists(store: &Store, base: &str) -> Result<(), ApiError> {
+    if store.base_ids().iter().any(|b| b == base) {
+        Ok(())
+    } else {
+        Err(ApiError::BaseNotFound)
+    }
+}
+
+/// The webhook's options, checked: (table-data payloads, record change scope, previous values).
+fn parse_specification(
+    store: &Store,
+    base: &str,
+    spec: &Value,
+) -> Result<(bool, Option<String>, bool), ApiError> {
+    let options = spec.get("options").ok_or(ApiError::InvalidRequest)?;
+    let filters = options.get("filters").ok_or(ApiError::InvalidRequest)?;
+    let types = filters
+        .get("dataTypes")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::InvalidRequest)?;
+    let mut table_data = false;
+    for t in types {
+        let t = t.as_str().ok_or(ApiError::InvalidRequest)?;
+        if !DATA_TYPES.contains(&t) {
+            return Err(ApiError::InvalidRequest);
+        }
+        table_data |= t == "tableData";
+    }
+    let scope = match filters.get("recordChangeScope") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(scope)) => {
+            let table = store
+                .table(base, scope)
+                .map_err(|e| ApiError::from_store(e, base, scope))?;
+            Some(table.id.clone())
+        }
+        Some(_) => return Err(ApiError::InvalidRequest),
+    };
+    let include_previous = match options
+        .get("includes")
+        .and_then(|i| i.get("includePreviousCellValues"))
+    {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::InvalidRequest),
+    };
+    Ok((table_data, scope, include_previous))
+}
+
+async fn create_hook(
+    State(shared): AppState,
+    Path(base): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    respond(create(&shared, &base, &body))
+}
+
+fn create(shared: &Shared, base: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let mut store = shared.store.write();
+    store.webhooks.calls.create += 1;
+    base_exists(&store, base)?;
+    let body: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest)?;
+    let notification_url = match body.get("notificationUrl") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(url.clone())
+        }
+        Some(_) => return Err(ApiError::InvalidRequest),
+    };
+    let specification = body
+        .get("specification")
+        .cloned()
+        .ok_or(ApiError::InvalidRequest)?;
+    let (table_data, scope, include_previous) = parse_specification(&store, base, &specification)?;
+    let mut mac_secret = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut mac_secret);
+    let now = Utc::now();
+    let hook = Webhook {
+        id: random_id("ach"),
+        base: base.to_owned(),
+        notification_url,
+        mac_secret,
+        specification,
+        scope,
+        table_data,
+        include_previous,
+        enabled: true,
+        expiration: expiry_from(now),
+        next_payload: 1,
+        payloads: VecDeque::new(),
+        ping: PingState::new(),
+        readers: 0,
+    };
+    if let Some(url) = &hook.notification_url {
+        match (store.webhooks.http(), tokio::runtime::Handle::try_current()) {
+            (Some(http), Ok(runtime)) => {
+                let notifier = Notifier {
+                    state: Arc::clone(&hook.ping),
+                    http,
+                    url: url.clone(),
+                    base: hook.base.clone(),
+                    webhook: hook.id.clone(),
+                    key: hook.mac_secret.clone(),
+                };
+                runtime.spawn(notifier.run());
+            }
+            _ => {
+                tracing::warn!(webhook = %hook.id, "airtable-local: pings disabled (no runtime or client)")
+            }
+        }
+    }
+    let answer = json!({
+        "id": hook.id,
+        "macSecretBase64": STANDARD.encode(&hook.mac_secret),
+        "expirationTime": timestamp(hook.expiration),
+    });
+    tracing::debug!(webhook = %hook.id, base, "airtable-local webhook created");
+    store.webhooks.hooks.push(hook);
+    Ok(answer)
+}
+
+async fn list_hooks(
+    State(shared): AppState,
+    Path(base): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    let mut store = shared.store.write();
+    store.webhooks.calls.list += 1;
+    let result = base_exists(&store, &base).map(|()| {
+        let now = Utc::now();
+        let hooks: Vec<Value> = store
+            .webhooks
+            .hooks
+            .iter()
+            .filter(|h| h.base == base)
+            .map(|h| h.to_json(now))
+            .collect();
+        json!({ "webhooks": hooks })
+    });
+    respond(result)
+}
+
+async fn refresh_hook(
+    State(shared): AppState,
+    Path((base, webhook)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    let mut store = shared.store.write();
+    store.webhooks.calls.refresh += 1;
+    let result = store.webhooks.find_mut(&base, &webhook).and_then(|hook| {
+        let now = Utc::now();
+        // Airtable refreshes active webhooks only.
+        if !hook.active(now) {
+            return Err(ApiError::InvalidRequest);
+        }
+        hook.expiration = expiry_from(now);
+        Ok(json!({ "expirationTime": timestamp(hook.expiration) }))
+    });
+    respond(result)
+}
+
+async fn delete_hook(
+    State(shared): AppState,
+    Path((base, webhook)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    let mut store = shared.store.write();
+    store.webhooks.calls.delete += 1;
+    let hooks = &mut store.webhooks.hooks;
+    let result = match hooks.iter().position(|h| h.id == webhook && h.base == base) {
+        Some(index) => {
+            let hook = hooks.remove(index);
+            hook.ping.close();
+            Ok(json!({}))
+        }
+        None => Err(ApiError::NotFound),
+    };
+    respond(result)
+}
+
+async fn enable_notifications(
+    State(shared): AppState,
+    Path((base, webhook)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    let mut store = shared.store.write();
+    store.webhooks.calls.enable_notifications += 1;
+    let enable = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b.get("enable").and_then(Value::as_bool));
+    let result = match enable {
+        Some(enable) => store.webhooks.find(&base, &webhook).map(|hook| {
+            hook.ping
+                .notifications_enabled
+                .store(enable, Ordering::SeqCst);
+            json!({})
+        }),
+        None => Err(ApiError::InvalidRequest),
+    };
+    respond(result)
+}
+
+/// The `cursor` and `limit` of a payloads request.
+fn payload_params(query: &str) -> Result<(u64, usize), ApiError> {
+    let mut cursor = 1u64;
+    let mut limit = MAX_PAYLOAD_PAGE;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "cursor" => {
+                cursor = value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::InvalidRequest)?
+                    .max(1);
+            }
+            "limit" => {
+                limit = value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_PAYLOAD_PAGE).contains(l))
+                    .ok_or(ApiError::InvalidRequest)?;
+            }
+            _ => {}
+        }
+    }
+    Ok((cursor, limit))
+}
+
+/// Counts a `payloads` request of one webhook in progress while it lives.
+struct Reader<'a> {
+    shared: &'a Shared,
+    base: String,
+    webhook: String,
+}
+
+impl<'a> Reader<'a> {
+    fn enter(shared: &'a Shared, base: &str, webhook: &str) -> Reader<'a> {
+        let mut store = shared.store.write();
+        let webhooks = &mut store.webhooks;
+        let mut most = None;
+        if let Ok(hook) = webhooks.find_mut(base, webhook) {
+            hook.readers += 1;
+            most = Some(hook.readers);
+        }
+        if let Some(most) = most {
+            let calls = &mut webhooks.calls;
+            calls.max_concurrent_payload_requests = calls.max_concurrent_payload_requests.max(most);
+        }
+        Reader {
+            shared,
+            base: base.to_owned(),
+            webhook: webhook.to_owned(),
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        let mut store = self.shared.store.write();
+        if let Ok(hook) = store.webhooks.find_mut(&self.base, &self.webhook) {
+            hook.readers = hook.readers.saturating_sub(1);
+        }
+    }
+}
+
+async fn list_payloads(
+    State(shared): AppState,
+    Path((base, webhook)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let reader = Reader::enter(&shared, &base, &webhook);
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    let result = payload_params(query.as_deref().unwrap_or(""))
+        .and_then(|(cursor, limit)| payloads(&shared, &base, &webhook, cursor, limit));
+    drop(reader);
+    respond(result)
+}
+
+fn payloads(
+    shared: &Shared,
+    base: &str,
+    webhook: &str,
+    cursor: u64,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let mut store = shared.store.write();
+    store.webhooks.calls.payloads += 1;
+    let hook = store.webhooks.find_mut(base, webhook)?;
+    let now = Utc::now();
+    if hook.active(now) {
+        hook.expiration = expiry_from(now);
+    }
+    let mut page: Vec<Value> = Vec::new();
+    let mut next = cursor;
+    let mut more = false;
+    for (number, change) in hook.payloads.iter().filter(|(n, _)| *n >= cursor) {
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        page.push(hook.payload_json(change));
+        next = number + 1;
+    }
+    Ok(json!({ "payloads": page, "cursor": next, "mightHaveMore": more }))
+}
+
+async fn base_schema(
+    State(shared): AppState,
+    Path(base): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+        return e.into_response();
+    }
+    let mut store = shared.store.write();
+    store.webhooks.calls.schema += 1;
+    respond(base_exists(&store, &base).map(|()| schema(&store, &base)))
+}
+
+fn schema(store: &Store, base: &str) -> Value {
+    let mut tables = Vec::new();
+    for name in store.table_names(base) {
+        let Ok(table) = store.table(base, &name) else {
+            continue;
+        };
+        let mut names: Vec<String> = table.field_names().to_vec();
+        if names.is_empty() {
+            // Airtable tables always have a primary field.
+            names.push("Name".to_owned());
+        }
+        let fields: Vec<Value> = names
+            .iter()
+            .map(|field| {
+                let sample = table
+                    .records()
+                    .find_map(|r| r.fields.get(field.as_str()).cloned());
+                json!({
+                    "id": field_id(&table.id, field),
+                    "name": field,
+                    "type": field_type(sample.as_ref()),
+                })
+            })
+            .collect();
+        tables.push(json!({
+            "id": table.id,
+            "name": table.name,
+            "primaryFieldId": field_id(&table.id, &names[0]),
+            "fields": fields,
+            "views": [],
+        }));
+    }
+    json!({ "tables": tables })
+}
+
+/// A plausible Airtable field type for a sample value.
+fn field_type(sample: Option<&Value>) -> &'static str {
+    match sample {
+        Some(Value::Number(_)) => "number",
+        Some(Value::Bool(_)) => "checkbox",
+        Some(Value::String(s)) if s.contains('\n') => "multilineText",
+        Some(Value::Array(items))
+            if items
+                .iter()
+                .all(|i| i.as_str().is_some_and(|s| s.starts_with("rec"))) =>
+        {
+            "multipleRecordLinks"
+        }
+        Some(Value::Array(_)) => "multipleSelects",
+        _ => "singleLineText",
+    }
+}
+
+/// The task that pings one webhook's notification URL, one ping at a time.
+struct Notifier {
+    state: Arc<PingState>,
+    http: reqwest::Client,
+    url: String,
+    base: String,
+    webhook: String,
+    key: Vec<u8>,
+}
+
+impl Notifier {
+    async fn run(self) {
+        loop {
+            self.state.wake.notified().await;
+            if self.state.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let covered = self.state.status.borrow().requested;
+            let result = self.ping().await;
+            if !result.success {
+                tracing::warn!(
+                    webhook = %self.webhook,
+                    url = %self.url,
+                    status = ?result.status,
+                    error = ?result.error,
+                    "airtable-local webhook ping failed"
+                );
+            }
+            self.state.status.send_modify(|s| {
+                s.delivered = s.delivered.max(covered);
+                s.pings += 1;
+                if result.success {
+                    s.last_success = Some(result.completion_timestamp.clone());
+                }
+                s.last = Some(result);
+            });
+        }
+    }
+
+    async fn ping(&self) -> NotificationResult {
+        let body = json!({
+            "base": { "id": self.base },
+            "webhook": { "id": self.webhook },
+            "timestamp": timestamp(Utc::now()),
+        })
+        .to_string();
+        let started = Instant::now();
+        let answer = match content_mac(&self.key, body.as_bytes()) {
+            Some(mac) => self
+                .http
+                .post(&self.url)
+                .header("content-type", "application/json; charset=utf-8")
+                .header(CONTENT_MAC_HEADER, mac)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("the MAC key is unusable".to_owned()),
+        };
+        let (status, error) = match answer {
+            Ok(response) if response.status().is_success() => (Some(response.status()), None),
+            Ok(response) => (
+                Some(response.status()),
+                Some(format!("the receiver answered {}", response.status())),
+            ),
+            Err(error) => (None, Some(error)),
+        };
+        NotificationResult {
+            success: error.is_none(),
+            completion_timestamp: timestamp(Utc::now()),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            status: status.map(|s| s.as_u16()),
+            error,
+        }
+    }
+}
+
+/// `hmac-sha256=<hex of HMAC-SHA256(key, body)>`, the `X-Airtable-Content-MAC` value.
+pub fn content_mac(key: &[u8], body: &[u8]) -> Option<String> {
+    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+    mac.update(body);
+    Some(format!(
+        "hmac-sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
+}
+
+// ----- test-side access ------------------------------------------------------------------------
+
+impl RunningAirtable {
+    /// The webhooks of a base, oldest first (not an API call).
+    pub fn webhooks(&self, base: &str) -> Vec<WebhookInfo> {
+        let store = self.shared().store.read();
+        let now = Utc::now();
+        store
+            .webhooks
+            .hooks
+            .iter()
+            .filter(|h| h.base == base)
+            .map(|h| h.info(now))
+            .collect()
+    }
+
+    /// Webhook and schema API calls since start.
+    pub fn webhook_calls(&self) -> WebhookCallStats {
+        self.shared().store.read().webhooks.calls
+    }
+
+    /// Turns pings of a webhook on or off (payloads keep being recorded either way), like
+    /// `POST …/enableNotifications`. `false` if there is no such webhook.
+    pub fn set_webhook_notifications(&self, webhook_id: &str, enabled: bool) -> bool {
+        let store = self.shared().store.read();
+        match store.webhooks.by_id(webhook_id) {
+            Some(hook) => {
+                hook.ping
+                    .notifications_enabled
+                    .store(enabled, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Enables or disables a webhook: a disabled one records no payloads and sends no pings.
+    /// `false` if there is no such webhook.
+    pub fn set_webhook_enabled(&self, webhook_id: &str, enabled: bool) -> bool {
+        let mut store = self.shared().store.write();
+        match store.webhooks.hooks.iter_mut().find(|h| h.id == webhook_id) {
+            Some(hook) => {
+                hook.enabled = enabled;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a ping now (even with notifications off), as if a change had happened. `false` if
+    /// there is no such webhook or it has no notification URL.
+    pub fn ping_webhook(&self, webhook_id: &str) -> bool {
+        let store = self.shared().store.read();
+        match store.webhooks.by_id(webhook_id) {
+            Some(hook) if hook.notification_url.is_some() => {
+                hook.ping.request(hook.next_payload.saturating_sub(1));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits until a ping sent after the latest requested one has finished (at once if no ping
+    /// is pending) and returns the latest ping's outcome. `None` for an unknown webhook or one
+    /// that never pinged.
+    pub async fn wait_for_webhook_ping(&self, webhook_id: &str) -> Option<NotificationResult> {
+        let state = {
+            let store = self.shared().store.read();
+            Arc::clone(&store.webhooks.by_id(webhook_id)?.ping)
+        };
+        let target = state.status.borrow().requested;
+        let mut status = state.status.subscribe();
+        let done = status.wait_for(|s| s.delivered >= target).await.ok()?;
+        done.last.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_ids_are_stable_and_airtable_shaped() {
+        let id = field_id("tblAAAAAAAAAAAAAA", "name");
+        assert_eq!(id, field_id("tblAAAAAAAAAAAAAA", "name"));
+        assert_ne!(id, field_id("tblAAAAAAAAAAAAAA", "slug"));
+        assert_ne!(id, field_id("tblBBBBBBBBBBBBBB", "name"));
+        assert_eq!(id.len(), 17);
+        assert!(id.starts_with("fld") && id[3..].chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn content_mac_matches_a_known_vector() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mac = content_mac(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            mac.as_deref(),
+            Some("hmac-sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
+    }
+
+    #[test]
+    fn payload_parameters_default_and_are_checked() {
+        assert_eq!(payload_params(""), Ok((1, 50)));
+        assert_eq!(payload_params("cursor=7&limit=3"), Ok((7, 3)));
+        assert_eq!(payload_params("cursor=0"), Ok((1, 50)));
+        assert_eq!(payload_params("limit=51"), Err(ApiError::InvalidRequest));
+        assert_eq!(payload_params("cursor=x"), Err(ApiError::InvalidRequest));
+    }
+}

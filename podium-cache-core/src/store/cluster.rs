@@ -1,0 +1,724 @@
+//! [`RedisClusterStore`]: a Redis or Valkey Cluster through the redis crate's async cluster client.
+//!
+//! How each operation meets the cluster's hash slots:
+//! - single-key commands go to the master of the key's slot (the client follows `MOVED`/`ASK`
+//!   and refreshes its slot map by itself);
+//! - `get_many` is one `MGET` and `delete` one `DEL`: the client splits them into one command per
+//!   slot, sends those concurrently and puts the answers back in the order of the keys (`DEL`
+//!   counts are summed);
+//! - `set_many` groups the entries by slot and sends one pipeline per slot, concurrently;
+//! - the record write is the shared Lua script (see `script.rs`); every key of one record carries
+//!   the record id as a hash tag, so the script is single-slot, and a write whose keys are not is
+//!   refused before it is sent;
+//! - `scan` walks the masters one after the other (ordered by their first slot): the high 16
+//!   bits of the cursor say which master, the low 48 bits are that master's own `SCAN` cursor.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::try_join_all;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+use tokio::sync::Mutex;
+
+use super::script::{
+    millis, record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA,
+};
+use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
+
+/// Bits of a [`ScanPage::cursor`] that carry one master's own `SCAN` cursor; the bits above
+/// them carry the master's index.
+const NODE_CURSOR_BITS: u32 = 48;
+/// Mask of the node cursor within a store cursor.
+const NODE_CURSOR_MASK: u64 = (1 << NODE_CURSOR_BITS) - 1;
+/// After a failed connection attempt, calls fail at once for this long instead of each trying
+/// (and waiting) again, so a cluster that is down costs reads nothing but a fall-through.
+const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Configures a [`RedisClusterStore`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
+/// use podium_cache_core::store::RedisClusterStore;
+/// use std::time::Duration;
+/// let store = RedisClusterStore::builder(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+///     .call_timeout(Duration::from_millis(250))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisClusterStoreBuilder {
+    nodes: Vec<String>,
+    call_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisClusterStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Seed URLs may carry a password: only their number is shown.
+        f.debug_struct("RedisClusterStoreBuilder")
+            .field("seed_nodes", &self.nodes.len())
+            .field("call_timeout", &self.call_timeout)
+            .finish()
+    }
+}
+
+impl RedisClusterStoreBuilder {
+    /// How long one store call may take before it counts as failed (default 250 ms), so a slow
+    /// or unreachable cluster makes reads fall through to the source instead of piling up.
+    /// Calls that touch several slots (`get_many`, `set_many`, `delete`) get this budget as a
+    /// whole.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Validates the seed node URLs and connects. A cluster that is down now is not an error:
+    /// the store answers [`StoreError::Unavailable`] until it can connect, and connects by
+    /// itself on a later call; once connected, the client follows slot moves and failovers and
+    /// reconnects to nodes that come back.
+    pub async fn connect(self) -> Result<RedisClusterStore, StoreError> {
+        if self.nodes.is_empty() {
+            return Err(StoreError::Unavailable(
+                "invalid redis_cluster_nodes: no seed node given".into(),
+            ));
+        }
+        let client = ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+            .connection_timeout(self.call_timeout.max(Duration::from_millis(100)))
+            .response_timeout(self.call_timeout)
+            // Each call is bounded by `call_timeout` here; inside it the client may retry
+            // (redirects, a reconnect) as often as fits, quickly rather than after its default
+            // 1.28 s minimum wait.
+            .overall_response_timeout(None)
+            .retries(4)
+            .min_retry_wait(10)
+            .max_retry_wait(100)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis_cluster_nodes: {e}")))?;
+        let store = RedisClusterStore {
+            inner: Arc::new(Inner {
+                client,
+                connection: Mutex::new(ConnectionSlot::default()),
+                call_timeout: self.call_timeout,
+                script_hash: redis::Script::new(WRITE_RECORD_LUA).get_hash().to_owned(),
+                seed_nodes: self.nodes.len(),
+            }),
+        };
+        if let Err(err) = store.connection().await {
+            tracing::warn!(
+                error = %err,
+                "redis cluster not reachable yet; reads fall through until it is"
+            );
+        }
+        Ok(store)
+    }
+}
+
+/// A [`Store`] on a Redis or Valkey Cluster.
+///
+/// One async cluster connection (redis crate `cluster_async`) is shared by every task; it keeps a
+/// multiplexed connection per node, routes each command to the master of its key's slot,
+/// follows `MOVED`/`ASK`, and refreshes the slot map and reconnects by itself. Same semantics as
+/// [`RedisStore`](super::RedisStore): a per-call timeout, errors mapped to
+/// [`StoreError::Unavailable`], [`StoreError::Timeout`] and [`StoreError::Protocol`], and a lazy
+/// connection (a cluster that is down at start is not an error). See the module documentation
+/// for how multi-key operations and `scan` cross slots.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
+/// use podium_cache_core::store::{RedisClusterStore, Store};
+/// use std::time::Duration;
+/// let store = RedisClusterStore::connect(["redis://127.0.0.1:7000"]).await?;
+/// store.set("podium:a", "1".into(), Duration::from_secs(60)).await?;
+/// store.set("podium:b", "2".into(), Duration::from_secs(60)).await?;
+/// // The two keys live in different slots; one call still answers both, in order.
+/// let values = store.get_many(&["podium:b".into(), "podium:a".into()]).await?;
+/// assert_eq!(values[0].as_deref(), Some(&b"2"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisClusterStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: ClusterClient,
+    connection: Mutex<ConnectionSlot>,
+    call_timeout: Duration,
+    script_hash: String,
+    seed_nodes: usize,
+}
+
+/// The shared connection once made, and when the last attempt to make it failed.
+#[derive(Default)]
+struct ConnectionSlot {
+    connection: Option<ClusterConnection>,
+    failed_at: Option<Instant>,
+}
+
+impl std::fmt::Debug for RedisClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterStore")
+            .field("seed_nodes", &self.inner.seed_nodes)
+            .field("call_timeout", &self.inner.call_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClusterStore {
+    /// A builder for the cluster reachable through `nodes` (seed node URLs,
+    /// `redis://[:password@]host:port`; one reachable seed is enough, the client discovers the
+    /// rest).
+    pub fn builder<I, S>(nodes: I) -> RedisClusterStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisClusterStoreBuilder {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            call_timeout: Duration::from_millis(250),
+        }
+    }
+
+    /// Connects with the default options.
+    pub async fn connect<I, S>(nodes: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder(nodes).connect().await
+    }
+
+    /// The shared cluster connection, made on first use (and again after a failed attempt, at
+    /// most every [`CONNECT_RETRY_INTERVAL`]).
+    async fn connection(&self) -> Result<ClusterConnection, StoreError> {
+        let mut slot = self.inner.connection.lock().await;
+        if let Some(connection) = slot.connection.as_ref() {
+            return Ok(connection.clone());
+        }
+        if let Some(failed_at) = slot.failed_at {
+            if failed_at.elapsed() < CONNECT_RETRY_INTERVAL {
+                return Err(StoreError::Unavailable(
+                    "redis cluster not reachable (connect failed moments ago)".into(),
+                ));
+            }
+        }
+        let budget = self.inner.call_timeout * 4;
+        let attempt = tokio::time::timeout(budget, self.inner.client.get_async_connection()).await;
+        match attempt {
+            Ok(Ok(connection)) => {
+                tracing::info!(
+                    seed_nodes = self.inner.seed_nodes,
+                    "connected to the redis cluster"
+                );
+                slot.connection = Some(connection.clone());
+                slot.failed_at = None;
+                Ok(connection)
+            }
+            Ok(Err(err)) => {
+                slot.failed_at = Some(Instant::now());
+                Err(map_err(err, self.inner.call_timeout))
+            }
+            Err(_) => {
+                slot.failed_at = Some(Instant::now());
+                Err(StoreError::Timeout(budget))
+            }
+        }
+    }
+
+    /// Runs `call` within the call timeout and maps its error.
+    async fn within<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        tokio::time::timeout(self.inner.call_timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
+            .map_err(|e| map_err(e, self.inner.call_timeout))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut connection = self.connection().await?;
+        self.within(cmd.query_async::<T>(&mut connection)).await
+    }
+
+    async fn run_pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection().await?;
+        self.within(pipe.query_async::<T>(&mut connection)).await
+    }
+
+    /// The masters, ordered by the first slot each serves (the order every caller agrees on,
+    /// whichever node answers), from `CLUSTER SLOTS`.
+    async fn masters(&self, connection: &mut ClusterConnection) -> Result<Vec<Master>, StoreError> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let reply = self
+            .within(
+                connection
+                    .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)),
+            )
+            .await?;
+        let reply = reply
+            .extract_error()
+            .map_err(|e| map_err(e, self.inner.call_timeout))?;
+        parse_masters(reply)
+    }
+}
+
+/// One master of the cluster, as `scan` addresses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Master {
+    /// The lowest slot it serves.
+    first_slot: u16,
+    /// Its address as the cluster announces it (`None` when the cluster does not say).
+    host: Option<String>,
+    port: u16,
+}
+
+impl Master {
+    /// Routes to exactly this node when its address is known. (Routing by slot would also
+    /// work, but the client sends a slot's command to another node while the slot's master is
+    /// disconnected; for a keyless `SCAN` that would silently scan the wrong node.)
+    fn routing(&self) -> RoutingInfo {
+        RoutingInfo::SingleNode(match &self.host {
+            Some(host) => SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: self.port,
+            },
+            None => {
+                SingleNodeRoutingInfo::SpecificNode(Route::new(self.first_slot, SlotAddr::Master))
+            }
+        })
+    }
+}
+
+/// Reads the masters out of a `CLUSTER SLOTS` reply:
+/// `[[start, end, [host, port, id, …], replicas…], …]`.
+fn parse_masters(reply: Value) -> Result<Vec<Master>, StoreError> {
+    let Value::Array(ranges) = reply else {
+        return Err(StoreError::Protocol(format!(
+            "CLUSTER SLOTS answered {reply:?}, not an array"
+        )));
+    };
+    // Keyed by node id when given (else by address): one master may serve several ranges.
+    let mut masters: HashMap<String, Master> = HashMap::new();
+    for range in ranges {
+        let Value::Array(items) = range else { continue };
+        let (Some(Value::Int(start)), Some(Value::Array(node))) = (items.first(), items.get(2))
+        else {
+            continue;
+        };
+        let (Ok(start), Some(Value::Int(port))) = (u16::try_from(*start), node.get(1)) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        let host = node
+            .first()
+            .and_then(text)
+            .filter(|h| !h.is_empty() && h != "?");
+        let identity = node
+            .get(2)
+            .and_then(text)
+            .unwrap_or_else(|| format!("{}:{port}", host.as_deref().unwrap_or("")));
+        let master = masters.entry(identity).or_insert(Master {
+            first_slot: start,
+            host,
+            port,
+        });
+        master.first_slot = master.first_slot.min(start);
+    }
+    if masters.is_empty() {
+        return Err(StoreError::Unavailable(
+            "the cluster reports no slot served by any master".into(),
+        ));
+    }
+    let mut masters: Vec<Master> = masters.into_values().collect();
+    masters.sort_by_key(|m| m.first_slot);
+    Ok(masters)
+}
+
+/// A bulk or simple string reply as text.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Splits a store cursor into the master's index and that master's cursor.
+fn split_cursor(cursor: u64) -> (usize, u64) {
+    let index = usize::try_from(cursor >> NODE_CURSOR_BITS).unwrap_or(usize::MAX);
+    (index, cursor & NODE_CURSOR_MASK)
+}
+
+/// The store cursor after master `index` of `masters` answered `node_cursor`: the same master
+/// while it has more, else the next master from its start, else 0 (done).
+fn next_cursor(index: usize, node_cursor: u64, masters: usize) -> Result<u64, StoreError> {
+    if node_cursor > NODE_CURSOR_MASK {
+        return Err(StoreError::Protocol(format!(
+            "a master's SCAN cursor {node_cursor} does not fit in {NODE_CURSOR_BITS} bits"
+        )));
+    }
+    let index = index as u64;
+    Ok(if node_cursor != 0 {
+        (index << NODE_CURSOR_BITS) | node_cursor
+    } else if index + 1 < masters as u64 {
+        (index + 1) << NODE_CURSOR_BITS
+    } else {
+        0
+    })
+}
+
+/// Maps a redis error: unreachable nodes and a cluster in transition (down, failing over,
+/// moving slots past the retries) are [`StoreError::Unavailable`], a client-side timeout is
+/// [`StoreError::Timeout`], anything else is [`StoreError::Protocol`].
+fn map_err(err: RedisError, call_timeout: Duration) -> StoreError {
+    if err.is_timeout() {
+        return StoreError::Timeout(call_timeout);
+    }
+    let transient = matches!(
+        err.kind(),
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::BusyLoading
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::ReadOnly
+            )
+    );
+    if transient || err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal()
+    {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Protocol(err.to_string())
+    }
+}
+
+fn to_bytes(value: Option<Vec<u8>>) -> Option<Bytes> {
+    value.map(Bytes::from)
+}
+
+#[async_trait]
+impl Store for RedisClusterStore {
+    fn name(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+        Ok(to_bytes(value))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The cluster client splits a multi-slot MGET into one MGET per slot, runs them
+        // concurrently and reassembles the answers in key order.
+        let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
+        if values.len() != keys.len() {
+            return Err(StoreError::Protocol(format!(
+                "MGET of {} keys answered {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        Ok(values.into_iter().map(to_bytes).collect())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis(ttl)),
+        )
+        .await
+    }
+
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // A cluster pipeline must stay within one slot: one pipeline per slot, all at once.
+        let mut pipelines: Vec<redis::Pipeline> = Vec::new();
+        let mut by_slot: HashMap<Slot, usize> = HashMap::new();
+        for (key, value, ttl) in entries {
+            let index = *by_slot.entry(Slot::for_key(key)).or_insert_with(|| {
+                pipelines.push(redis::pipe());
+                pipelines.len() - 1
+            });
+            pipelines[index]
+                .cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis(*ttl))
+                .ignore();
+        }
+        tracing::trace!(
+            entries = entries.len(),
+            slots = pipelines.len(),
+            "set_many split by slot"
+        );
+        let connection = self.connection().await?;
+        let calls = pipelines.iter().map(|pipe| {
+            let mut connection = connection.clone();
+            async move { pipe.query_async::<()>(&mut connection).await }
+        });
+        self.within(try_join_all(calls)).await?;
+        Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let reply: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value.as_ref())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        // Split per slot by the cluster client; the per-slot counts are summed.
+        self.query(redis::cmd("DEL").arg(keys)).await
+    }
+
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("INCR")
+            .arg(key)
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .ignore();
+        let (value,): (u64,) = self.run_pipeline(&pipe).await?;
+        Ok(value)
+    }
+
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(key)
+            .arg(members)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .ignore();
+        self.run_pipeline::<()>(&pipe).await
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.query(redis::cmd("SMEMBERS").arg(key)).await
+    }
+
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        let keys = record_write_keys(write);
+        let slot = Slot::for_key(&write.version_key);
+        if let Some(stray) = keys.iter().find(|key| Slot::for_key(key) != slot) {
+            return Err(StoreError::Protocol(format!(
+                "record write spans hash slots: {stray:?} is not in the slot of {:?} \
+                 (every key of one record needs the same hash tag)",
+                write.version_key
+            )));
+        }
+        let args = record_write_args(write);
+        let script_call = |name: &str, script: &str| {
+            let mut cmd = redis::cmd(name);
+            cmd.arg(script).arg(keys.len());
+            for key in &keys {
+                cmd.arg(*key);
+            }
+            for arg in &args {
+                cmd.arg(arg.as_slice());
+            }
+            cmd
+        };
+        let evalsha = script_call("EVALSHA", &self.inner.script_hash);
+        let mut connection = self.connection().await?;
+        let reply: (i64, u64, i64) = self
+            .within(async {
+                match evalsha.query_async(&mut connection).await {
+                    // The slot's master has not seen the script yet (first use, or a new master
+                    // after a failover): EVAL sends it along and caches it there.
+                    Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script_call("EVAL", WRITE_RECORD_LUA)
+                            .query_async(&mut connection)
+                            .await
+                    }
+                    other => other,
+                }
+            })
+            .await?;
+        Ok(record_write_outcome(reply))
+    }
+
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        let mut connection = self.connection().await?;
+        let masters = self.masters(&mut connection).await?;
+        let (index, node_cursor) = split_cursor(cursor);
+        let Some(master) = masters.get(index) else {
+            return Err(StoreError::Protocol(format!(
+                "scan cursor {cursor} names master {index}, but the cluster now has {} masters",
+                masters.len()
+            )));
+        };
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(node_cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let reply = self
+            .within(connection.route_command(cmd, master.routing()))
+            .await?;
+        let reply = reply
+            .extract_error()
+            .map_err(|e| map_err(e, self.inner.call_timeout))?;
+        let (node_next, keys): (u64, Vec<String>) =
+            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let cursor = next_cursor(index, node_next, masters.len())?;
+        tracing::trace!(
+            master = index,
+            masters = masters.len(),
+            keys = keys.len(),
+            cursor,
+            "scan page"
+        );
+        Ok(ScanPage { cursor, keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn range(start: i64, end: i64, host: &str, port: i64, id: &str) -> Value {
+        Value::Array(vec![
+            Value::Int(start),
+            Value::Int(end),
+            Value::Array(vec![bulk(host), Value::Int(port), bulk(id)]),
+        ])
+    }
+
+    #[test]
+    fn masters_are_ordered_by_first_slot_and_merge_their_ranges() {
+        let reply = Value::Array(vec![
+            range(10923, 16383, "127.0.0.1", 7002, "c"),
+            range(0, 5460, "127.0.0.1", 7000, "a"),
+            range(5461, 10000, "127.0.0.1", 7001, "b"),
+            range(10001, 10922, "127.0.0.1", 7000, "a"),
+        ]);
+        let masters = parse_masters(reply).expect("masters");
+        let order: Vec<(u16, u16)> = masters.iter().map(|m| (m.first_slot, m.port)).collect();
+        assert_eq!(order, [(0, 7000), (5461, 7001), (10923, 7002)]);
+    }
+
+    #[test]
+    fn a_master_without_address_is_routed_by_its_slot() {
+        let masters =
+            parse_masters(Value::Array(vec![range(0, 16383, "", 7000, "a")])).expect("masters");
+        assert_eq!(masters.len(), 1);
+        assert_eq!(masters[0].host, None);
+        assert_eq!(
+            masters[0].routing(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                0,
+                SlotAddr::Master
+            )))
+        );
+    }
+
+    #[test]
+    fn an_empty_slot_table_is_unavailable() {
+        assert!(matches!(
+            parse_masters(Value::Array(vec![])),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            parse_masters(Value::Nil),
+            Err(StoreError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn the_cursor_walks_each_master_then_the_next_then_ends() {
+        // Master 0 has more.
+        let c = next_cursor(0, 17, 3).expect("cursor");
+        assert_eq!(split_cursor(c), (0, 17));
+        // Master 0 is done: master 1 from its start (a non-zero cursor).
+        let c = next_cursor(0, 0, 3).expect("cursor");
+        assert_ne!(c, 0);
+        assert_eq!(split_cursor(c), (1, 0));
+        // Master 2 has more, with a large node cursor.
+        let c = next_cursor(2, NODE_CURSOR_MASK, 3).expect("cursor");
+        assert_eq!(split_cursor(c), (2, NODE_CURSOR_MASK));
+        // The last master is done: the scan is complete.
+        assert_eq!(next_cursor(2, 0, 3).expect("cursor"), 0);
+        // A node cursor that does not fit is refused, not truncated.
+        assert!(next_cursor(0, NODE_CURSOR_MASK + 1, 3).is_err());
+    }
+
+    #[test]
+    fn cluster_states_and_unreachable_nodes_are_unavailable() {
+        let down = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ClusterDown),
+            "CLUSTERDOWN",
+        ));
+        assert!(matches!(
+            map_err(down, Duration::from_millis(1)),
+            StoreError::Unavailable(_)
+        ));
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(
+            map_err(io, Duration::from_millis(1)),
+            StoreError::Unavailable(_)
+        ));
+        let cross = RedisError::from((ErrorKind::Server(ServerErrorKind::CrossSlot), "CROSSSLOT"));
+        assert!(matches!(
+            map_err(cross, Duration::from_millis(1)),
+            StoreError::Protocol(_)
+        ));
+    }
+}

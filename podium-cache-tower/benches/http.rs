@@ -1,0 +1,377 @@
+//! `cargo xtask bench http`: throughput and tail latency of a route served from the layer,
+//! next to the ceiling (the same route answered by a handler returning precomputed bytes, no
+//! layer), on the in-memory store and on a real redis-server.
+//!
+//! Load is real HTTP/1.1 over loopback: `--connections` keep-alive connections (default 32),
+//! each sending requests back to back for `--seconds` (default 5) after a short warm-up. The
+//! server and the load generator each get one runtime thread, so on a 2-core machine neither
+//! starves the other. Prints a markdown table and writes the figures to
+//! `target/bench/http.json`.
+//!
+//! ```text
+//! cargo bench -p podium-cache-tower --bench http -- --seconds 5 --connections 32
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderValue};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use podium_cache_core::cache::Cache;
+use podium_cache_core::source::AirtableSource;
+use podium_cache_core::store::{MemoryStore, RedisStore, Store};
+use podium_cache_tower::CacheLayer;
+use podium_local::redis::RedisServer;
+use serde_json::json;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Options (unknown arguments, such as the `--bench` cargo passes, are ignored).
+struct Options {
+    seconds: f64,
+    warmup: f64,
+    connections: usize,
+    json: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse() -> Result<Self, BoxError> {
+        let mut options = Options {
+            seconds: 5.0,
+            warmup: 1.0,
+            connections: 32,
+            json: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--seconds" => options.seconds = value()?.parse()?,
+                "--warmup" => options.warmup = value()?.parse()?,
+                "--connections" => options.connections = value()?.parse()?,
+                "--json" => options.json = Some(PathBuf::from(value()?)),
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The body every scenario answers: ~1 KiB of JSON, like a record list.
+fn payload() -> Bytes {
+    let events: Vec<_> = (0..8)
+        .map(|i| {
+            json!({
+                "id": format!("rec{i:014}"),
+                "name": format!("Event number {i}"),
+                "slug": format!("event-number-{i}"),
+                "owner": ["recUSER0000000001"],
+            })
+        })
+        .collect();
+    Bytes::from(serde_json::to_vec(&events).unwrap_or_default())
+}
+
+fn app(payload: Bytes, layer: Option<CacheLayer>) -> Router {
+    let router = Router::new().route(
+        "/events",
+        get(move || {
+            let payload = payload.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    payload,
+                )
+            }
+        }),
+    );
+    match layer {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+fn cache_over(store: Arc<dyn Store>) -> Result<Cache, BoxError> {
+    // The route reads no records: the source is never called.
+    let source = AirtableSource::builder("patBENCH", "appBENCHBENCHBEN1")
+        .api_url("http://127.0.0.1:9")
+        .build()?;
+    Ok(Cache::builder(store, Arc::new(source)).build())
+}
+
+/// One scenario's figures.
+struct Figures {
+    scenario: &'static str,
+    store: &'static str,
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+impl Figures {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
+/// A one-thread runtime for the server side (the app and its store client).
+fn server_runtime() -> Result<tokio::runtime::Runtime, BoxError> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()?)
+}
+
+/// Serves `router` on a loopback port from `runtime`.
+fn serve(runtime: &tokio::runtime::Runtime, router: Router) -> Result<SocketAddr, BoxError> {
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    runtime.spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
+}
+
+/// Drives `addr` with `connections` keep-alive connections for warm-up + measurement.
+async fn load(addr: SocketAddr, options: &Options) -> Result<(Vec<u32>, usize, f64), BoxError> {
+    let warmup = Duration::from_secs_f64(options.warmup);
+    let measure = Duration::from_secs_f64(options.seconds);
+    let start = Instant::now() + warmup;
+    let end = start + measure;
+    let mut tasks = Vec::with_capacity(options.connections);
+    for _ in 0..options.connections {
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let uri = format!("http://{addr}/events");
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut errors = 0usize;
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let request = http::Request::get(&uri).body(Empty::<Bytes>::new())?;
+                let ok = match sender.send_request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        response.into_body().collect().await.is_ok() && ok
+                    }
+                    Err(_) => false,
+                };
+                let done = Instant::now();
+                if sent >= start {
+                    if ok {
+                        let micros = done.duration_since(sent).as_micros();
+                        latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            Ok::<_, BoxError>((latencies, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, errs) = task.await??;
+        all.extend(latencies);
+        errors += errs;
+    }
+    all.sort_unstable();
+    Ok((all, errors, measure.as_secs_f64()))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    u64::from(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn run_scenario(
+    client: &tokio::runtime::Runtime,
+    server: tokio::runtime::Runtime,
+    scenario: &'static str,
+    store: &'static str,
+    router: Router,
+    options: &Options,
+) -> Result<Figures, BoxError> {
+    let addr = serve(&server, router)?;
+    // One request first: it stores the entry the run then hits.
+    let (latencies, errors, seconds) = client.block_on(async {
+        let warm = tokio::net::TcpStream::connect(addr).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(warm)).await?;
+        tokio::spawn(connection);
+        let request =
+            http::Request::get(format!("http://{addr}/events")).body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        response.into_body().collect().await?;
+        load(addr, options).await
+    })?;
+    server.shutdown_timeout(Duration::from_secs(1));
+    let figures = Figures {
+        scenario,
+        store,
+        requests: latencies.len(),
+        errors,
+        seconds,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        p999_us: percentile(&latencies, 0.999),
+    };
+    eprintln!(
+        "  {scenario} [{store}]: {:.0} req/s, p99 {} µs",
+        figures.rps(),
+        figures.p99_us
+    );
+    Ok(figures)
+}
+
+fn millis(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+fn main() -> Result<(), BoxError> {
+    let options = Options::parse()?;
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+    let payload = payload();
+    eprintln!(
+        "http bench: {} connections, {:.0}s warm-up + {:.0}s per scenario, {} byte body",
+        options.connections,
+        options.warmup,
+        options.seconds,
+        payload.len()
+    );
+
+    let mut results = Vec::new();
+    results.push(run_scenario(
+        &client,
+        server_runtime()?,
+        "ceiling: precomputed bytes, no layer",
+        "-",
+        app(payload.clone(), None),
+        &options,
+    )?);
+
+    let memory = cache_over(Arc::new(MemoryStore::new(100_000)))?;
+    results.push(run_scenario(
+        &client,
+        server_runtime()?,
+        "layer hit",
+        "memory",
+        app(payload.clone(), Some(CacheLayer::new(&memory))),
+        &options,
+    )?);
+
+    let redis = RedisServer::start()?;
+    let server = server_runtime()?;
+    // Connected from the server runtime, so its connection task runs on the server's thread.
+    let redis_store: Arc<dyn Store> = Arc::new(server.block_on(RedisStore::connect(&redis.url()))?);
+    let on_redis = cache_over(redis_store)?;
+    results.push(run_scenario(
+        &client,
+        server,
+        "layer hit",
+        "redis",
+        app(payload.clone(), Some(CacheLayer::new(&on_redis))),
+        &options,
+    )?);
+    drop(redis);
+
+    let ceiling = results[0].rps();
+    let ceiling_p99 = results[0].p99_us.max(1) as f64;
+    println!();
+    println!("| route | store | req/s | p50 | p99 | p99.9 | req/s vs ceiling | p99 vs ceiling |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &results {
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2}x |",
+            r.scenario,
+            r.store,
+            r.rps(),
+            millis(r.p50_us),
+            millis(r.p99_us),
+            millis(r.p999_us),
+            r.rps() / ceiling,
+            r.p99_us as f64 / ceiling_p99,
+        );
+    }
+    let errors: usize = results.iter().map(|r| r.errors).sum();
+    if errors > 0 {
+        println!("\n{errors} requests failed during the measurement");
+    }
+
+    let json = json!({
+        "bench": "http",
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "config": {
+            "connections": options.connections,
+            "seconds": options.seconds,
+            "warmup_seconds": options.warmup,
+            "body_bytes": payload.len(),
+            "server_threads": 1,
+            "client_threads": 1,
+        },
+        "results": results.iter().map(|r| json!({
+            "scenario": r.scenario,
+            "store": r.store,
+            "requests": r.requests,
+            "errors": r.errors,
+            "requests_per_second": r.rps(),
+            "p50_us": r.p50_us,
+            "p99_us": r.p99_us,
+            "p999_us": r.p999_us,
+            "rps_ratio_to_ceiling": r.rps() / ceiling,
+            "p99_ratio_to_ceiling": r.p99_us as f64 / ceiling_p99,
+        })).collect::<Vec<_>>(),
+    });
+    let path = options.json.unwrap_or_else(default_json_path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&json)?)?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
+
+/// `$CARGO_TARGET_DIR/bench/http.json`, else `<workspace>/target/bench/http.json`.
+fn default_json_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            crate_dir
+                .parent()
+                .map(|root| root.join("target"))
+                .unwrap_or_else(|| crate_dir.join("target"))
+        });
+    target.join("bench").join("http.json")
+}

@@ -1,0 +1,439 @@
+//! The stored form of a response: a small binary layout under `keys.http(request_key)`.
+//!
+//! ```text
+//! "PH" version:u8 kind:u8
+//! kind 0 (response): status:u16 stored_at_ms:u64 ttl_ms:u64 swr_ms:u64
+//!                    etag:(u16 len, bytes) vary:(u16 count, (u16 len, name)*)
+//!                    headers:(u16 count, (u16 len, name, u32 len, value)*) body:(u32 len, bytes)
+//! kind 1 (vary marker): vary:(u16 count, (u16 len, name)*)
+//! ```
+//!
+//! All integers are big-endian. A response whose request key has variants (`Vary`) is stored
+//! under the variant's key, and a vary marker naming the varied headers under the plain key.
+//! Decoding never copies the body: it is a slice of the stored bytes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8; 2] = b"PH";
+const VERSION: u8 = 1;
+const KIND_RESPONSE: u8 = 0;
+const KIND_VARY: u8 = 1;
+
+/// A stored entry could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// It does not start with this layout's magic and version.
+    #[error("not a stored response (bad magic or version)")]
+    Format,
+    /// It ends early.
+    #[error("stored response is truncated")]
+    Truncated,
+    /// A field holds something HTTP does not allow.
+    #[error("stored response has an invalid {0}")]
+    Invalid(&'static str),
+    /// A field is longer than the layout can hold.
+    #[error("response {0} is too large to store")]
+    TooLarge(&'static str),
+}
+
+/// Headers never stored: hop-by-hop ones, those the layer computes per response, and cookies.
+fn is_stored_header(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "age"
+            | "set-cookie"
+            | "content-length"
+            | "cache-status"
+            | "x-cache"
+            | "x-cache-hits"
+            | "x-cache-misses"
+            | "x-airtable-calls"
+    )
+}
+
+/// What one key of the layer holds.
+#[derive(Clone, Debug)]
+pub(crate) enum Stored {
+    /// A response.
+    Response(StoredResponse),
+    /// The plain key of a response that varies on these (lower-cased) request headers.
+    Vary(Vec<String>),
+}
+
+/// A stored response.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredResponse {
+    pub status: StatusCode,
+    pub stored_at_ms: u64,
+    pub ttl_ms: u64,
+    pub swr_ms: u64,
+    pub etag: HeaderValue,
+    pub vary: Vec<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Milliseconds since the Unix epoch (wall clock: entries are shared between instances).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A strong validator from the body: `"` + 32 hex digits of its SHA-256 + `"`.
+pub(crate) fn strong_etag(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    let text = format!("\"{}\"", hex::encode(&digest[..16]));
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// How an entry stands at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Age {
+    /// Within its freshness lifetime.
+    Fresh,
+    /// Past it, within its stale-while-revalidate window.
+    Stale,
+    /// Past both.
+    Expired,
+}
+
+impl StoredResponse {
+    /// A response to store, stamped now. Keeps the service's `ETag` or adds a strong one.
+    pub fn new(
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: Bytes,
+        ttl: Duration,
+        swr: Duration,
+        vary: Vec<String>,
+    ) -> Self {
+        headers.retain_stored();
+        let etag = match headers.get(header::ETAG) {
+            Some(etag) => etag.clone(),
+            None => {
+                let etag = strong_etag(&body);
+                headers.insert(header::ETAG, etag.clone());
+                etag
+            }
+        };
+        Self {
+            status,
+            stored_at_ms: now_ms(),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            swr_ms: u64::try_from(swr.as_millis()).unwrap_or(u64::MAX),
+            etag,
+            vary,
+            headers,
+            body,
+        }
+    }
+
+    /// Milliseconds since it was stored.
+    pub fn age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.stored_at_ms)
+    }
+
+    /// Fresh, stale-but-servable, or expired at `now_ms`.
+    pub fn age(&self, now_ms: u64) -> Age {
+        let age = self.age_ms(now_ms);
+        if age < self.ttl_ms {
+            Age::Fresh
+        } else if age < self.ttl_ms.saturating_add(self.swr_ms) {
+            Age::Stale
+        } else {
+            Age::Expired
+        }
+    }
+
+    /// Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl=`.
+    pub fn remaining_secs(&self, now_ms: u64) -> i64 {
+        let ttl = i128::from(self.ttl_ms);
+        let age = i128::from(self.age_ms(now_ms));
+        i64::try_from((ttl - age).div_euclid(1000)).unwrap_or(0)
+    }
+
+    /// How long the store keeps it: its lifetime plus its stale window.
+    pub fn store_ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.saturating_add(self.swr_ms))
+    }
+
+    /// Whether an `If-None-Match` field matches this entry (weak comparison, RFC 9110 §13.1.2).
+    pub fn matches_if_none_match(&self, if_none_match: &HeaderValue) -> bool {
+        let Ok(list) = if_none_match.to_str() else {
+            return false;
+        };
+        let mine = opaque_tag(self.etag.as_bytes());
+        list.split(',').map(str::trim).any(|candidate| {
+            candidate == "*" || (!candidate.is_empty() && opaque_tag(candidate.as_bytes()) == mine)
+        })
+    }
+
+    /// Encodes it.
+    pub fn encode(&self) -> Result<Bytes, EntryError> {
+        let mut out = BytesMut::with_capacity(64 + self.body.len() + 32 * self.headers.len());
+        out.put_slice(MAGIC);
+        out.put_u8(VERSION);
+        out.put_u8(KIND_RESPONSE);
+        out.put_u16(self.status.as_u16());
+        out.put_u64(self.stored_at_ms);
+        out.put_u64(self.ttl_ms);
+        out.put_u64(self.swr_ms);
+        put_short(&mut out, self.etag.as_bytes(), "etag")?;
+        put_names(&mut out, &self.vary)?;
+        let count =
+            u16::try_from(self.headers.len()).map_err(|_| EntryError::TooLarge("header count"))?;
+        out.put_u16(count);
+        for (name, value) in &self.headers {
+            put_short(&mut out, name.as_str().as_bytes(), "header name")?;
+            put_long(&mut out, value.as_bytes(), "header value")?;
+        }
+        put_long(&mut out, &self.body, "body")?;
+        Ok(out.freeze())
+    }
+}
+
+/// Encodes a vary marker.
+pub(crate) fn encode_vary(names: &[String]) -> Result<Bytes, EntryError> {
+    let mut out = BytesMut::with_capacity(8 + 24 * names.len());
+    out.put_slice(MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8(KIND_VARY);
+    put_names(&mut out, names)?;
+    Ok(out.freeze())
+}
+
+/// Decodes what [`StoredResponse::encode`] or [`encode_vary`] wrote.
+pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
+    let mut r = Reader { buf: raw };
+    if r.take(2)?.as_ref() != MAGIC || r.u8()? != VERSION {
+        return Err(EntryError::Format);
+    }
+    match r.u8()? {
+        KIND_VARY => Ok(Stored::Vary(r.names()?)),
+        KIND_RESPONSE => {
+            let status =
+                StatusCode::from_u16(r.u16()?).map_err(|_| EntryError::Invalid("status"))?;
+            let stored_at_ms = r.u64()?;
+            let ttl_ms = r.u64()?;
+            let swr_ms = r.u64()?;
+            let etag_len = usize::from(r.u16()?);
+            let etag = HeaderValue::from_maybe_shared(r.take(etag_len)?)
+                .map_err(|_| EntryError::Invalid("etag"))?;
+            let vary = r.names()?;
+            let count = usize::from(r.u16()?);
+            let mut headers = HeaderMap::with_capacity(count);
+            for _ in 0..count {
+                let name_len = usize::from(r.u16()?);
+                let name = HeaderName::from_bytes(&r.take(name_len)?)
+                    .map_err(|_| EntryError::Invalid("header name"))?;
+                let value_len = r.len32()?;
+                let value = HeaderValue::from_maybe_shared(r.take(value_len)?)
+                    .map_err(|_| EntryError::Invalid("header value"))?;
+                headers.append(name, value);
+            }
+            let body_len = r.len32()?;
+            let body = r.take(body_len)?;
+            Ok(Stored::Response(StoredResponse {
+                status,
+                stored_at_ms,
+                ttl_ms,
+                swr_ms,
+                etag,
+                vary,
+                headers,
+                body,
+            }))
+        }
+        _ => Err(EntryError::Format),
+    }
+}
+
+/// The opaque part of an entity tag, without a weak prefix (for weak comparison).
+fn opaque_tag(tag: &[u8]) -> &[u8] {
+    tag.strip_prefix(b"W/").unwrap_or(tag)
+}
+
+trait RetainStored {
+    fn retain_stored(&mut self);
+}
+
+impl RetainStored for HeaderMap {
+    fn retain_stored(&mut self) {
+        let drop: Vec<HeaderName> = self
+            .keys()
+            .filter(|name| !is_stored_header(name))
+            .cloned()
+            .collect();
+        for name in drop {
+            self.remove(name);
+        }
+    }
+}
+
+fn put_short(out: &mut BytesMut, bytes: &[u8], what: &'static str) -> Result<(), EntryError> {
+    let len = u16::try_from(bytes.len()).map_err(|_| EntryError::TooLarge(what))?;
+    out.put_u16(len);
+    out.put_slice(bytes);
+    Ok(())
+}
+
+fn put_long(out: &mut BytesMut, bytes: &[u8], what: &'static str) -> Result<(), EntryError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| EntryError::TooLarge(what))?;
+    out.put_u32(len);
+    out.put_slice(bytes);
+    Ok(())
+}
+
+fn put_names(out: &mut BytesMut, names: &[String]) -> Result<(), EntryError> {
+    let count = u16::try_from(names.len()).map_err(|_| EntryError::TooLarge("vary"))?;
+    out.put_u16(count);
+    for name in names {
+        put_short(out, name.as_bytes(), "vary name")?;
+    }
+    Ok(())
+}
+
+struct Reader {
+    buf: Bytes,
+}
+
+impl Reader {
+    fn need(&self, n: usize) -> Result<(), EntryError> {
+        if self.buf.remaining() < n {
+            Err(EntryError::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+    fn u8(&mut self) -> Result<u8, EntryError> {
+        self.need(1)?;
+        Ok(self.buf.get_u8())
+    }
+    fn u16(&mut self) -> Result<u16, EntryError> {
+        self.need(2)?;
+        Ok(self.buf.get_u16())
+    }
+    fn len32(&mut self) -> Result<usize, EntryError> {
+        self.need(4)?;
+        usize::try_from(self.buf.get_u32()).map_err(|_| EntryError::Truncated)
+    }
+    fn u64(&mut self) -> Result<u64, EntryError> {
+        self.need(8)?;
+        Ok(self.buf.get_u64())
+    }
+    fn take(&mut self, n: usize) -> Result<Bytes, EntryError> {
+        self.need(n)?;
+        Ok(self.buf.split_to(n))
+    }
+    fn names(&mut self) -> Result<Vec<String>, EntryError> {
+        let count = usize::from(self.u16()?);
+        let mut names = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::from(self.u16()?);
+            let raw = self.take(len)?;
+            let name = std::str::from_utf8(&raw).map_err(|_| EntryError::Invalid("vary name"))?;
+            names.push(name.to_owned());
+        }
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StoredResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        headers.insert("connection", HeaderValue::from_static("close"));
+        headers.insert("x-cache", HeaderValue::from_static("HIT"));
+        StoredResponse::new(
+            StatusCode::NOT_FOUND,
+            headers,
+            Bytes::from_static(b"{\"error\":\"not found\"}"),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            vec!["accept".into()],
+        )
+    }
+
+    #[test]
+    fn a_response_round_trips_without_hop_by_hop_or_status_headers() {
+        let entry = sample();
+        let raw = entry.encode().unwrap_or_default();
+        let Ok(Stored::Response(back)) = decode(raw) else {
+            panic!("did not decode as a response");
+        };
+        assert_eq!(back.status, StatusCode::NOT_FOUND);
+        assert_eq!(back.body, entry.body);
+        assert_eq!(back.ttl_ms, 60_000);
+        assert_eq!(back.swr_ms, 5_000);
+        assert_eq!(back.vary, vec!["accept".to_string()]);
+        assert_eq!(back.etag, entry.etag);
+        let multi: Vec<_> = back.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, vec!["a", "b"]);
+        assert!(back.headers.get("connection").is_none());
+        assert!(back.headers.get("x-cache").is_none());
+        assert_eq!(back.headers.get("etag"), Some(&entry.etag));
+    }
+
+    #[test]
+    fn a_vary_marker_round_trips() {
+        let raw = encode_vary(&["accept-language".into()]).unwrap_or_default();
+        assert!(matches!(decode(raw), Ok(Stored::Vary(names)) if names == ["accept-language"]));
+    }
+
+    #[test]
+    fn damaged_entries_are_errors_not_panics() {
+        let raw = sample().encode().unwrap_or_default();
+        for cut in 0..raw.len() {
+            assert!(decode(raw.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            decode(Bytes::from_static(b"XX\x01\x00")),
+            Err(EntryError::Format)
+        ));
+    }
+
+    #[test]
+    fn the_generated_etag_is_strong_and_answers_if_none_match() {
+        let entry = sample();
+        assert!(entry.etag.as_bytes().starts_with(b"\""));
+        assert!(entry.matches_if_none_match(&entry.etag));
+        let weak = HeaderValue::from_str(&format!(
+            "\"other\", W/{}",
+            entry.etag.to_str().unwrap_or_default()
+        ))
+        .unwrap_or(HeaderValue::from_static("x"));
+        assert!(entry.matches_if_none_match(&weak));
+        assert!(!entry.matches_if_none_match(&HeaderValue::from_static("\"other\"")));
+        assert!(entry.matches_if_none_match(&HeaderValue::from_static("*")));
+    }
+
+    #[test]
+    fn freshness_moves_from_fresh_to_stale_to_expired() {
+        let entry = sample();
+        let t0 = entry.stored_at_ms;
+        assert_eq!(entry.age(t0 + 59_999), Age::Fresh);
+        assert_eq!(entry.age(t0 + 60_000), Age::Stale);
+        assert_eq!(entry.age(t0 + 65_000), Age::Expired);
+        assert_eq!(entry.remaining_secs(t0 + 1_500), 58);
+        assert_eq!(entry.remaining_secs(t0 + 61_000), -1);
+    }
+}

@@ -1,0 +1,267 @@
+//! [`CacheLayer`] and its builder.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::request::Parts;
+use http::StatusCode;
+use parking_lot::Mutex;
+use podium_cache_core::cache::Cache;
+use podium_cache_core::store::Store;
+use tower::Layer;
+
+use crate::coalesce::InFlight;
+use crate::policy::{default_principal, Policy};
+use crate::purge::{LayerKeys, ResponsePurger};
+use crate::service::CacheService;
+
+/// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
+/// of a [`podium_cache_core::Cache`], and purges exactly the responses that read a record when
+/// that record changes.
+///
+/// Build it from the core cache (it uses the cache's store and key prefix and registers its
+/// purge listener with it):
+///
+/// ```
+/// # fn demo(cache: &podium_cache_core::Cache) {
+/// use std::time::Duration;
+/// use axum::{routing::get, Router};
+/// use podium_cache_tower::CacheLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/events", get(|| async { "[]" }))
+///     .layer(
+///         CacheLayer::builder(cache)
+///             .ttl(Duration::from_secs(600))
+///             .stale_while_revalidate(Duration::from_secs(30))
+///             .private_cookies(["session"])
+///             .build(),
+///     );
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CacheLayer {
+    state: Arc<LayerState>,
+}
+
+impl fmt::Debug for CacheLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("store", &self.state.store.name())
+            .field("policy", &self.state.policy)
+            .finish()
+    }
+}
+
+/// What every [`CacheService`] made by one layer shares.
+pub(crate) struct LayerState {
+    pub store: Arc<dyn Store>,
+    pub keys: LayerKeys,
+    pub policy: Policy,
+    pub in_flight: Arc<InFlight>,
+    /// Entry keys being refreshed in the background by this process.
+    pub refreshing: Mutex<HashSet<String>>,
+}
+
+impl CacheLayer {
+    /// A layer with the default configuration (see [`CacheLayerBuilder`]).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::new(cache);
+    /// # }
+    /// ```
+    pub fn new(cache: &Cache) -> Self {
+        Self::builder(cache).build()
+    }
+
+    /// A builder over `cache`.
+    pub fn builder(cache: &Cache) -> CacheLayerBuilder {
+        CacheLayerBuilder {
+            cache: cache.clone(),
+            policy: Policy::default(),
+            per_principal: false,
+        }
+    }
+
+    pub(crate) fn state(&self) -> &Arc<LayerState> {
+        &self.state
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService::new(inner, self.clone())
+    }
+}
+
+/// Configures a [`CacheLayer`].
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`ttl`](Self::ttl) | 5 minutes (also the most `max-age` / `s-maxage` can ask for) |
+/// | [`stale_while_revalidate`](Self::stale_while_revalidate) | 0 (only when the response asks) |
+/// | [`max_stale_while_revalidate`](Self::max_stale_while_revalidate) | 1 hour |
+/// | [`key_fn`](Self::key_fn) | [`default_request_key`](crate::policy::default_request_key) + `Vary` |
+/// | [`max_body_size`](Self::max_body_size) | 1 MiB |
+/// | [`cacheable_statuses`](Self::cacheable_statuses) | 200, 203, 204, 301, 404, 410 |
+/// | [`private_cookies`](Self::private_cookies) | none (`Authorization` is always private) |
+/// | [`per_principal`](Self::per_principal) | off: private requests bypass the cache |
+/// | [`coalesce_timeout`](Self::coalesce_timeout) | 5 s |
+/// | [`tag_header`](Self::tag_header) | `Cache-Tag` |
+/// | [`status_headers`](Self::status_headers) | on |
+/// | [`cache_name`](Self::cache_name) | `podium` |
+///
+/// ```
+/// # fn demo(cache: &podium_cache_core::Cache) {
+/// use std::time::Duration;
+/// use http::StatusCode;
+/// let layer = podium_cache_tower::CacheLayer::builder(cache)
+///     .ttl(Duration::from_secs(3600))
+///     .max_body_size(256 * 1024)
+///     .cacheable_statuses([StatusCode::OK, StatusCode::NOT_FOUND])
+///     .key_fn(|parts| Some(format!("{} {}", parts.method, parts.uri.path())))
+///     .build();
+/// # }
+/// ```
+pub struct CacheLayerBuilder {
+    cache: Cache,
+    policy: Policy,
+    per_principal: bool,
+}
+
+impl fmt::Debug for CacheLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayerBuilder")
+            .field("policy", &self.policy)
+            .field("per_principal", &self.per_principal)
+            .finish()
+    }
+}
+
+impl CacheLayerBuilder {
+    /// The freshness lifetime of stored responses, and the most a response's `max-age` or
+    /// `s-maxage` can ask for (they can only lower it). Zero stores nothing.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.policy.ttl = ttl;
+        self
+    }
+
+    /// The stale-while-revalidate window of responses that do not set one themselves: after
+    /// its TTL an entry is still served for this long while one background request refreshes
+    /// it.
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.policy.default_swr = window;
+        self
+    }
+
+    /// The longest stale-while-revalidate window any response gets (default 1 hour).
+    pub fn max_stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.policy.max_swr = window;
+        self
+    }
+
+    /// Replaces the request key function. Return `None` to leave a request uncached. The
+    /// values of the request headers a response's `Vary` names are always appended.
+    pub fn key_fn<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.policy.key_fn = Some(Arc::new(key));
+        self
+    }
+
+    /// The largest body stored; larger ones stream through uncached.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.policy.max_body = bytes;
+        self
+    }
+
+    /// The statuses whose responses may be stored.
+    pub fn cacheable_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.policy.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// Cookies that identify a user (e.g. `session`): a request carrying one is private.
+    pub fn private_cookies<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.policy.private_cookies = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Caches private requests per principal instead of bypassing them: the key gets a digest
+    /// of the `Authorization` value and of the private cookies' values, so two users never
+    /// share an entry. Responses marked `private` are still never stored.
+    pub fn per_principal(mut self) -> Self {
+        self.per_principal = true;
+        self
+    }
+
+    /// Caches private requests per principal, named by `principal` (`None`: bypass).
+    pub fn principal_fn<F>(mut self, principal: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.policy.principal = Some(Arc::new(principal));
+        self
+    }
+
+    /// How long concurrent misses wait for the one request that fetches the key before they
+    /// call the service themselves.
+    pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.coalesce_timeout = timeout;
+        self
+    }
+
+    /// The response header handlers may tag responses with (`entity:id` tokens); it is
+    /// stripped before the client sees the response. `None` disables it.
+    pub fn tag_header(mut self, name: Option<HeaderName>) -> Self {
+        self.policy.tag_header = name;
+        self
+    }
+
+    /// Whether to add `Cache-Status`, `X-Cache`, `X-Cache-Hits`, `X-Cache-Misses` and
+    /// `X-Airtable-Calls` to responses.
+    pub fn status_headers(mut self, enabled: bool) -> Self {
+        self.policy.status_headers = enabled;
+        self
+    }
+
+    /// The cache's name in `Cache-Status` (default `podium`).
+    pub fn cache_name(mut self, name: impl Into<String>) -> Self {
+        self.policy.cache_name = name.into();
+        self
+    }
+
+    /// Builds the layer and registers its purge listener with the core cache.
+    pub fn build(mut self) -> CacheLayer {
+        if self.per_principal && self.policy.principal.is_none() {
+            let cookies = self.policy.private_cookies.clone();
+            self.policy.principal = Some(Arc::new(move |parts: &Parts| {
+                default_principal(&cookies, parts)
+            }));
+        }
+        let purger = ResponsePurger::new(&self.cache);
+        let keys = purger.layer_keys().clone();
+        self.cache.add_listener(Arc::new(purger));
+        tracing::debug!(policy = ?self.policy, "http cache layer built");
+        CacheLayer {
+            state: Arc::new(LayerState {
+                store: Arc::clone(self.cache.store()),
+                keys,
+                policy: self.policy,
+                in_flight: Arc::new(InFlight::default()),
+                refreshing: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,689 @@
+//! What is cacheable, under which key, and for how long.
+//!
+//! The layer caches like a shared cache (RFC 9111) would:
+//!
+//! - **Requests**: only `GET` and `HEAD` (a `HEAD` is answered from the `GET` entry).
+//!   `Cache-Control: no-store` bypasses the cache; `no-cache` (or `Pragma: no-cache`) and
+//!   `max-age` older than the entry make the layer ask the service again and store its answer.
+//!   A request carrying `Authorization` or one of the configured session cookies is private: it
+//!   bypasses the cache, unless per-principal keys are enabled
+//!   ([`CacheLayerBuilder::per_principal`](crate::CacheLayerBuilder::per_principal)).
+//! - **Responses**: stored when the status is one of the cacheable statuses (default 200, 203,
+//!   204, 301, 404, 410) and none of `Cache-Control: no-store`, `no-cache`, `private`, a
+//!   `Set-Cookie` header or `Vary: *` is present. The freshness lifetime is the configured TTL,
+//!   lowered by `s-maxage` (or else `max-age`, or else `Expires`); a lifetime of zero is not
+//!   stored. `stale-while-revalidate=N` (or the configured default window) lets a stale entry be
+//!   served while one background request refreshes it; `must-revalidate` and `proxy-revalidate`
+//!   switch that off.
+//! - **Keys**: method + path + sorted query ([`default_request_key`], replaceable with
+//!   [`CacheLayerBuilder::key_fn`](crate::CacheLayerBuilder::key_fn)), plus the values of the
+//!   request headers the response's `Vary` names.
+//!
+//! ```
+//! use http::HeaderMap;
+//! use podium_cache_tower::policy::{default_request_key, CacheControl};
+//!
+//! let request = http::Request::get("/events?b=2&a=1").body(()).unwrap();
+//! let (parts, _) = request.into_parts();
+//! assert_eq!(default_request_key(&parts), "GET /events?a=1&b=2");
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("cache-control", "public, s-maxage=30, max-age=5".parse().unwrap());
+//! let cc = CacheControl::parse(&headers);
+//! assert_eq!(cc.shared_max_age(), Some(30));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, COOKIE, PRAGMA, SET_COOKIE, VARY};
+use http::request::Parts;
+use http::{HeaderMap, Method, StatusCode};
+use sha2::{Digest, Sha256};
+
+/// Computes the request key of a request, or `None` to leave it uncached.
+pub type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// Names the principal a private request belongs to, or `None` when it has none (then the
+/// request bypasses the cache).
+pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// The default request key: the method (`HEAD` counts as `GET`), the path and the query with
+/// its `&`-separated pairs sorted, so `?b=2&a=1` and `?a=1&b=2` share an entry.
+///
+/// ```
+/// let (parts, _) = http::Request::head("/a?z&y=1").body(()).unwrap().into_parts();
+/// assert_eq!(podium_cache_tower::policy::default_request_key(&parts), "GET /a?y=1&z");
+/// ```
+pub fn default_request_key(parts: &Parts) -> String {
+    let method = if parts.method == Method::HEAD {
+        "GET"
+    } else {
+        parts.method.as_str()
+    };
+    let path = parts.uri.path();
+    match parts.uri.query() {
+        Some(query) if !query.is_empty() => {
+            let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            pairs.sort_unstable();
+            format!("{method} {path}?{}", pairs.join("&"))
+        }
+        _ => format!("{method} {path}"),
+    }
+}
+
+/// The parsed `Cache-Control` directives this layer acts on.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("cache-control", "max-age=60, stale-while-revalidate=30".parse().unwrap());
+/// let cc = podium_cache_tower::policy::CacheControl::parse(&headers);
+/// assert_eq!((cc.max_age, cc.stale_while_revalidate), (Some(60), Some(30)));
+/// assert!(!cc.no_store);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-store`.
+    pub no_store: bool,
+    /// `no-cache` (also set by a request's `Pragma: no-cache` when it has no `Cache-Control`).
+    pub no_cache: bool,
+    /// `private`.
+    pub private: bool,
+    /// `public`.
+    pub public: bool,
+    /// `must-revalidate` or `proxy-revalidate`.
+    pub must_revalidate: bool,
+    /// `max-age=N` (seconds).
+    pub max_age: Option<u64>,
+    /// `s-maxage=N` (seconds).
+    pub s_maxage: Option<u64>,
+    /// `stale-while-revalidate=N` (seconds).
+    pub stale_while_revalidate: Option<u64>,
+}
+
+impl CacheControl {
+    /// Parses every `Cache-Control` field of `headers` (directive names are case-insensitive;
+    /// unknown directives are ignored; a malformed number is treated as 0, the safe reading).
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let mut cc = Self::default();
+        for value in headers.get_all(CACHE_CONTROL) {
+            let Ok(text) = value.to_str() else {
+                // Unreadable directives: be conservative.
+                cc.no_store = true;
+                continue;
+            };
+            for directive in text.split(',') {
+                let directive = directive.trim();
+                let (name, arg) = match directive.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (directive, None),
+                };
+                let seconds = || arg.map(|a| a.parse::<u64>().unwrap_or(0));
+                match name.to_ascii_lowercase().as_str() {
+                    "no-store" => cc.no_store = true,
+                    "no-cache" => cc.no_cache = true,
+                    "private" => cc.private = true,
+                    "public" => cc.public = true,
+                    "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
+                    "max-age" => cc.max_age = seconds(),
+                    "s-maxage" => cc.s_maxage = seconds(),
+                    "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
+                    _ => {}
+                }
+            }
+        }
+        cc
+    }
+
+    /// The freshness lifetime a shared cache uses: `s-maxage`, else `max-age`.
+    pub fn shared_max_age(&self) -> Option<u64> {
+        self.s_maxage.or(self.max_age)
+    }
+}
+
+/// Why a request bypasses the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BypassReason {
+    /// Not `GET` or `HEAD`.
+    Method,
+    /// The request said `Cache-Control: no-store`.
+    RequestNoStore,
+    /// The request carries credentials (`Authorization` or a configured session cookie) and
+    /// per-principal keys are off (or named no principal).
+    Private,
+    /// The key function returned `None`.
+    NoKey,
+}
+
+/// Why a response was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotStored {
+    /// Its status is not one of the cacheable statuses.
+    Status,
+    /// `Cache-Control: no-store`.
+    NoStore,
+    /// `Cache-Control: no-cache` (it would have to be revalidated on every use).
+    NoCache,
+    /// `Cache-Control: private`.
+    Private,
+    /// It sets a cookie.
+    SetCookie,
+    /// `Vary: *`.
+    VaryAll,
+    /// Its freshness lifetime is zero (`max-age=0`, an `Expires` in the past, a TTL of 0).
+    Expired,
+    /// Its body is larger than the configured maximum.
+    TooLarge,
+    /// Its body ended with trailers or failed.
+    Body,
+    /// The store failed.
+    StoreFailed,
+    /// A record it read changed while it was produced (it was served, not kept).
+    Superseded,
+}
+
+impl NotStored {
+    /// A short name, as used in `Cache-Status` `detail` and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::NoStore => "no-store",
+            Self::NoCache => "no-cache",
+            Self::Private => "private",
+            Self::SetCookie => "set-cookie",
+            Self::VaryAll => "vary-star",
+            Self::Expired => "expired",
+            Self::TooLarge => "too-large",
+            Self::Body => "body",
+            Self::StoreFailed => "store-failed",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// How long a stored response stays fresh, and how long after that it may still be served
+/// while it is refreshed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// Freshness lifetime.
+    pub ttl: Duration,
+    /// The stale-while-revalidate window after it.
+    pub stale_while_revalidate: Duration,
+}
+
+/// What the layer does with one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Straight to the service, nothing stored.
+    Bypass(BypassReason),
+    /// Look the key up; on a miss ask the service (coalesced) and store the answer.
+    Lookup {
+        key: String,
+        /// The request's own `max-age`: an entry older than this is not used.
+        max_age: Option<u64>,
+    },
+    /// Ask the service (the request said `no-cache`) and store the answer.
+    Revalidate { key: String },
+}
+
+/// The layer's configuration (set through [`CacheLayerBuilder`](crate::CacheLayerBuilder)).
+#[derive(Clone)]
+pub(crate) struct Policy {
+    pub ttl: Duration,
+    pub default_swr: Duration,
+    pub max_swr: Duration,
+    pub max_body: usize,
+    pub statuses: Vec<StatusCode>,
+    pub private_cookies: Vec<String>,
+    pub principal: Option<PrincipalFn>,
+    pub key_fn: Option<KeyFn>,
+    pub coalesce_timeout: Duration,
+    pub tag_header: Option<HeaderName>,
+    pub status_headers: bool,
+    pub cache_name: String,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("ttl", &self.ttl)
+            .field("default_swr", &self.default_swr)
+            .field("max_swr", &self.max_swr)
+            .field("max_body", &self.max_body)
+            .field("statuses", &self.statuses)
+            .field("private_cookies", &self.private_cookies)
+            .field("per_principal", &self.principal.is_some())
+            .field("custom_key", &self.key_fn.is_some())
+            .field("coalesce_timeout", &self.coalesce_timeout)
+            .field("tag_header", &self.tag_header)
+            .field("status_headers", &self.status_headers)
+            .field("cache_name", &self.cache_name)
+            .finish()
+    }
+}
+
+/// The default cacheable statuses.
+pub const DEFAULT_STATUSES: [u16; 6] = [200, 203, 204, 301, 404, 410];
+/// The default largest body stored: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            default_swr: Duration::ZERO,
+            max_swr: Duration::from_secs(3600),
+            max_body: DEFAULT_MAX_BODY,
+            statuses: DEFAULT_STATUSES
+                .iter()
+                .filter_map(|s| StatusCode::from_u16(*s).ok())
+                .collect(),
+            private_cookies: Vec::new(),
+            principal: None,
+            key_fn: None,
+            coalesce_timeout: Duration::from_secs(5),
+            tag_header: Some(HeaderName::from_static("cache-tag")),
+            status_headers: true,
+            cache_name: "podium".to_owned(),
+        }
+    }
+}
+
+impl Policy {
+    /// The longest any entry (and so any tag set) lives in the store.
+    pub fn max_store_ttl(&self) -> Duration {
+        self.ttl + self.max_swr
+    }
+
+    /// Decides what to do with a request.
+    pub fn plan(&self, parts: &Parts) -> Plan {
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Plan::Bypass(BypassReason::Method);
+        }
+        let mut cc = CacheControl::parse(&parts.headers);
+        if !parts.headers.contains_key(CACHE_CONTROL) {
+            cc.no_cache = parts
+                .headers
+                .get_all(PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+        }
+        if cc.no_store {
+            return Plan::Bypass(BypassReason::RequestNoStore);
+        }
+        let key = match &self.key_fn {
+            Some(f) => f(parts),
+            None => Some(default_request_key(parts)),
+        };
+        let Some(mut key) = key else {
+            return Plan::Bypass(BypassReason::NoKey);
+        };
+        if self.is_private(&parts.headers) {
+            let principal = self.principal.as_ref().and_then(|f| f(parts));
+            match principal {
+                Some(principal) => {
+                    key.push_str("\nprincipal:");
+                    key.push_str(&hex::encode(&Sha256::digest(principal.as_bytes())[..16]));
+                }
+                None => return Plan::Bypass(BypassReason::Private),
+            }
+        }
+        if cc.no_cache || cc.max_age == Some(0) {
+            Plan::Revalidate { key }
+        } else {
+            Plan::Lookup {
+                key,
+                max_age: cc.max_age,
+            }
+        }
+    }
+
+    /// Whether a request carries credentials: `Authorization` or a configured session cookie.
+    pub fn is_private(&self, headers: &HeaderMap) -> bool {
+        headers.contains_key(AUTHORIZATION)
+            || (!self.private_cookies.is_empty()
+                && cookies(headers).any(|(name, _)| self.private_cookies.iter().any(|c| c == name)))
+    }
+
+    /// Whether (and for how long) a response may be stored.
+    pub fn storability(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<Freshness, NotStored> {
+        if !self.statuses.contains(&status) {
+            return Err(NotStored::Status);
+        }
+        let cc = CacheControl::parse(headers);
+        if cc.no_store {
+            return Err(NotStored::NoStore);
+        }
+        if cc.private {
+            return Err(NotStored::Private);
+        }
+        if cc.no_cache {
+            return Err(NotStored::NoCache);
+        }
+        if headers.contains_key(SET_COOKIE) {
+            return Err(NotStored::SetCookie);
+        }
+        if matches!(vary(headers), Vary::All) {
+            return Err(NotStored::VaryAll);
+        }
+        let explicit = cc
+            .shared_max_age()
+            .map(Duration::from_secs)
+            .or_else(|| expires_lifetime(headers));
+        let ttl = explicit.map_or(self.ttl, |d| d.min(self.ttl));
+        if ttl.is_zero() {
+            return Err(NotStored::Expired);
+        }
+        let swr = if cc.must_revalidate {
+            Duration::ZERO
+        } else {
+            cc.stale_while_revalidate
+                .map_or(self.default_swr, Duration::from_secs)
+                .min(self.max_swr)
+        };
+        Ok(Freshness {
+            ttl,
+            stale_while_revalidate: swr,
+        })
+    }
+}
+
+/// The lifetime `Expires` gives (relative to `Date`, or to now when there is none); zero for a
+/// date in the past or one that does not parse (RFC 9111 §5.3: an invalid date means "already
+/// expired").
+fn expires_lifetime(headers: &HeaderMap) -> Option<Duration> {
+    let expires = headers.get(http::header::EXPIRES)?;
+    let parse = |v: &http::HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+    };
+    let Some(expires) = parse(expires) else {
+        return Some(Duration::ZERO);
+    };
+    let date = headers
+        .get(http::header::DATE)
+        .and_then(parse)
+        .unwrap_or_else(SystemTime::now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// The `Vary` of a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Vary {
+    /// No `Vary` (or an empty one).
+    None,
+    /// `Vary: *`: never served from a cache.
+    All,
+    /// The (lower-cased, sorted, deduplicated) request header names.
+    Names(Vec<String>),
+}
+
+/// Reads the `Vary` fields of a response.
+pub(crate) fn vary(headers: &HeaderMap) -> Vary {
+    let mut names = Vec::new();
+    for value in headers.get_all(VARY) {
+        let Ok(text) = value.to_str() else {
+            return Vary::All;
+        };
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return Vary::All;
+            }
+            names.push(name.to_ascii_lowercase());
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        Vary::None
+    } else {
+        Vary::Names(names)
+    }
+}
+
+/// The key of the variant of `key` that `request` selects among responses varying on `names`.
+pub(crate) fn variant_key(key: &str, names: &[String], request: &HeaderMap) -> String {
+    let mut out = String::with_capacity(key.len() + 32 * names.len());
+    out.push_str(key);
+    for name in names {
+        out.push_str("\nvary:");
+        out.push_str(name);
+        out.push('=');
+        let mut first = true;
+        for value in request.get_all(name.as_str()) {
+            if !first {
+                out.push_str(", ");
+            }
+            first = false;
+            // Non-UTF-8 values are written in hex so distinct values never share a key.
+            match value.to_str() {
+                Ok(text) => out.push_str(text.trim()),
+                Err(_) => out.push_str(&hex::encode(value.as_bytes())),
+            }
+        }
+    }
+    out
+}
+
+/// The `name=value` pairs of every `Cookie` field.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.trim(), value.trim()))
+        })
+}
+
+/// The default principal of a private request: a digest of its `Authorization` value and of
+/// the values of the configured session cookies.
+pub(crate) fn default_principal(private_cookies: &[String], parts: &Parts) -> Option<String> {
+    let mut hasher = Sha256::new();
+    let mut any = false;
+    if let Some(auth) = parts.headers.get(AUTHORIZATION) {
+        hasher.update(b"authorization\0");
+        hasher.update(auth.as_bytes());
+        any = true;
+    }
+    let mut named: Vec<(&str, &str)> = cookies(&parts.headers)
+        .filter(|(name, _)| private_cookies.iter().any(|c| c == name))
+        .collect();
+    named.sort_unstable();
+    for (name, value) in named {
+        hasher.update(b"\0cookie\0");
+        hasher.update(name.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        any = true;
+    }
+    any.then(|| hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(builder: http::request::Builder) -> Parts {
+        match builder.body(()) {
+            Ok(req) => req.into_parts().0,
+            Err(err) => panic!("bad test request: {err}"),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn query_order_does_not_change_the_key_but_values_do() {
+        let a = default_request_key(&parts(http::Request::get("/x?b=2&a=1")));
+        let b = default_request_key(&parts(http::Request::get("/x?a=1&b=2")));
+        let c = default_request_key(&parts(http::Request::get("/x?a=1&b=3")));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn only_get_and_head_are_looked_up() {
+        let policy = Policy::default();
+        assert_eq!(
+            policy.plan(&parts(http::Request::post("/x"))),
+            Plan::Bypass(BypassReason::Method)
+        );
+        assert!(matches!(
+            policy.plan(&parts(http::Request::head("/x"))),
+            Plan::Lookup { .. }
+        ));
+    }
+
+    #[test]
+    fn request_directives_choose_bypass_or_revalidation() {
+        let policy = Policy::default();
+        let no_store = http::Request::get("/x").header("cache-control", "no-store");
+        assert_eq!(
+            policy.plan(&parts(no_store)),
+            Plan::Bypass(BypassReason::RequestNoStore)
+        );
+        let no_cache = http::Request::get("/x").header("cache-control", "no-cache");
+        assert!(matches!(
+            policy.plan(&parts(no_cache)),
+            Plan::Revalidate { .. }
+        ));
+        let pragma = http::Request::get("/x").header("pragma", "no-cache");
+        assert!(matches!(
+            policy.plan(&parts(pragma)),
+            Plan::Revalidate { .. }
+        ));
+    }
+
+    #[test]
+    fn credentials_bypass_unless_principals_are_keyed() {
+        let mut policy = Policy {
+            private_cookies: vec!["session".into()],
+            ..Policy::default()
+        };
+        let auth = || http::Request::get("/x").header("authorization", "Bearer a");
+        let cookie = || http::Request::get("/x").header("cookie", "theme=dark; session=s1");
+        let harmless = http::Request::get("/x").header("cookie", "theme=dark");
+        assert_eq!(
+            policy.plan(&parts(auth())),
+            Plan::Bypass(BypassReason::Private)
+        );
+        assert_eq!(
+            policy.plan(&parts(cookie())),
+            Plan::Bypass(BypassReason::Private)
+        );
+        assert!(matches!(policy.plan(&parts(harmless)), Plan::Lookup { .. }));
+
+        let cookies = policy.private_cookies.clone();
+        policy.principal = Some(Arc::new(move |p: &Parts| default_principal(&cookies, p)));
+        let key_of = |p: Plan| match p {
+            Plan::Lookup { key, .. } => key,
+            other => panic!("expected a lookup, got {other:?}"),
+        };
+        let a = key_of(policy.plan(&parts(auth())));
+        let b = key_of(policy.plan(&parts(
+            http::Request::get("/x").header("authorization", "Bearer b"),
+        )));
+        assert_ne!(a, b, "two principals must never share an entry");
+        assert!(!a.contains("Bearer"), "credentials must not appear in keys");
+    }
+
+    #[test]
+    fn response_rules_refuse_what_a_shared_cache_must_not_keep() {
+        let policy = Policy::default();
+        let ok = StatusCode::OK;
+        for (pairs, reason) in [
+            (vec![("cache-control", "no-store")], NotStored::NoStore),
+            (
+                vec![("cache-control", "private, max-age=60")],
+                NotStored::Private,
+            ),
+            (vec![("cache-control", "no-cache")], NotStored::NoCache),
+            (vec![("set-cookie", "a=b")], NotStored::SetCookie),
+            (vec![("vary", "accept, *")], NotStored::VaryAll),
+            (vec![("cache-control", "max-age=0")], NotStored::Expired),
+            (
+                vec![("expires", "Thu, 01 Jan 1970 00:00:00 GMT")],
+                NotStored::Expired,
+            ),
+        ] {
+            assert_eq!(
+                policy.storability(ok, &headers(&pairs)),
+                Err(reason),
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(
+            policy.storability(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new()),
+            Err(NotStored::Status)
+        );
+    }
+
+    #[test]
+    fn max_age_and_s_maxage_only_lower_the_ttl() {
+        let policy = Policy {
+            ttl: Duration::from_secs(100),
+            ..Policy::default()
+        };
+        let ttl = |pairs: &[(&'static str, &'static str)]| {
+            policy
+                .storability(StatusCode::OK, &headers(pairs))
+                .map(|f| f.ttl.as_secs())
+        };
+        assert_eq!(ttl(&[]), Ok(100));
+        assert_eq!(ttl(&[("cache-control", "max-age=10")]), Ok(10));
+        assert_eq!(ttl(&[("cache-control", "max-age=1000")]), Ok(100));
+        assert_eq!(ttl(&[("cache-control", "max-age=10, s-maxage=20")]), Ok(20));
+    }
+
+    #[test]
+    fn stale_while_revalidate_is_capped_and_must_revalidate_disables_it() {
+        let policy = Policy {
+            max_swr: Duration::from_secs(50),
+            ..Policy::default()
+        };
+        let swr = |value: &'static str| {
+            policy
+                .storability(StatusCode::OK, &headers(&[("cache-control", value)]))
+                .map(|f| f.stale_while_revalidate.as_secs())
+        };
+        assert_eq!(swr("max-age=5, stale-while-revalidate=20"), Ok(20));
+        assert_eq!(swr("max-age=5, stale-while-revalidate=500"), Ok(50));
+        assert_eq!(
+            swr("max-age=5, stale-while-revalidate=20, must-revalidate"),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn variants_differ_by_the_varied_header_only() {
+        let names = match vary(&headers(&[("vary", "Accept-Language, accept")])) {
+            Vary::Names(n) => n,
+            other => panic!("expected names, got {other:?}"),
+        };
+        assert_eq!(names, vec!["accept".to_string(), "accept-language".into()]);
+        let en = variant_key("k", &names, &headers(&[("accept-language", "en")]));
+        let fr = variant_key("k", &names, &headers(&[("accept-language", "fr")]));
+        let en_again = variant_key(
+            "k",
+            &names,
+            &headers(&[("accept-language", "en"), ("x-other", "1")]),
+        );
+        assert_ne!(en, fr);
+        assert_eq!(en, en_again);
+    }
+}

@@ -1,0 +1,276 @@
+//! What the layer tells the client about how a response was produced.
+//!
+//! Every response that passes the layer carries:
+//!
+//! - `Cache-Status` ([RFC 9211](https://www.rfc-editor.org/rfc/rfc9211)) describing what the
+//!   layer itself did: `podium; hit; ttl=42`, `podium; hit; ttl=-3` (a stale entry served while
+//!   it is refreshed), `podium; fwd=miss; stored`, `podium; fwd=miss; collapsed` (answered by
+//!   another request's call), `podium; fwd=request; stored` (the request said `no-cache`),
+//!   `podium; fwd=stale; stored` (the entry was older than the request's `max-age`),
+//!   `podium; fwd=method`, `podium; fwd=bypass; detail=…`.
+//! - `X-Cache: HIT | MISS | MIXED | BYPASS`, `X-Cache-Hits`, `X-Cache-Misses` and
+//!   `X-Airtable-Calls`: for a response served by the layer, `HIT` with one hit and no source
+//!   call; for a response the service produced, what the record reads it made through the core
+//!   cache did (all hits → `HIT`, all misses → `MISS`, both → `MIXED`; the store failing →
+//!   `BYPASS`).
+//!
+//! ```
+//! use podium_cache_core::scope::ScopeReport;
+//! use podium_cache_tower::status::{CacheStatus, Forward, XCache};
+//!
+//! let status = CacheStatus::Forward { reason: Forward::Miss, stored: true, detail: None };
+//! assert_eq!(status.to_header_value("podium"), "podium; fwd=miss; stored");
+//!
+//! let report = ScopeReport { hits: 2, misses: 1, ..ScopeReport::default() };
+//! assert_eq!(XCache::from_report(&report, true), XCache::Mixed);
+//! ```
+
+use std::fmt::Write as _;
+
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
+use podium_cache_core::scope::ScopeReport;
+
+/// `Cache-Status` (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+/// `X-Cache`: `HIT`, `MISS`, `MIXED` or `BYPASS`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// `X-Cache-Hits`: reads answered by a cache for this response.
+pub const X_CACHE_HITS: HeaderName = HeaderName::from_static("x-cache-hits");
+/// `X-Cache-Misses`: reads that had to ask the source for this response.
+pub const X_CACHE_MISSES: HeaderName = HeaderName::from_static("x-cache-misses");
+/// `X-Airtable-Calls`: source (Airtable) calls made for this response.
+pub const X_AIRTABLE_CALLS: HeaderName = HeaderName::from_static("x-airtable-calls");
+
+/// Why the layer forwarded a request to the service (RFC 9211 `fwd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// The layer does not handle this request (credentials, no key, store unavailable).
+    Bypass,
+    /// The method is not cacheable.
+    Method,
+    /// No entry.
+    Miss,
+    /// The request asked for it (`no-cache`, `no-store`).
+    Request,
+    /// An entry existed but was too old to use.
+    Stale,
+}
+
+impl Forward {
+    /// The RFC 9211 token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bypass => "bypass",
+            Self::Method => "method",
+            Self::Miss => "miss",
+            Self::Request => "request",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// What the layer did with one request, as `Cache-Status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the store; `ttl` is the remaining freshness in seconds (negative: a stale
+    /// entry served while it is revalidated in the background).
+    Hit {
+        /// Remaining freshness lifetime, seconds.
+        ttl: i64,
+    },
+    /// Answered with the response another, concurrent request fetched for the same key.
+    Collapsed,
+    /// Forwarded to the service.
+    Forward {
+        /// Why.
+        reason: Forward,
+        /// Whether the answer was stored.
+        stored: bool,
+        /// Extra detail (`detail=` parameter), e.g. why it was not stored.
+        detail: Option<&'static str>,
+    },
+}
+
+impl CacheStatus {
+    /// Whether the response came out of the layer (not from the service for this request).
+    pub fn served_by_layer(&self) -> bool {
+        matches!(self, Self::Hit { .. } | Self::Collapsed)
+    }
+
+    /// The header value, with `name` as the cache's identifier.
+    pub fn to_header_value(&self, name: &str) -> String {
+        let mut out = String::with_capacity(48);
+        out.push_str(name);
+        match self {
+            Self::Hit { ttl } => {
+                let _ = write!(out, "; hit; ttl={ttl}");
+            }
+            Self::Collapsed => out.push_str("; fwd=miss; collapsed"),
+            Self::Forward {
+                reason,
+                stored,
+                detail,
+            } => {
+                out.push_str("; fwd=");
+                out.push_str(reason.as_str());
+                if *stored {
+                    out.push_str("; stored");
+                }
+                if let Some(detail) = detail {
+                    out.push_str("; detail=");
+                    out.push_str(detail);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The seed's `X-Cache` summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XCache {
+    /// Everything came from a cache.
+    Hit,
+    /// Everything was fetched from the source (or nothing was read from any cache).
+    Miss,
+    /// Some reads hit, some missed.
+    Mixed,
+    /// The store was not usable.
+    Bypass,
+}
+
+impl XCache {
+    /// The header text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Mixed => "MIXED",
+            Self::Bypass => "BYPASS",
+        }
+    }
+
+    /// The summary of a response the service produced: from the scope's record reads; `BYPASS`
+    /// when a store call failed; a response that read nothing is `MISS` when the layer looked
+    /// for it (`consulted`) and `BYPASS` when it did not.
+    pub fn from_report(report: &ScopeReport, consulted: bool) -> Self {
+        if report.store_errors > 0 {
+            return Self::Bypass;
+        }
+        match (report.hits > 0, report.misses > 0) {
+            (true, true) => Self::Mixed,
+            (true, false) => Self::Hit,
+            (false, true) => Self::Miss,
+            (false, false) if consulted => Self::Miss,
+            (false, false) => Self::Bypass,
+        }
+    }
+}
+
+/// Everything the status headers of one response say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusHeaders {
+    /// What the layer did.
+    pub cache_status: CacheStatus,
+    /// The `X-Cache` summary.
+    pub x_cache: XCache,
+    /// `X-Cache-Hits`.
+    pub hits: u64,
+    /// `X-Cache-Misses`.
+    pub misses: u64,
+    /// `X-Airtable-Calls`.
+    pub source_calls: u64,
+}
+
+impl StatusHeaders {
+    /// A response served by the layer: one hit, no source call.
+    pub fn served(cache_status: CacheStatus) -> Self {
+        Self {
+            cache_status,
+            x_cache: XCache::Hit,
+            hits: 1,
+            misses: 0,
+            source_calls: 0,
+        }
+    }
+
+    /// A response the service produced, with what its scope collected. `store_failed`: the
+    /// layer's own store call failed; `consulted`: the layer looked the request up.
+    pub fn produced(
+        cache_status: CacheStatus,
+        report: &ScopeReport,
+        store_failed: bool,
+        consulted: bool,
+    ) -> Self {
+        let x_cache = if store_failed {
+            XCache::Bypass
+        } else {
+            XCache::from_report(report, consulted)
+        };
+        Self {
+            cache_status,
+            x_cache,
+            hits: report.hits,
+            misses: report.misses,
+            source_calls: report.source_calls,
+        }
+    }
+
+    /// Writes the headers (replacing any the service set).
+    pub fn apply(&self, cache_name: &str, headers: &mut HeaderMap) {
+        if let Ok(value) = HeaderValue::from_str(&self.cache_status.to_header_value(cache_name)) {
+            headers.insert(CACHE_STATUS, value);
+        }
+        headers.insert(X_CACHE, HeaderValue::from_static(self.x_cache.as_str()));
+        headers.insert(X_CACHE_HITS, HeaderValue::from(self.hits));
+        headers.insert(X_CACHE_MISSES, HeaderValue::from(self.misses));
+        headers.insert(X_AIRTABLE_CALLS, HeaderValue::from(self.source_calls));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_status_values_follow_rfc_9211_syntax() {
+        assert_eq!(
+            CacheStatus::Hit { ttl: 42 }.to_header_value("podium"),
+            "podium; hit; ttl=42"
+        );
+        assert_eq!(
+            CacheStatus::Hit { ttl: -3 }.to_header_value("podium"),
+            "podium; hit; ttl=-3"
+        );
+        assert_eq!(
+            CacheStatus::Collapsed.to_header_value("podium"),
+            "podium; fwd=miss; collapsed"
+        );
+        assert_eq!(
+            CacheStatus::Forward {
+                reason: Forward::Bypass,
+                stored: false,
+                detail: Some("store-unavailable")
+            }
+            .to_header_value("edge"),
+            "edge; fwd=bypass; detail=store-unavailable"
+        );
+    }
+
+    #[test]
+    fn x_cache_summarises_the_scope() {
+        let report = |hits, misses, store_errors| ScopeReport {
+            hits,
+            misses,
+            store_errors,
+            ..ScopeReport::default()
+        };
+        assert_eq!(XCache::from_report(&report(3, 0, 0), true), XCache::Hit);
+        assert_eq!(XCache::from_report(&report(0, 2, 0), true), XCache::Miss);
+        assert_eq!(XCache::from_report(&report(1, 1, 0), true), XCache::Mixed);
+        assert_eq!(XCache::from_report(&report(1, 1, 1), true), XCache::Bypass);
+        assert_eq!(XCache::from_report(&report(0, 0, 0), true), XCache::Miss);
+        assert_eq!(XCache::from_report(&report(0, 0, 0), false), XCache::Bypass);
+    }
+}

@@ -1,0 +1,164 @@
+//! Freshness under load: concurrent misses for one key run the handler once.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use common::{harness, req, send, Counter, StoreKind};
+use podium_cache_tower::CacheLayer;
+use tokio::sync::Notify;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_misses_run_the_handler_once() {
+    for kind in StoreKind::ALL {
+        let h = harness(kind).await;
+        let runs = Counter::default();
+        let counter = runs.clone();
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(move || {
+                    let counter = counter.clone();
+                    async move {
+                        let run = counter.bump();
+                        // Long enough for all hundred requests to arrive while it runs.
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        format!("run {run}")
+                    }
+                }),
+            )
+            .layer(
+                CacheLayer::builder(&h.cache)
+                    .coalesce_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+
+        let replies = futures::future::join_all((0..100).map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, req("/slow")).await })
+        }))
+        .await;
+        let replies: Vec<_> = replies.into_iter().map(|r| r.expect("task")).collect();
+
+        assert_eq!(runs.get(), 1, "{kind:?}: the handler ran more than once");
+        assert!(replies
+            .iter()
+            .all(|r| r.status == 200 && r.text() == "run 1"));
+        let stored = replies
+            .iter()
+            .filter(|r| r.cache_status() == "podium; fwd=miss; stored")
+            .count();
+        assert_eq!(
+            stored, 1,
+            "{kind:?}: exactly one request fetched and stored"
+        );
+        let collapsed = replies
+            .iter()
+            .filter(|r| r.cache_status() == "podium; fwd=miss; collapsed")
+            .count();
+        assert!(collapsed > 0, "{kind:?}: no request waited for the leader");
+        assert!(replies
+            .iter()
+            .filter(|r| r.cache_status() != "podium; fwd=miss; stored")
+            .all(|r| r.x_cache() == "HIT"));
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_request_runs_the_handler_itself_after_the_timeout() {
+    let h = harness(StoreKind::Memory).await;
+    let runs = Counter::default();
+    let release = Arc::new(Notify::new());
+    let (counter, gate) = (runs.clone(), Arc::clone(&release));
+    let app = Router::new()
+        .route(
+            "/stuck",
+            get(move || {
+                let (counter, gate) = (counter.clone(), Arc::clone(&gate));
+                async move {
+                    let run = counter.bump();
+                    if run == 1 {
+                        gate.notified().await; // the leader hangs until the test releases it
+                    }
+                    format!("run {run}")
+                }
+            }),
+        )
+        .layer(
+            CacheLayer::builder(&h.cache)
+                .coalesce_timeout(Duration::from_millis(100))
+                .build(),
+        );
+
+    let leader = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, req("/stuck")).await }
+    });
+    while runs.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let follower = send(&app, req("/stuck")).await;
+    assert_eq!(
+        follower.text(),
+        "run 2",
+        "the follower gave up waiting and ran it"
+    );
+    assert_eq!(follower.cache_status(), "podium; fwd=miss; stored");
+
+    release.notify_one();
+    let leader = leader.await.expect("leader task");
+    assert_eq!(leader.text(), "run 1");
+}
+
+#[tokio::test]
+async fn a_failed_leader_lets_the_waiting_requests_run_the_handler() {
+    let h = harness(StoreKind::Memory).await;
+    let runs = Counter::default();
+    let release = Arc::new(Notify::new());
+    let (counter, gate) = (runs.clone(), Arc::clone(&release));
+    let app = Router::new()
+        .route(
+            "/flaky",
+            get(move || {
+                let (counter, gate) = (counter.clone(), Arc::clone(&gate));
+                async move {
+                    let run = counter.bump();
+                    if run == 1 {
+                        gate.notified().await;
+                    }
+                    format!("run {run}")
+                }
+            }),
+        )
+        .layer(
+            CacheLayer::builder(&h.cache)
+                .coalesce_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    // The leader's client goes away mid-request: its future is dropped.
+    let leader = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, req("/flaky")).await }
+    });
+    while runs.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let follower = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, req("/flaky")).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await; // let the follower join the leader and wait
+    }
+    leader.abort();
+    // Far below the coalescing timeout: the follower must be released by the leader's drop.
+    let follower = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("the follower was not released when the leader went away")
+        .expect("follower task");
+    assert_eq!(follower.text(), "run 2");
+    assert_eq!(runs.get(), 2);
+}
