@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
-use podium_cache_core::cache::Cache;
+use podium_cache_core::cache::{Cache, SetupError};
+use podium_cache_core::config::{ConfigError, Settings};
 use podium_cache_core::store::{Condition, RecordWrite, RedisClusterStore, Store, StoreError};
 use podium_cache_core::UpsertOutcome;
 use podium_local::redis_cluster::RedisCluster;
@@ -301,4 +302,53 @@ async fn a_cluster_down_at_start_is_no_error_and_the_store_reconnects_by_itself(
     let values = store.get_many(&keys).await.unwrap();
     assert!(values.iter().all(|v| v.as_deref() == Some(&b"1"[..])));
     drop(cluster);
+}
+
+fn cluster_settings(nodes: &str) -> Result<Settings, ConfigError> {
+    Settings::from_sources(
+        None,
+        [
+            ("PODIUM_REDIS_CLUSTER_NODES", nodes),
+            ("PODIUM_AIRTABLE_API_KEY", "patLOCAL"),
+            ("PODIUM_AIRTABLE_BASE_ID", BASE),
+            ("PODIUM_AIRTABLE_API_URL", "http://127.0.0.1:9"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+}
+
+#[tokio::test]
+async fn cluster_nodes_in_the_settings_select_the_cluster_store() {
+    let cluster = shared_cluster().await;
+    let settings = cluster_settings(&cluster.nodes().join(",")).unwrap();
+    assert_eq!(settings.redis_cluster_nodes.len(), 3);
+    let (store, _source) = Cache::stores_from_settings(&settings).await.unwrap();
+    assert_eq!(store.name(), "redis-cluster");
+    store
+        .set("tsettings:{a}", Bytes::from_static(b"1"), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("tsettings:{a}").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_node_that_is_not_a_url_is_a_clear_setup_error() {
+    let settings = cluster_settings("redis://127.0.0.1:1,not a url").unwrap();
+    let err = Cache::stores_from_settings(&settings)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SetupError::Config(ConfigError::Invalid {
+                setting: "redis_cluster_nodes",
+                ..
+            })
+        ),
+        "{err}"
+    );
 }

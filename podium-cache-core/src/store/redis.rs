@@ -9,8 +9,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 use tokio::sync::Mutex;
 
-use super::script::WRITE_RECORD_LUA;
-use super::{Condition, RecordWrite, ScanPage, Store, StoreError, Version, WriteOutcome};
+use super::script::{
+    millis, record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA,
+};
+use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
 
 /// Configures a [`RedisStore`].
 ///
@@ -152,9 +154,6 @@ fn map_err(err: RedisError) -> StoreError {
     }
 }
 
-fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
 
 fn to_bytes(value: Option<Vec<u8>>) -> Option<Bytes> {
     value.map(Bytes::from)
@@ -273,50 +272,19 @@ impl Store for RedisStore {
 
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
         let mut invocation = self.inner.script.prepare_invoke();
-        invocation.key(&write.version_key);
-        for (key, _, _) in &write.set {
+        for key in record_write_keys(write) {
             invocation.key(key);
         }
-        for key in &write.delete {
-            invocation.key(key);
-        }
-        let (kind, value) = match write.condition {
-            Condition::Always => ("0", 0),
-            Condition::GenerationIs(generation) => {
-                ("1", i64::try_from(generation).unwrap_or(i64::MAX))
-            }
-            Condition::NewerThan(ts) => ("2", ts),
-        };
-        invocation
-            .arg(kind)
-            .arg(value)
-            .arg(if write.bump_generation { "1" } else { "0" })
-            .arg(
-                write
-                    .timestamp_ms
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(millis(write.version_ttl))
-            .arg(write.set.len());
-        for (_, value, ttl) in &write.set {
-            invocation.arg(value.as_ref()).arg(millis(*ttl));
+        for arg in record_write_args(write) {
+            invocation.arg(arg);
         }
         let mut conn = self.connection().await?;
-        let (applied, generation, timestamp_ms): (i64, u64, i64) =
+        let reply: (i64, u64, i64) =
             tokio::time::timeout(self.inner.call_timeout, invocation.invoke_async(&mut conn))
                 .await
                 .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
                 .map_err(map_err)?;
-        let version = Version {
-            generation,
-            timestamp_ms,
-        };
-        Ok(if applied == 1 {
-            WriteOutcome::Applied(version)
-        } else {
-            WriteOutcome::Rejected(version)
-        })
+        Ok(record_write_outcome(reply))
     }
 
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
