@@ -85,9 +85,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use rand::Rng;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -98,7 +96,7 @@ use crate::cache::{Cache, CacheError};
 use crate::entity::{Cacheable, EntityMeta, FieldKind};
 use crate::source::airtable::MAX_PAGE;
 use crate::source::{formula, ListQuery, SourceError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreLock};
 
 /// The name of the store-held lock (`{prefix}:lock:sweep`).
 pub const LOCK_NAME: &str = "sweep";
@@ -287,7 +285,9 @@ pub struct Counts {
     pub removed: u64,
     /// Ids the source could not confirm (429/5xx past the retries): left alone.
     pub unconfirmed: u64,
-    /// HTTP requests sent to the source (retries included).
+    /// HTTP requests sent to the source (retries included), read from the source's counters
+    /// ([`crate::source::Source::stats`]): requests other users of the same source object make
+    /// while an entity is swept are counted too (none in `cargo xtask sweep`).
     pub calls: u64,
     /// Calls a per-record check would have made: one per cached id.
     pub naive_calls: u64,
@@ -1195,16 +1195,10 @@ fn collect_references(
     }
 }
 
-/// The store-held lock: `SET NX PX` with a random token, refreshed in the background.
-///
-/// Releasing and refreshing compare the token first; the [`Store`] trait has no atomic
-/// compare-and-delete, so there is a window of one round trip in which a lock that expired
-/// and was taken over could be touched. Refreshing every third of the TTL keeps that from
-/// happening unless the store stalls for two thirds of the TTL.
+/// The sweep's store lock ([`StoreLock`]), extended every third of its TTL in the background;
+/// a sweep whose lock was lost stops before its next batch.
 struct Lock {
-    store: Arc<dyn Store>,
-    key: String,
-    token: Bytes,
+    lock: Arc<StoreLock>,
     lost: Arc<AtomicBool>,
     heartbeat: JoinHandle<()>,
 }
@@ -1215,23 +1209,14 @@ impl Lock {
         key: String,
         ttl: Duration,
     ) -> Result<Self, SweepError> {
-        let token = Bytes::from(hex::encode(rand::thread_rng().gen::<[u8; 16]>()));
-        if !store.set_if_absent(&key, token.clone(), ttl).await? {
+        let Some(lock) = StoreLock::try_acquire(store, &key, ttl).await? else {
             return Err(SweepError::LockHeld { key, ttl });
-        }
-        tracing::debug!(key, "sweep lock taken");
+        };
+        let lock = Arc::new(lock);
         let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = tokio::spawn(heartbeat(
-            Arc::clone(store),
-            key.clone(),
-            token.clone(),
-            ttl,
-            Arc::clone(&lost),
-        ));
+        let heartbeat = tokio::spawn(heartbeat(Arc::clone(&lock), ttl, Arc::clone(&lost)));
         Ok(Self {
-            store: Arc::clone(store),
-            key,
-            token,
+            lock,
             lost,
             heartbeat,
         })
@@ -1240,7 +1225,7 @@ impl Lock {
     fn ensure_held(&self) -> Result<(), SweepError> {
         if self.lost.load(Ordering::SeqCst) {
             Err(SweepError::LockLost {
-                key: self.key.clone(),
+                key: self.lock.key().to_owned(),
             })
         } else {
             Ok(())
@@ -1250,15 +1235,9 @@ impl Lock {
     /// Deletes the lock if this sweep still holds it; a failure only leaves it to expire.
     async fn release(self) {
         self.heartbeat.abort();
-        match self.store.get(&self.key).await {
-            Ok(Some(value)) if value == self.token => {
-                if let Err(err) = self.store.delete(std::slice::from_ref(&self.key)).await {
-                    tracing::warn!(error = %err, "could not release the sweep lock; it will expire");
-                } else {
-                    tracing::debug!(key = self.key, "sweep lock released");
-                }
-            }
-            Ok(_) => tracing::warn!(key = self.key, "the sweep lock was no longer ours"),
+        match self.lock.release().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(key = self.lock.key(), "the sweep lock was no longer ours"),
             Err(err) => {
                 tracing::warn!(error = %err, "could not release the sweep lock; it will expire")
             }
@@ -1273,25 +1252,14 @@ impl Drop for Lock {
     }
 }
 
-/// Refreshes the lock every third of its TTL while it is still ours; flags it lost otherwise.
-async fn heartbeat(
-    store: Arc<dyn Store>,
-    key: String,
-    token: Bytes,
-    ttl: Duration,
-    lost: Arc<AtomicBool>,
-) {
-    let period = ttl / 3;
+/// Extends the lock every third of its TTL while it is still ours; flags it lost otherwise.
+async fn heartbeat(lock: Arc<StoreLock>, ttl: Duration, lost: Arc<AtomicBool>) {
     loop {
-        tokio::time::sleep(period).await;
-        match store.get(&key).await {
-            Ok(Some(value)) if value == token => {
-                if let Err(err) = store.set(&key, token.clone(), ttl).await {
-                    tracing::warn!(error = %err, "could not refresh the sweep lock");
-                }
-            }
-            Ok(_) => {
-                tracing::error!(key, "the sweep lock expired or was taken over");
+        tokio::time::sleep(ttl / 3).await;
+        match lock.extend(ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(key = lock.key(), "the sweep lock expired or was taken over");
                 lost.store(true, Ordering::SeqCst);
                 return;
             }

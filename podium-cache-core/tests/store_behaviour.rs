@@ -297,6 +297,19 @@ async fn scan_pages_through_every_matching_key(store: Arc<dyn Store>) {
     assert!(pages > 1, "a page size of 50 must take several pages");
 }
 
+async fn compare_and_delete_or_extend_only_touch_the_expected_value(store: Arc<dyn Store>) {
+    store.set("lock", b("mine"), Duration::from_millis(300)).await.unwrap();
+    assert!(!store.delete_if_equals("lock", b"theirs").await.unwrap());
+    assert!(!store.expire_if_equals("lock", b"theirs", MINUTE).await.unwrap());
+    assert!(store.expire_if_equals("lock", b"mine", MINUTE).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(store.get("lock").await.unwrap(), Some(b("mine")), "extended past its first TTL");
+    assert!(store.delete_if_equals("lock", b"mine").await.unwrap());
+    assert_eq!(store.get("lock").await.unwrap(), None);
+    assert!(!store.delete_if_equals("lock", b"mine").await.unwrap());
+    assert!(!store.expire_if_equals("absent", b"mine", MINUTE).await.unwrap());
+}
+
 for_every_store! {
     values_round_trip_and_get_many_keeps_order,
     entries_expire_after_their_ttl,
@@ -307,4 +320,5 @@ for_every_store! {
     record_write_checks_the_generation,
     record_write_orders_by_timestamp,
     scan_pages_through_every_matching_key,
+    compare_and_delete_or_extend_only_touch_the_expected_value,
 }

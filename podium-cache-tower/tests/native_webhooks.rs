@@ -445,6 +445,17 @@ impl Store for CrashingCursorStore {
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         self.inner.delete(keys).await
     }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.inner.delete_if_equals(key, expected).await
+    }
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.expire_if_equals(key, expected, ttl).await
+    }
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         self.inner.increment(key, ttl).await
     }

@@ -55,7 +55,8 @@ impl AirtableSourceBuilder {
     }
 
     /// At most `max` requests in any `window` per base, for every client in the process
-    /// (default 5 per 1.05 s: Airtable's 5/s with a margin for network jitter).
+    /// (default 5 per second, Airtable's limit; a slot's second starts when its answer
+    /// arrived, so the limit holds as the server counts, whatever the network's jitter).
     pub fn rate_limit(mut self, max: usize, window: Duration) -> Self {
         self.max_per_window = max;
         self.window = window;
@@ -198,7 +199,7 @@ impl AirtableSource {
             base_id: base_id.into(),
             api_url: "https://api.airtable.com".to_owned(),
             max_per_window: 5,
-            window: Duration::from_millis(1050),
+            window: Duration::from_secs(1),
             rate_limit_pause: Duration::from_secs(30),
             max_retries: 4,
             backoff_base: Duration::from_millis(200),
@@ -271,14 +272,16 @@ impl AirtableSource {
         let config = &self.inner.config;
         let mut attempt = 0u32;
         loop {
-            self.inner.limiter.acquire().await;
+            let permit = self.inner.limiter.acquire().await;
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = self.exchange(method.clone(), url.clone(), body).await;
+            // The answer is in: the slot's window starts now (see `limiter`).
+            drop(permit);
             let err = match outcome {
                 Attempt::Done(status, bytes) if status == StatusCode::TOO_MANY_REQUESTS => {
                     self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(pause = ?config.rate_limit_pause, "airtable answered 429; pausing the base");
-                    self.inner.limiter.pause(config.rate_limit_pause).await;
+                    self.inner.limiter.pause(config.rate_limit_pause);
                     SourceError::RateLimited(String::from_utf8_lossy(&bytes).into_owned())
                 }
                 Attempt::Done(status, bytes) if status.is_server_error() => {

@@ -1,29 +1,63 @@
 //! The client-side rate limiter: at most N requests in any window, per base, for the process.
+//!
+//! A request holds its slot from the moment it is sent until its answer has arrived, and the
+//! slot is free again one window after that. The server sees a request arrive somewhere between
+//! its sending and its answer, so two requests that used the same slot reach the server at
+//! least one window apart, whatever the network and the scheduler did in between: the limit
+//! holds at the server, not only at the client. (A limiter that counts send times only keeps
+//! the limit if every request takes the same time to arrive; on a loaded machine they do not.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A sliding-window limiter: never more than `max` acquisitions in any `window`. Waiters are
-/// served first come, first served (tokio's mutex is fair). A pause (after a 429) holds
-/// everyone until it ends.
+/// A sliding-window limiter: never more than `max` requests in any `window` as the server sees
+/// them. A pause (after a 429) holds everyone until it ends.
 ///
-/// A sliding window satisfies both readings of "5 requests a second": no more than 5 in any
-/// one-second window, and so no more than 5 in any calendar second.
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use podium_cache_core::source::limiter::RateLimiter;
+/// let limiter = RateLimiter::new(5, Duration::from_secs(1));
+/// let permit = limiter.acquire().await;
+/// // … send the request, read the answer …
+/// drop(permit); // the slot is free again one window from now
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RateLimiter {
     max: usize,
     window: Duration,
     state: Mutex<State>,
+    changed: Notify,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    sent: VecDeque<Instant>,
+    in_flight: usize,
+    finished: VecDeque<Instant>,
     paused_until: Option<Instant>,
+}
+
+/// One request's slot; dropping it (after the answer arrived) starts the slot's window.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    limiter: &'a RateLimiter,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.limiter.state.lock();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            state.finished.push_back(Instant::now());
+        }
+        self.limiter.changed.notify_waiters();
+    }
 }
 
 impl RateLimiter {
@@ -33,14 +67,14 @@ impl RateLimiter {
             max: max.max(1),
             window,
             state: Mutex::new(State::default()),
+            changed: Notify::new(),
         }
     }
 
     /// The limiter shared by every client in this process that talks to `scope` (e.g. the API
     /// origin and base id), created with `max`/`window` on first use.
     pub fn shared(scope: &str, max: usize, window: Duration) -> Arc<Self> {
-        static REGISTRY: OnceLock<parking_lot::Mutex<HashMap<String, Arc<RateLimiter>>>> =
-            OnceLock::new();
+        static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<RateLimiter>>>> = OnceLock::new();
         let registry = REGISTRY.get_or_init(Default::default);
         registry
             .lock()
@@ -49,38 +83,51 @@ impl RateLimiter {
             .clone()
     }
 
-    /// Waits until one more request may be sent, and counts it.
-    pub async fn acquire(&self) {
-        let mut state = self.state.lock().await;
+    /// Waits until one more request may be sent; hold the permit until its answer arrived.
+    pub async fn acquire(&self) -> Permit<'_> {
         loop {
-            let now = Instant::now();
-            if let Some(until) = state.paused_until {
-                if until > now {
-                    tokio::time::sleep_until(until).await;
-                    continue;
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake_at = {
+                let mut state = self.state.lock();
+                let now = Instant::now();
+                match state.paused_until {
+                    Some(until) if until > now => Some(until),
+                    _ => {
+                        state.paused_until = None;
+                        while state
+                            .finished
+                            .front()
+                            .is_some_and(|t| now.duration_since(*t) >= self.window)
+                        {
+                            state.finished.pop_front();
+                        }
+                        if state.in_flight + state.finished.len() < self.max {
+                            state.in_flight += 1;
+                            return Permit { limiter: self };
+                        }
+                        // Full: the oldest finished slot frees first; if every slot is in
+                        // flight, an answer (a notification) is what frees one.
+                        state.finished.front().map(|t| *t + self.window)
+                    }
                 }
-                state.paused_until = None;
-            }
-            while state
-                .sent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.window)
-            {
-                state.sent.pop_front();
-            }
-            if state.sent.len() < self.max {
-                state.sent.push_back(now);
-                return;
-            }
-            if let Some(oldest) = state.sent.front().copied() {
-                tokio::time::sleep_until(oldest + self.window).await;
+            };
+            match wake_at {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = &mut notified => {}
+                    }
+                }
+                None => notified.await,
             }
         }
     }
 
     /// Holds every caller for `duration` (the source answered 429).
-    pub async fn pause(&self, duration: Duration) {
-        let mut state = self.state.lock().await;
+    pub fn pause(&self, duration: Duration) {
+        let mut state = self.state.lock();
         let until = Instant::now() + duration;
         state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
     }
@@ -90,37 +137,51 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn never_more_than_max_in_any_window() {
-        let limiter = Arc::new(RateLimiter::new(5, Duration::from_secs(1)));
-        let start = Instant::now();
+    /// Runs `n` requests that each take `latency` between send and answer; returns
+    /// (send, answer) instants.
+    async fn run(limiter: Arc<RateLimiter>, n: usize, latency: Duration) -> Vec<(Instant, Instant)> {
         let mut handles = Vec::new();
-        for _ in 0..23 {
+        for _ in 0..n {
             let limiter = limiter.clone();
             handles.push(tokio::spawn(async move {
-                limiter.acquire().await;
-                Instant::now()
+                let permit = limiter.acquire().await;
+                let sent = Instant::now();
+                tokio::time::sleep(latency).await;
+                let answered = Instant::now();
+                drop(permit);
+                (sent, answered)
             }));
         }
-        let mut times = Vec::new();
+        let mut out = Vec::new();
         for h in handles {
-            times.push(h.await.unwrap());
+            out.push(h.await.unwrap());
         }
-        times.sort();
-        for (i, t) in times.iter().enumerate().skip(5) {
-            assert!(t.duration_since(times[i - 5]) >= Duration::from_secs(1));
+        out.sort();
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_max_in_any_window_as_the_server_sees_them() {
+        let limiter = Arc::new(RateLimiter::new(5, Duration::from_secs(1)));
+        let start = Instant::now();
+        let times = run(limiter, 23, Duration::from_millis(200)).await;
+        // The server sees a request at any instant between send and answer: the worst case
+        // is the earlier one arriving at its answer and the later one at its send.
+        for i in 5..times.len() {
+            assert!(times[i].0.duration_since(times[i - 5].1) >= Duration::from_secs(1));
         }
-        // 23 requests at 5 per second need four full windows.
-        assert!(times[22].duration_since(start) >= Duration::from_secs(4));
-        assert!(times[22].duration_since(start) < Duration::from_secs(5));
+        // 23 requests at 5 per (1 s + 200 ms) need four full rounds.
+        let last = times[22].1.duration_since(start);
+        assert!(last >= Duration::from_millis(4 * 1200), "{last:?}");
+        assert!(last < Duration::from_secs(6), "{last:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller() {
         let limiter = RateLimiter::new(5, Duration::from_secs(1));
         let start = Instant::now();
-        limiter.pause(Duration::from_secs(30)).await;
-        limiter.acquire().await;
+        limiter.pause(Duration::from_secs(30));
+        let _permit = limiter.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(30));
     }
 }

@@ -155,6 +155,31 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        if self.bytes(key).as_deref() == Some(expected) {
+            self.inner.cache.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        match self.bytes(key) {
+            Some(value) if value.as_ref() == expected => {
+                self.put(key, Value::Bytes(value), ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         Ok(keys
             .iter()

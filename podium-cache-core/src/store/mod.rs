@@ -23,6 +23,7 @@
 //! ```
 
 mod cluster;
+mod lock;
 mod memory;
 mod redis;
 mod script;
@@ -33,6 +34,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 
@@ -165,6 +167,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &str,
         value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes `key` only if its value is `expected` (atomic); true when it was deleted.
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError>;
+
+    /// Sets `key`'s TTL only if its value is `expected` (atomic); true when it was extended.
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError>;
 

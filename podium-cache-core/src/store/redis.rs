@@ -10,7 +10,8 @@ use redis::{Client, RedisError, Script};
 use tokio::sync::Mutex;
 
 use super::script::{
-    millis, record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA,
+    millis, record_write_args, record_write_keys, record_write_outcome, DELETE_IF_EQUALS_LUA,
+    EXPIRE_IF_EQUALS_LUA, WRITE_RECORD_LUA,
 };
 use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
 
@@ -222,6 +223,38 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(reply.is_some())
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .query(
+                redis::cmd("EVAL")
+                    .arg(DELETE_IF_EQUALS_LUA)
+                    .arg(1)
+                    .arg(key)
+                    .arg(expected),
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let extended: i64 = self
+            .query(
+                redis::cmd("EVAL")
+                    .arg(EXPIRE_IF_EQUALS_LUA)
+                    .arg(1)
+                    .arg(key)
+                    .arg(expected)
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(extended == 1)
     }
 
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {

@@ -41,6 +41,14 @@ end
 return {1, ngen, nts}
 "#;
 
+/// Deletes KEYS[1] only if its value is ARGV[1]; 1 when deleted.
+pub(crate) const DELETE_IF_EQUALS_LUA: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Sets KEYS[1]'s TTL to ARGV[2] ms only if its value is ARGV[1]; 1 when extended.
+pub(crate) const EXPIRE_IF_EQUALS_LUA: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
 /// The script's KEYS for `write`, in the order [`WRITE_RECORD_LUA`] reads them.
 pub(crate) fn record_write_keys(write: &RecordWrite) -> Vec<&str> {
     std::iter::once(write.version_key.as_str())

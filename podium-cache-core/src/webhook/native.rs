@@ -50,7 +50,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -61,7 +60,7 @@ use super::registry::{ModelOps, Models};
 use crate::cache::{Cache, CacheError};
 use crate::config::Secret;
 use crate::source::{AirtableSource, SourceError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreLock};
 
 /// The notification's MAC header (lower case, as header lookups take it).
 pub const MAC_HEADER: &str = "x-airtable-content-mac";
@@ -941,29 +940,38 @@ impl NativeWebhooks {
 
     /// One round under the store lock.
     async fn round(&self, webhook_id: &str) -> Result<SyncOutcome, NativeError> {
-        let store = self.store();
         let lock_key = self
             .inner
             .cache
             .keys()
             .lock(&format!("webhook:{webhook_id}"));
-        let lock = StoreLock::acquire(
-            store,
-            lock_key,
-            webhook_id,
+        let Some(lock) = StoreLock::acquire_within(
+            self.inner.cache.store(),
+            &lock_key,
             self.inner.lock_ttl,
             self.inner.lock_wait,
+            LOCK_POLL,
         )
-        .await?;
+        .await?
+        else {
+            return Err(NativeError::Busy {
+                webhook: webhook_id.to_owned(),
+            });
+        };
         let result = self.page(webhook_id, &lock).await;
-        lock.release().await;
+        match lock.release().await {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, webhook = webhook_id, "could not release the webhook pager lock; it will expire")
+            }
+        }
         result
     }
 
     async fn page(
         &self,
         webhook_id: &str,
-        lock: &StoreLock<'_>,
+        lock: &StoreLock,
     ) -> Result<SyncOutcome, NativeError> {
         let store = self.store();
         let cursor_key = self.inner.cache.keys().webhook_cursor(webhook_id);
@@ -975,7 +983,12 @@ impl NativeWebhooks {
         };
         let mut schema_read = false;
         loop {
-            lock.hold().await?;
+            if !lock.hold(self.inner.lock_ttl).await? {
+                tracing::warn!(webhook = webhook_id, "webhook pager lock expired and was taken over");
+                return Err(NativeError::Busy {
+                    webhook: webhook_id.to_owned(),
+                });
+            }
             let page = self
                 .inner
                 .api
@@ -1096,96 +1109,6 @@ async fn read_cursor(store: &dyn Store, key: &str, webhook_id: &str) -> Result<u
                 "unreadable saved cursor; starting at 1"
             );
             Ok(1)
-        }
-    }
-}
-
-/// A store-held lock with expiry: one pager per webhook across processes.
-struct StoreLock<'s> {
-    store: &'s dyn Store,
-    key: String,
-    token: Bytes,
-    ttl: Duration,
-    webhook: String,
-}
-
-impl<'s> StoreLock<'s> {
-    async fn acquire(
-        store: &'s dyn Store,
-        key: String,
-        webhook: &str,
-        ttl: Duration,
-        wait: Duration,
-    ) -> Result<StoreLock<'s>, NativeError> {
-        let mut raw = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut raw);
-        let token = Bytes::from(hex::encode(raw));
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if store.set_if_absent(&key, token.clone(), ttl).await? {
-                return Ok(StoreLock {
-                    store,
-                    key,
-                    token,
-                    ttl,
-                    webhook: webhook.to_owned(),
-                });
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(NativeError::Busy {
-                    webhook: webhook.to_owned(),
-                });
-            }
-            tracing::debug!(webhook, "webhook pager lock held elsewhere; waiting");
-            tokio::time::sleep(LOCK_POLL).await;
-        }
-    }
-
-    /// Checks the lock is still ours and extends it; `Busy` if it expired and was taken.
-    async fn hold(&self) -> Result<(), NativeError> {
-        let current = self.store.get(&self.key).await?;
-        match current {
-            Some(value) if value == self.token => {}
-            None => {
-                // Expired, nobody took it: take it again.
-                if !self
-                    .store
-                    .set_if_absent(&self.key, self.token.clone(), self.ttl)
-                    .await?
-                {
-                    return Err(self.lost());
-                }
-            }
-            Some(_) => return Err(self.lost()),
-        }
-        self.store
-            .set(&self.key, self.token.clone(), self.ttl)
-            .await?;
-        Ok(())
-    }
-
-    fn lost(&self) -> NativeError {
-        tracing::warn!(
-            webhook = self.webhook,
-            "webhook pager lock expired and was taken over"
-        );
-        NativeError::Busy {
-            webhook: self.webhook.clone(),
-        }
-    }
-
-    /// Releases the lock if it is still ours (errors are logged: it expires anyway).
-    async fn release(self) {
-        match self.store.get(&self.key).await {
-            Ok(Some(value)) if value == self.token => {
-                if let Err(error) = self.store.delete(std::slice::from_ref(&self.key)).await {
-                    tracing::warn!(%error, webhook = self.webhook, "could not release the webhook pager lock");
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, webhook = self.webhook, "could not release the webhook pager lock")
-            }
         }
     }
 }
