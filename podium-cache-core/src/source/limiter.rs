@@ -139,7 +139,11 @@ mod tests {
 
     /// Runs `n` requests that each take `latency` between send and answer; returns
     /// (send, answer) instants.
-    async fn run(limiter: Arc<RateLimiter>, n: usize, latency: Duration) -> Vec<(Instant, Instant)> {
+    async fn run(
+        limiter: Arc<RateLimiter>,
+        n: usize,
+        latency: Duration,
+    ) -> Vec<(Instant, Instant)> {
         let mut handles = Vec::new();
         for _ in 0..n {
             let limiter = limiter.clone();

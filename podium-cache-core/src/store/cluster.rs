@@ -24,13 +24,11 @@ use futures::future::try_join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 use tokio::sync::Mutex;
 
-use super::script::{
-    millis, record_write_args, record_write_keys, record_write_outcome, DELETE_IF_EQUALS_LUA,
-    EXPIRE_IF_EQUALS_LUA, WRITE_RECORD_LUA,
-};
+use super::commands::{self, Exec};
+use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
 use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
 
 /// Bits of a [`ScanPage::cursor`] that carry one master's own `SCAN` cursor; the bits above
@@ -407,8 +405,18 @@ fn map_err(err: RedisError, call_timeout: Duration) -> StoreError {
     }
 }
 
-fn to_bytes(value: Option<Vec<u8>>) -> Option<Bytes> {
-    value.map(Bytes::from)
+#[async_trait]
+impl Exec for RedisClusterStore {
+    async fn query<T: FromRedisValue + Send>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        RedisClusterStore::query(self, cmd).await
+    }
+
+    async fn run_pipeline<T: FromRedisValue + Send>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        RedisClusterStore::run_pipeline(self, pipe).await
+    }
 }
 
 #[async_trait]
@@ -418,17 +426,13 @@ impl Store for RedisClusterStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
-        Ok(to_bytes(value))
+        commands::get(self, key).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
         // The cluster client splits a multi-slot MGET into one MGET per slot, runs them
         // concurrently and reassembles the answers in key order.
-        let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
+        let values = commands::get_many(self, keys).await?;
         if values.len() != keys.len() {
             return Err(StoreError::Protocol(format!(
                 "MGET of {} keys answered {} values",
@@ -436,18 +440,11 @@ impl Store for RedisClusterStore {
                 values.len()
             )));
         }
-        Ok(values.into_iter().map(to_bytes).collect())
+        Ok(values)
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.query::<()>(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg("PX")
-                .arg(millis(ttl)),
-        )
-        .await
+        commands::set(self, key, &value, ttl).await
     }
 
     async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
@@ -455,21 +452,17 @@ impl Store for RedisClusterStore {
             return Ok(());
         }
         // A cluster pipeline must stay within one slot: one pipeline per slot, all at once.
-        let mut pipelines: Vec<redis::Pipeline> = Vec::new();
-        let mut by_slot: HashMap<Slot, usize> = HashMap::new();
-        for (key, value, ttl) in entries {
-            let index = *by_slot.entry(Slot::for_key(key)).or_insert_with(|| {
-                pipelines.push(redis::pipe());
-                pipelines.len() - 1
-            });
-            pipelines[index]
-                .cmd("SET")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg("PX")
-                .arg(millis(*ttl))
-                .ignore();
+        let mut by_slot: HashMap<Slot, Vec<&(String, Bytes, Duration)>> = HashMap::new();
+        for entry in entries {
+            by_slot
+                .entry(Slot::for_key(&entry.0))
+                .or_default()
+                .push(entry);
         }
+        let pipelines: Vec<redis::Pipeline> = by_slot
+            .into_values()
+            .map(commands::set_many_pipeline)
+            .collect();
         tracing::trace!(
             entries = entries.len(),
             slots = pipelines.len(),
@@ -490,30 +483,11 @@ impl Store for RedisClusterStore {
         value: Bytes,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let reply: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value.as_ref())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl)),
-            )
-            .await?;
-        Ok(reply.is_some())
+        commands::set_if_absent(self, key, &value, ttl).await
     }
 
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        let deleted: i64 = self
-            .query(
-                redis::cmd("EVAL")
-                    .arg(DELETE_IF_EQUALS_LUA)
-                    .arg(1)
-                    .arg(key)
-                    .arg(expected),
-            )
-            .await?;
-        Ok(deleted == 1)
+        commands::delete_if_equals(self, key, expected).await
     }
 
     async fn expire_if_equals(
@@ -522,38 +496,16 @@ impl Store for RedisClusterStore {
         expected: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let extended: i64 = self
-            .query(
-                redis::cmd("EVAL")
-                    .arg(EXPIRE_IF_EQUALS_LUA)
-                    .arg(1)
-                    .arg(key)
-                    .arg(expected)
-                    .arg(millis(ttl)),
-            )
-            .await?;
-        Ok(extended == 1)
+        commands::expire_if_equals(self, key, expected, ttl).await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
         // Split per slot by the cluster client; the per-slot counts are summed.
-        self.query(redis::cmd("DEL").arg(keys)).await
+        commands::delete(self, keys).await
     }
 
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("INCR")
-            .arg(key)
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(millis(ttl))
-            .ignore();
-        let (value,): (u64,) = self.run_pipeline(&pipe).await?;
-        Ok(value)
+        commands::increment(self, key, ttl).await
     }
 
     async fn add_to_set(
@@ -562,24 +514,11 @@ impl Store for RedisClusterStore {
         members: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SADD")
-            .arg(key)
-            .arg(members)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(millis(ttl))
-            .ignore();
-        self.run_pipeline::<()>(&pipe).await
+        commands::add_to_set(self, key, members, ttl).await
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.query(redis::cmd("SMEMBERS").arg(key)).await
+        commands::set_members(self, key).await
     }
 
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
@@ -633,12 +572,7 @@ impl Store for RedisClusterStore {
                 masters.len()
             )));
         };
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(node_cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(count.max(1));
+        let cmd = commands::scan_cmd(node_cursor, pattern, count);
         let reply = self
             .within(connection.route_command(cmd, master.routing()))
             .await?;

@@ -37,7 +37,9 @@ pub struct StoreLock {
 
 impl std::fmt::Debug for StoreLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreLock").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("StoreLock")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,7 +104,9 @@ impl StoreLock {
         if self.extend(ttl).await? {
             return Ok(true);
         }
-        self.store.set_if_absent(&self.key, self.token.clone(), ttl).await
+        self.store
+            .set_if_absent(&self.key, self.token.clone(), ttl)
+            .await
     }
 
     /// Releases the lock if it is still ours; false when it was no longer ours.

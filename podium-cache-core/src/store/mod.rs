@@ -23,6 +23,7 @@
 //! ```
 
 mod cluster;
+mod commands;
 mod lock;
 mod memory;
 mod redis;

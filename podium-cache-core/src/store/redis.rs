@@ -6,13 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, FromRedisValue, RedisError, Script};
 use tokio::sync::Mutex;
 
-use super::script::{
-    millis, record_write_args, record_write_keys, record_write_outcome, DELETE_IF_EQUALS_LUA,
-    EXPIRE_IF_EQUALS_LUA, WRITE_RECORD_LUA,
-};
+use super::commands::{self, Exec};
+use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
 use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
 
 /// Configures a [`RedisStore`].
@@ -155,9 +153,18 @@ fn map_err(err: RedisError) -> StoreError {
     }
 }
 
+#[async_trait]
+impl Exec for RedisStore {
+    async fn query<T: FromRedisValue + Send>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        RedisStore::query(self, cmd).await
+    }
 
-fn to_bytes(value: Option<Vec<u8>>) -> Option<Bytes> {
-    value.map(Bytes::from)
+    async fn run_pipeline<T: FromRedisValue + Send>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        RedisStore::run_pipeline(self, pipe).await
+    }
 }
 
 #[async_trait]
@@ -167,43 +174,22 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
-        Ok(to_bytes(value))
+        commands::get(self, key).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
-        Ok(values.into_iter().map(to_bytes).collect())
+        commands::get_many(self, keys).await
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.query::<()>(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg("PX")
-                .arg(millis(ttl)),
-        )
-        .await
+        commands::set(self, key, &value, ttl).await
     }
 
     async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for (key, value, ttl) in entries {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg("PX")
-                .arg(millis(*ttl))
-                .ignore();
-        }
-        self.run_pipeline::<()>(&pipe).await
+        RedisStore::run_pipeline::<()>(self, &commands::set_many_pipeline(entries)).await
     }
 
     async fn set_if_absent(
@@ -212,30 +198,11 @@ impl Store for RedisStore {
         value: Bytes,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let reply: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value.as_ref())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl)),
-            )
-            .await?;
-        Ok(reply.is_some())
+        commands::set_if_absent(self, key, &value, ttl).await
     }
 
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        let deleted: i64 = self
-            .query(
-                redis::cmd("EVAL")
-                    .arg(DELETE_IF_EQUALS_LUA)
-                    .arg(1)
-                    .arg(key)
-                    .arg(expected),
-            )
-            .await?;
-        Ok(deleted == 1)
+        commands::delete_if_equals(self, key, expected).await
     }
 
     async fn expire_if_equals(
@@ -244,37 +211,15 @@ impl Store for RedisStore {
         expected: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let extended: i64 = self
-            .query(
-                redis::cmd("EVAL")
-                    .arg(EXPIRE_IF_EQUALS_LUA)
-                    .arg(1)
-                    .arg(key)
-                    .arg(expected)
-                    .arg(millis(ttl)),
-            )
-            .await?;
-        Ok(extended == 1)
+        commands::expire_if_equals(self, key, expected, ttl).await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        self.query(redis::cmd("DEL").arg(keys)).await
+        commands::delete(self, keys).await
     }
 
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("INCR")
-            .arg(key)
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(millis(ttl))
-            .ignore();
-        let (value,): (u64,) = self.run_pipeline(&pipe).await?;
-        Ok(value)
+        commands::increment(self, key, ttl).await
     }
 
     async fn add_to_set(
@@ -283,24 +228,11 @@ impl Store for RedisStore {
         members: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SADD")
-            .arg(key)
-            .arg(members)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(millis(ttl))
-            .ignore();
-        self.run_pipeline::<()>(&pipe).await
+        commands::add_to_set(self, key, members, ttl).await
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.query(redis::cmd("SMEMBERS").arg(key)).await
+        commands::set_members(self, key).await
     }
 
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
@@ -321,16 +253,6 @@ impl Store for RedisStore {
     }
 
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        let (cursor, keys): (u64, Vec<String>) = self
-            .query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(count.max(1)),
-            )
-            .await?;
-        Ok(ScanPage { cursor, keys })
+        commands::scan(self, pattern, cursor, count).await
     }
 }
