@@ -3,13 +3,14 @@
 //! layer), on the in-memory store and on a real redis-server.
 //!
 //! Load is real HTTP/1.1 over loopback: `--connections` keep-alive connections (default 32),
-//! each sending requests back to back for `--seconds` (default 5) after a short warm-up. The
-//! server and the load generator each get one runtime thread, so on a 2-core machine neither
-//! starves the other. Prints a markdown table and writes the figures to
-//! `target/bench/http.json`.
+//! each sending requests back to back. Each scenario is measured for `--seconds` (default 6) in
+//! `--rounds` (default 3) turns, the scenarios alternating, each turn after a short warm-up, so
+//! load from elsewhere on the machine falls on every scenario alike. Each server and the load
+//! generator get one runtime thread, so on a 2-core machine neither starves the other. Prints
+//! a markdown table and writes the figures to `target/bench/http.json`.
 //!
 //! ```text
-//! cargo bench -p podium-cache-tower --bench http -- --seconds 5 --connections 32
+//! cargo bench -p podium-cache-tower --bench http -- --seconds 6 --rounds 3 --connections 32
 //! ```
 
 use std::net::SocketAddr;
@@ -34,8 +35,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Options (unknown arguments, such as the `--bench` cargo passes, are ignored).
 struct Options {
+    /// Measured seconds per scenario, split over the rounds.
     seconds: f64,
+    /// Warm-up seconds before each round of each scenario.
     warmup: f64,
+    /// Rounds: the scenarios take turns, so load from elsewhere on the machine hits all alike.
+    rounds: usize,
     connections: usize,
     json: Option<PathBuf>,
 }
@@ -43,8 +48,9 @@ struct Options {
 impl Options {
     fn parse() -> Result<Self, BoxError> {
         let mut options = Options {
-            seconds: 5.0,
-            warmup: 1.0,
+            seconds: 6.0,
+            warmup: 0.3,
+            rounds: 3,
             connections: 32,
             json: None,
         };
@@ -54,7 +60,8 @@ impl Options {
             match arg.as_str() {
                 "--seconds" => options.seconds = value()?.parse()?,
                 "--warmup" => options.warmup = value()?.parse()?,
-                "--connections" => options.connections = value()?.parse()?,
+                "--rounds" => options.rounds = value()?.parse::<usize>()?.max(1),
+                "--connections" => options.connections = value()?.parse::<usize>()?.max(1),
                 "--json" => options.json = Some(PathBuf::from(value()?)),
                 _ => {}
             }
@@ -108,21 +115,28 @@ fn cache_over(store: Arc<dyn Store>) -> Result<Cache, BoxError> {
     Ok(Cache::builder(store, Arc::new(source)).build())
 }
 
-/// One scenario's figures.
-struct Figures {
-    scenario: &'static str,
+/// One scenario: its server and what the rounds measured.
+struct Scenario {
+    name: &'static str,
     store: &'static str,
-    requests: usize,
+    addr: SocketAddr,
+    latencies: Vec<u32>,
     errors: usize,
     seconds: f64,
-    p50_us: u64,
-    p99_us: u64,
-    p999_us: u64,
+    // Kept alive for the whole run; dropped (shut down) at the end.
+    _server: tokio::runtime::Runtime,
 }
 
-impl Figures {
+impl Scenario {
     fn rps(&self) -> f64 {
-        self.requests as f64 / self.seconds
+        self.latencies.len() as f64 / self.seconds
+    }
+    fn percentile(&self, p: f64) -> u64 {
+        if self.latencies.is_empty() {
+            return 0;
+        }
+        let rank = ((self.latencies.len() as f64) * p).ceil() as usize;
+        u64::from(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
     }
 }
 
@@ -145,21 +159,26 @@ fn serve(runtime: &tokio::runtime::Runtime, router: Router) -> Result<SocketAddr
     Ok(addr)
 }
 
-/// Drives `addr` with `connections` keep-alive connections for warm-up + measurement.
-async fn load(addr: SocketAddr, options: &Options) -> Result<(Vec<u32>, usize, f64), BoxError> {
-    let warmup = Duration::from_secs_f64(options.warmup);
-    let measure = Duration::from_secs_f64(options.seconds);
+/// Drives `addr` with `connections` keep-alive connections for `warmup` + `measure`; the
+/// latencies (µs) of the measured requests and the number that failed.
+async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> Result<(Vec<u32>, usize), BoxError> {
     let start = Instant::now() + warmup;
     let end = start + measure;
-    let mut tasks = Vec::with_capacity(options.connections);
-    for _ in 0..options.connections {
+    let uri: http::Uri = format!("http://{addr}/events").parse()?;
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let uri = uri.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
             let (mut sender, connection) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(connection);
-            let uri = format!("http://{addr}/events");
             let mut latencies = Vec::with_capacity(1 << 16);
             let mut errors = 0usize;
             loop {
@@ -167,7 +186,7 @@ async fn load(addr: SocketAddr, options: &Options) -> Result<(Vec<u32>, usize, f
                 if sent >= end {
                     break;
                 }
-                let request = http::Request::get(&uri).body(Empty::<Bytes>::new())?;
+                let request = http::Request::get(uri.clone()).body(Empty::<Bytes>::new())?;
                 let ok = match sender.send_request(request).await {
                     Ok(response) => {
                         let ok = response.status().is_success();
@@ -195,56 +214,38 @@ async fn load(addr: SocketAddr, options: &Options) -> Result<(Vec<u32>, usize, f
         all.extend(latencies);
         errors += errs;
     }
-    all.sort_unstable();
-    Ok((all, errors, measure.as_secs_f64()))
+    Ok((all, errors))
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((sorted.len() as f64) * p).ceil() as usize;
-    u64::from(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-fn run_scenario(
+/// Starts a scenario's server and sends one request (which fills the layer's entry).
+fn start_scenario(
     client: &tokio::runtime::Runtime,
     server: tokio::runtime::Runtime,
-    scenario: &'static str,
+    name: &'static str,
     store: &'static str,
     router: Router,
-    options: &Options,
-) -> Result<Figures, BoxError> {
+) -> Result<Scenario, BoxError> {
     let addr = serve(&server, router)?;
-    // One request first: it stores the entry the run then hits.
-    let (latencies, errors, seconds) = client.block_on(async {
-        let warm = tokio::net::TcpStream::connect(addr).await?;
+    client.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
         let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(warm)).await?;
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         let request =
             http::Request::get(format!("http://{addr}/events")).body(Empty::<Bytes>::new())?;
         let response = sender.send_request(request).await?;
         response.into_body().collect().await?;
-        load(addr, options).await
+        Ok::<_, BoxError>(())
     })?;
-    server.shutdown_timeout(Duration::from_secs(1));
-    let figures = Figures {
-        scenario,
+    Ok(Scenario {
+        name,
         store,
-        requests: latencies.len(),
-        errors,
-        seconds,
-        p50_us: percentile(&latencies, 0.50),
-        p99_us: percentile(&latencies, 0.99),
-        p999_us: percentile(&latencies, 0.999),
-    };
-    eprintln!(
-        "  {scenario} [{store}]: {:.0} req/s, p99 {} µs",
-        figures.rps(),
-        figures.p99_us
-    );
-    Ok(figures)
+        addr,
+        latencies: Vec::new(),
+        errors: 0,
+        seconds: 0.0,
+        _server: server,
+    })
 }
 
 fn millis(us: u64) -> String {
@@ -260,64 +261,81 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     let payload = payload();
     eprintln!(
-        "http bench: {} connections, {:.0}s warm-up + {:.0}s per scenario, {} byte body",
+        "http bench: {} connections, {:.1}s per scenario in {} interleaved rounds \
+         ({:.1}s warm-up each), {} byte body",
         options.connections,
-        options.warmup,
         options.seconds,
+        options.rounds,
+        options.warmup,
         payload.len()
     );
 
-    let mut results = Vec::new();
-    results.push(run_scenario(
-        &client,
-        server_runtime()?,
-        "ceiling: precomputed bytes, no layer",
-        "-",
-        app(payload.clone(), None),
-        &options,
-    )?);
-
     let memory = cache_over(Arc::new(MemoryStore::new(100_000)))?;
-    results.push(run_scenario(
-        &client,
-        server_runtime()?,
-        "layer hit",
-        "memory",
-        app(payload.clone(), Some(CacheLayer::new(&memory))),
-        &options,
-    )?);
-
     let redis = RedisServer::start()?;
-    let server = server_runtime()?;
-    // Connected from the server runtime, so its connection task runs on the server's thread.
-    let redis_store: Arc<dyn Store> = Arc::new(server.block_on(RedisStore::connect(&redis.url()))?);
+    let redis_runtime = server_runtime()?;
+    // Connected from its server's runtime, so the connection task runs on the server's thread.
+    let redis_store: Arc<dyn Store> =
+        Arc::new(redis_runtime.block_on(RedisStore::connect(&redis.url()))?);
     let on_redis = cache_over(redis_store)?;
-    results.push(run_scenario(
-        &client,
-        server,
-        "layer hit",
-        "redis",
-        app(payload.clone(), Some(CacheLayer::new(&on_redis))),
-        &options,
-    )?);
-    drop(redis);
-
+    let mut results = vec![
+        start_scenario(
+            &client,
+            server_runtime()?,
+            "ceiling: precomputed bytes, no layer",
+            "-",
+            app(payload.clone(), None),
+        )?,
+        start_scenario(
+            &client,
+            server_runtime()?,
+            "layer hit",
+            "memory",
+            app(payload.clone(), Some(CacheLayer::new(&memory))),
+        )?,
+        start_scenario(
+            &client,
+            redis_runtime,
+            "layer hit",
+            "redis",
+            app(payload.clone(), Some(CacheLayer::new(&on_redis))),
+        )?,
+    ];
+    let warmup = Duration::from_secs_f64(options.warmup);
+    let per_round = Duration::from_secs_f64(options.seconds / options.rounds as f64);
+    for round in 1..=options.rounds {
+        for scenario in &mut results {
+            let (latencies, errors) =
+                client.block_on(load(scenario.addr, options.connections, warmup, per_round))?;
+            eprintln!(
+                "  round {round}: {} [{}]: {:.0} req/s",
+                scenario.name,
+                scenario.store,
+                latencies.len() as f64 / per_round.as_secs_f64()
+            );
+            scenario.latencies.extend(latencies);
+            scenario.errors += errors;
+            scenario.seconds += per_round.as_secs_f64();
+        }
+    }
+    for scenario in &mut results {
+        scenario.latencies.sort_unstable();
+    }
     let ceiling = results[0].rps();
-    let ceiling_p99 = results[0].p99_us.max(1) as f64;
+    let ceiling_p99 = results[0].percentile(0.99).max(1) as f64;
     println!();
     println!("| route | store | req/s | p50 | p99 | p99.9 | req/s vs ceiling | p99 vs ceiling |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &results {
         println!(
             "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2}x |",
-            r.scenario,
+            r.name,
             r.store,
             r.rps(),
-            millis(r.p50_us),
-            millis(r.p99_us),
-            millis(r.p999_us),
+            millis(r.percentile(0.50)),
+            millis(r.percentile(0.99)),
+            millis(r.percentile(0.999)),
             r.rps() / ceiling,
-            r.p99_us as f64 / ceiling_p99,
+            r.percentile(0.99) as f64 / ceiling_p99,
         );
     }
     let errors: usize = results.iter().map(|r| r.errors).sum();
@@ -335,22 +353,23 @@ fn main() -> Result<(), BoxError> {
         "config": {
             "connections": options.connections,
             "seconds": options.seconds,
-            "warmup_seconds": options.warmup,
+            "warmup_seconds_per_round": options.warmup,
+            "rounds": options.rounds,
             "body_bytes": payload.len(),
             "server_threads": 1,
             "client_threads": 1,
         },
         "results": results.iter().map(|r| json!({
-            "scenario": r.scenario,
+            "scenario": r.name,
             "store": r.store,
-            "requests": r.requests,
+            "requests": r.latencies.len(),
             "errors": r.errors,
             "requests_per_second": r.rps(),
-            "p50_us": r.p50_us,
-            "p99_us": r.p99_us,
-            "p999_us": r.p999_us,
+            "p50_us": r.percentile(0.50),
+            "p99_us": r.percentile(0.99),
+            "p999_us": r.percentile(0.999),
             "rps_ratio_to_ceiling": r.rps() / ceiling,
-            "p99_ratio_to_ceiling": r.p99_us as f64 / ceiling_p99,
+            "p99_ratio_to_ceiling": r.percentile(0.99) as f64 / ceiling_p99,
         })).collect::<Vec<_>>(),
     });
     let path = options.json.unwrap_or_else(default_json_path);
@@ -359,6 +378,8 @@ fn main() -> Result<(), BoxError> {
     }
     std::fs::write(&path, serde_json::to_vec_pretty(&json)?)?;
     println!("\nwrote {}", path.display());
+    drop(results);
+    drop(redis);
     Ok(())
 }
 
