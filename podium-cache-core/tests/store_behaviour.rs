@@ -298,16 +298,32 @@ async fn scan_pages_through_every_matching_key(store: Arc<dyn Store>) {
 }
 
 async fn compare_and_delete_or_extend_only_touch_the_expected_value(store: Arc<dyn Store>) {
-    store.set("lock", b("mine"), Duration::from_millis(300)).await.unwrap();
+    store
+        .set("lock", b("mine"), Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(!store.delete_if_equals("lock", b"theirs").await.unwrap());
-    assert!(!store.expire_if_equals("lock", b"theirs", MINUTE).await.unwrap());
-    assert!(store.expire_if_equals("lock", b"mine", MINUTE).await.unwrap());
+    assert!(!store
+        .expire_if_equals("lock", b"theirs", MINUTE)
+        .await
+        .unwrap());
+    assert!(store
+        .expire_if_equals("lock", b"mine", MINUTE)
+        .await
+        .unwrap());
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(store.get("lock").await.unwrap(), Some(b("mine")), "extended past its first TTL");
+    assert_eq!(
+        store.get("lock").await.unwrap(),
+        Some(b("mine")),
+        "extended past its first TTL"
+    );
     assert!(store.delete_if_equals("lock", b"mine").await.unwrap());
     assert_eq!(store.get("lock").await.unwrap(), None);
     assert!(!store.delete_if_equals("lock", b"mine").await.unwrap());
-    assert!(!store.expire_if_equals("absent", b"mine", MINUTE).await.unwrap());
+    assert!(!store
+        .expire_if_equals("absent", b"mine", MINUTE)
+        .await
+        .unwrap());
 }
 
 for_every_store! {

@@ -108,7 +108,10 @@ async fn cached_run(seconds: u64) -> Value {
     .await
     .expect("app");
     let base = format!("http://{}", app.addr);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
     let acked = Arc::new(Mutex::new(Acked::default()));
     let zipf = Arc::new(Zipf::new(RECORDS));
     let ids = Arc::new(ids);
@@ -159,8 +162,12 @@ async fn cached_run(seconds: u64) -> Value {
                         if !airtable.update(BASE, "Projects", id, fields) {
                             continue;
                         }
-                        let record = airtable.get(BASE, "Projects", id).map(|r| r.fields).unwrap_or_default();
-                        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                        let record = airtable
+                            .get(BASE, "Projects", id)
+                            .map(|r| r.fields)
+                            .unwrap_or_default();
+                        let timestamp =
+                            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                         std::thread::sleep(Duration::from_millis(1));
                         (version, record, timestamp)
                     };
@@ -186,7 +193,10 @@ async fn cached_run(seconds: u64) -> Value {
                     match response {
                         Ok(r) if r.status().is_success() => {
                             let mut acked = acked.lock();
-                            let entry = acked.versions.entry(id.clone()).or_insert((0, Instant::now()));
+                            let entry = acked
+                                .versions
+                                .entry(id.clone())
+                                .or_insert((0, Instant::now()));
                             if version > entry.0 {
                                 *entry = (version, Instant::now());
                             }
@@ -311,11 +321,17 @@ fn arg(name: &str) -> Option<String> {
 
 fn main() {
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(60);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let (cached, bypass) = runtime.block_on(async { (cached_run(seconds).await, bypass_run(seconds).await) });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (cached, bypass) =
+        runtime.block_on(async { (cached_run(seconds).await, bypass_run(seconds).await) });
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     println!("## Offload ({seconds} s, {CLIENTS} clients, Zipf(1) over {RECORDS} records, Airtable 100-500 ms at 5 req/s)\n");
-    println!("| run | reads/s | p50 | p99 | reads needing Airtable | Airtable 429s | stale reads |");
+    println!(
+        "| run | reads/s | p50 | p99 | reads needing Airtable | Airtable 429s | stale reads |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| with podium-cache | {:.0} | {:.2} ms | {:.2} ms | {:.2}% | {} | {} |",
@@ -343,6 +359,9 @@ fn main() {
         if let Some(parent) = std::path::Path::new(&path).parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let _ = std::fs::write(&path, serde_json::to_vec_pretty(&results).unwrap_or_default());
+        let _ = std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&results).unwrap_or_default(),
+        );
     }
 }

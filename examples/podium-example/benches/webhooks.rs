@@ -34,14 +34,25 @@ fn verification_cost(iterations: u32) -> (f64, f64, usize) {
     let secret = WebhookSecret::generate();
     let body = delivery("recPRJ00000000001", 1);
     let now = chrono::Utc::now().timestamp();
-    let headers = SignatureHeaders::new("msg_bench", now.to_string(), sign(&secret, "msg_bench", now, &body));
+    let headers = SignatureHeaders::new(
+        "msg_bench",
+        now.to_string(),
+        sign(&secret, "msg_bench", now, &body),
+    );
     let secrets = [secret.clone()];
     for _ in 0..1_000 {
         assert!(verify(&secrets, &headers, &body, now, DEFAULT_TOLERANCE).is_ok());
     }
     let start = Instant::now();
     for _ in 0..iterations {
-        std::hint::black_box(verify(&secrets, &headers, std::hint::black_box(&body), now, DEFAULT_TOLERANCE)).ok();
+        std::hint::black_box(verify(
+            &secrets,
+            &headers,
+            std::hint::black_box(&body),
+            now,
+            DEFAULT_TOLERANCE,
+        ))
+        .ok();
     }
     let verify_ns = start.elapsed().as_nanos() as f64 / f64::from(iterations);
     let start = Instant::now();
@@ -75,13 +86,21 @@ async fn endpoint(redis_url: Option<String>, seconds: u64) -> Value {
     .await
     .expect("app");
     let url = format!("http://{}/api/webhooks/airtable", app.addr);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(32).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .build()
+        .expect("client");
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for sender in 0..16 {
-        let (http, url, secret, counter) = (http.clone(), url.clone(), secret.clone(), Arc::clone(&counter));
+        let (http, url, secret, counter) = (
+            http.clone(),
+            url.clone(),
+            secret.clone(),
+            Arc::clone(&counter),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut refused = 0u64;
@@ -145,18 +164,33 @@ fn main() {
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
     let (verify_ns, hmac_ns, bytes) = verification_cost(200_000);
     let redis = RedisServer::start().expect("redis-server");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (memory, on_redis) = runtime.block_on(async {
-        (endpoint(None, seconds).await, endpoint(Some(redis.url()), seconds).await)
+        (
+            endpoint(None, seconds).await,
+            endpoint(Some(redis.url()), seconds).await,
+        )
     });
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     println!("## Webhook deliveries\n");
     println!("| measurement | value | ratio |");
     println!("|---|---|---|");
-    println!("| HMAC-SHA256 of one {bytes}-byte delivery (floor) | {:.2} µs | 1.00 |", hmac_ns / 1e3);
-    println!("| `verify` of one signed delivery | {:.2} µs | {:.2} |", verify_ns / 1e3, verify_ns / hmac_ns);
+    println!(
+        "| HMAC-SHA256 of one {bytes}-byte delivery (floor) | {:.2} µs | 1.00 |",
+        hmac_ns / 1e3
+    );
+    println!(
+        "| `verify` of one signed delivery | {:.2} µs | {:.2} |",
+        verify_ns / 1e3,
+        verify_ns / hmac_ns
+    );
     println!();
-    println!("| endpoint, 16 concurrent senders, {seconds} s | deliveries/s | p50 | p99 | refused |");
+    println!(
+        "| endpoint, 16 concurrent senders, {seconds} s | deliveries/s | p50 | p99 | refused |"
+    );
     println!("|---|---|---|---|---|");
     for (name, v) in [("MemoryStore", &memory), ("RedisStore", &on_redis)] {
         println!(
@@ -175,6 +209,9 @@ fn main() {
         if let Some(parent) = std::path::Path::new(&path).parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let _ = std::fs::write(&path, serde_json::to_vec_pretty(&results).unwrap_or_default());
+        let _ = std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&results).unwrap_or_default(),
+        );
     }
 }

@@ -127,8 +127,14 @@ async fn printed_try_this_commands_behave_as_printed() {
             Err(_) => break,
         }
     }
-    let curls: Vec<&String> = lines.iter().filter(|l| l.trim_start().starts_with("curl")).collect();
-    assert!(curls.len() >= 4, "the app prints its try-this list: {lines:#?}");
+    let curls: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("curl"))
+        .collect();
+    assert!(
+        curls.len() >= 4,
+        "the app prints its try-this list: {lines:#?}"
+    );
     let http = reqwest::Client::new();
 
     let (status, headers, _) = run_curl(&http, curls[0].trim()).await;
@@ -139,7 +145,10 @@ async fn printed_try_this_commands_behave_as_printed() {
     assert_eq!(headers["x-cache"], "HIT", "second read: {headers:?}");
 
     let (status, _, body) = run_curl(&http, curls[2].trim()).await;
-    assert_eq!(status, 200, "the PATCH to the local Airtable server: {body}");
+    assert_eq!(
+        status, 200,
+        "the PATCH to the local Airtable server: {body}"
+    );
     // The change reaches the app by Airtable's native webhook; the printed read shows it.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -148,7 +157,10 @@ async fn printed_try_this_commands_behave_as_printed() {
         if body.contains("\"Renamed\"") {
             break;
         }
-        assert!(Instant::now() < deadline, "the PATCHed name never showed: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the PATCHed name never showed: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

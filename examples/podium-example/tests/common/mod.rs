@@ -61,7 +61,11 @@ impl TestApp {
 
     /// List (formula) calls the local Airtable server answered.
     pub fn airtable_list_calls(&self) -> u64 {
-        self.app.airtable.as_ref().map(|a| a.calls().list).unwrap_or(0)
+        self.app
+            .airtable
+            .as_ref()
+            .map(|a| a.calls().list)
+            .unwrap_or(0)
     }
 
     /// Every key in the store, for "nothing changed" assertions.
