@@ -1,11 +1,18 @@
-//! `cargo xtask bench <section>`: performance figures measured on this machine, in release
-//! builds. Each section prints a markdown table and writes its figures as JSON under
-//! `target/bench/`.
+//! `cargo xtask bench [section]`: performance figures measured on this machine, in release
+//! builds, each beside a baseline measured in the same run. Each section prints a markdown table
+//! and writes its figures as JSON under `target/bench/`; `cargo xtask bench` runs every section
+//! and also writes `target/bench/results.json` with the machine's cores and the git revision.
 //!
-//! - `http`: a route served from the HTTP cache layer (memory and Redis stores) next to the
-//!   same route answered by precomputed bytes without the layer (the ceiling); see
-//!   `podium-cache-tower/benches/http.rs`.
+//! | section | bench target | what it measures |
+//! |---|---|---|
+//! | `read` | `podium-cache-core/benches/read_path.rs` | `Cache::get` hits (memory, Redis) beside a raw redis `GET`; misses; the limiter |
+//! | `http` | `podium-cache-tower/benches/http.rs` | layer hits (memory, Redis) beside precomputed bytes with no layer |
+//! | `webhooks` | `examples/podium-example/benches/webhooks.rs` | verification cost beside bare HMAC; deliveries/s of the endpoint |
+//! | `offload` | `examples/podium-example/benches/offload.rs` | the example app under a Zipf read load with updates and deletes, beside the cache bypassed |
+//! | `sweep` | `podium-cache-core/benches/sweep.rs` | the 10,000-record sweep: calls beside the naive per-record check |
+//! | `scale` | `podium-cache-core/benches/scale_l1.rs` | the in-process tier beside bare moka; invalidation spread between instances |
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::test::{step, workspace_root};
@@ -13,42 +20,138 @@ use crate::test::{step, workspace_root};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which bench to run (`http`).
-    pub section: String,
-    /// Extra arguments for the bench itself (http: `--seconds 5 --connections 32 --warmup 1`).
+    /// Which bench to run (`read`, `http`, `webhooks`, `offload`, `sweep`, `scale`); all when
+    /// omitted.
+    pub section: Option<String>,
+    /// Extra arguments for the bench itself (e.g. offload: `--seconds 30`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub bench_args: Vec<String>,
 }
 
-/// Runs one bench section.
-pub fn run(args: Args) -> Result<ExitCode, String> {
-    match args.section.as_str() {
-        "http" => http(&args.bench_args),
-        other => Err(format!("unknown bench section `{other}` (known: http)")),
-    }
+/// A section: its name, package and bench target.
+struct Section {
+    name: &'static str,
+    package: &'static str,
+    target: &'static str,
 }
 
-/// The HTTP layer bench: `cargo bench` (release profile) of `podium-cache-tower`'s `http`.
-fn http(extra: &[String]) -> Result<ExitCode, String> {
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "read",
+        package: "podium-cache-core",
+        target: "read_path",
+    },
+    Section {
+        name: "http",
+        package: "podium-cache-tower",
+        target: "http",
+    },
+    Section {
+        name: "webhooks",
+        package: "podium-example",
+        target: "webhooks",
+    },
+    Section {
+        name: "offload",
+        package: "podium-example",
+        target: "offload",
+    },
+    Section {
+        name: "sweep",
+        package: "podium-cache-core",
+        target: "sweep",
+    },
+    Section {
+        name: "scale",
+        package: "podium-cache-core",
+        target: "scale_l1",
+    },
+];
+
+/// Runs one bench section, or all of them.
+pub fn run(args: Args) -> Result<ExitCode, String> {
     if !on_path("redis-server") {
-        return Err(
-            "the http bench starts a redis-server, which is not installed \
+        return Err("the benches start redis-server, which is not installed \
              (Debian/Ubuntu: `sudo apt-get install -y redis-server`)"
-                .into(),
+            .into());
+    }
+    let root = workspace_root();
+    let out = root.join("target").join("bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let chosen: Vec<&Section> = match &args.section {
+        Some(name) => vec![SECTIONS.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
+            format!(
+                "unknown bench section `{name}` (known: {})",
+                known.join(", ")
+            )
+        })?],
+        None => SECTIONS.iter().collect(),
+    };
+    // Build every chosen bench once, in release, before any is timed.
+    let mut build = vec!["bench", "--quiet", "--no-run"];
+    for section in &chosen {
+        build.extend(["-p", section.package, "--bench", section.target]);
+    }
+    step(&root, "cargo", &build)?;
+    let started = std::time::Instant::now();
+    let mut results = serde_json::Map::new();
+    for section in &chosen {
+        let json = out.join(format!("{}.json", section.name));
+        let json_arg = json.display().to_string();
+        let mut cargo_args = vec![
+            "bench",
+            "--quiet",
+            "-p",
+            section.package,
+            "--bench",
+            section.target,
+            "--",
+            "--json",
+            &json_arg,
+        ];
+        cargo_args.extend(args.bench_args.iter().map(String::as_str));
+        step(&root, "cargo", &cargo_args)?;
+        println!();
+        let figures = std::fs::read(&json)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .unwrap_or(serde_json::Value::Null);
+        results.insert(section.name.to_owned(), figures);
+    }
+    if args.section.is_none() {
+        let summary = serde_json::json!({
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "git_revision": git_revision(&root),
+            "seconds": started.elapsed().as_secs_f64(),
+            "sections": results,
+        });
+        let path = out.join("results.json");
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+        )
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!(
+            "machine: {} cores · revision {} · all sections in {:.0} s · figures in {}",
+            summary["cores"],
+            summary["git_revision"].as_str().unwrap_or("?"),
+            started.elapsed().as_secs_f64(),
+            path.display()
         );
     }
-    let mut cargo_args = vec![
-        "bench",
-        "--quiet",
-        "-p",
-        "podium-cache-tower",
-        "--bench",
-        "http",
-        "--",
-    ];
-    cargo_args.extend(extra.iter().map(String::as_str));
-    step(&workspace_root(), "cargo", &cargo_args)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn git_revision(root: &Path) -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn on_path(program: &str) -> bool {
