@@ -17,6 +17,14 @@
 //! | `data_ttl_secs` | `PODIUM_DATA_TTL_SECS` | 28800 (8 h) |
 //! | `tombstone_ttl_secs` | `PODIUM_TOMBSTONE_TTL_SECS` | 32400 (9 h) |
 //! | `ttl_jitter` | `PODIUM_TTL_JITTER` | 0.05 |
+//! | `stale_if_error_secs` | `PODIUM_STALE_IF_ERROR_SECS` | 0 (off) |
+//! | `xfetch_beta` | `PODIUM_XFETCH_BETA` | 1.0 (0 turns early refresh off) |
+//! | `expected_instances` | `PODIUM_EXPECTED_INSTANCES` | 1 |
+//! | `airtable_local_rps` | `PODIUM_AIRTABLE_LOCAL_RPS` | 5 / `expected_instances` |
+//! | `trusted_client_header` | `PODIUM_TRUSTED_CLIENT_HEADER` | none: the peer address |
+//! | `max_client_misses` | `PODIUM_MAX_CLIENT_MISSES` | 128 (0: no limit) |
+//! | `negative_ttl_secs` | `PODIUM_NEGATIVE_TTL_SECS` | 300 (5 min) |
+//! | `negative_capacity` | `PODIUM_NEGATIVE_CAPACITY` | 100000 ids |
 //!
 //! ```
 //! use podium_cache_core::config::Settings;
@@ -35,6 +43,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// Airtable's request budget per base, requests per second.
+const AIRTABLE_RPS: f64 = 5.0;
 
 /// A secret value (API key, webhook secret, a URL with a password): `Debug` and `Display`
 /// print `[redacted]`; [`Secret::expose`] is the one way to read it.
@@ -98,8 +109,9 @@ pub enum ConfigError {
 pub struct Settings {
     /// `redis://…` of a standalone Redis/Valkey; none means the in-memory store.
     pub redis_url: Option<Secret>,
-    /// Seed nodes of a Redis Cluster (comma-separated in the environment).
-    pub redis_cluster_nodes: Vec<String>,
+    /// Seed nodes of a Redis Cluster (comma-separated in the environment); secrets, as their
+    /// URLs may carry a password.
+    pub redis_cluster_nodes: Vec<Secret>,
     /// Airtable personal access token.
     pub airtable_api_key: Option<Secret>,
     /// Airtable base id (`app…`).
@@ -127,6 +139,28 @@ pub struct Settings {
     pub tombstone_ttl_secs: u64,
     /// TTL jitter as a fraction (0.05 = ±5%).
     pub ttl_jitter: f64,
+    /// How long past its expiry a record may still be served while the source fails (5xx,
+    /// rate limit exhausted); 0 (the default) turns stale-if-error off.
+    pub stale_if_error_secs: u64,
+    /// XFetch β of the probabilistic early refresh: higher refreshes earlier; 0 turns it off.
+    pub xfetch_beta: f64,
+    /// How many app instances share the Airtable base (sizes the default `airtable_local_rps`).
+    pub expected_instances: u32,
+    /// Requests per second one instance allows itself while the store holding the shared
+    /// Airtable budget is unreachable; none means 5 / `expected_instances`.
+    pub airtable_local_rps: Option<f64>,
+    /// The request header naming the client when a trusted proxy sets it (e.g.
+    /// `x-forwarded-for`, whose first hop is taken); none means the peer address. Misses are
+    /// queued and limited per client. Set it only behind a proxy that overwrites the header:
+    /// anyone can send it.
+    pub trusted_client_header: Option<String>,
+    /// The most misses one client may have outstanding before it is answered 429 (0: no limit).
+    pub max_client_misses: usize,
+    /// How long "the source does not have it" is believed for an id the cache never saw, in
+    /// seconds (kept in process only, never in the store).
+    pub negative_ttl_secs: u64,
+    /// The most never-seen ids the in-process negative cache holds.
+    pub negative_capacity: u64,
 }
 
 impl Default for Settings {
@@ -147,6 +181,14 @@ impl Default for Settings {
             data_ttl_secs: 8 * 3600,
             tombstone_ttl_secs: 9 * 3600,
             ttl_jitter: 0.05,
+            stale_if_error_secs: 0,
+            xfetch_beta: 1.0,
+            expected_instances: 1,
+            airtable_local_rps: None,
+            trusted_client_header: None,
+            max_client_misses: 128,
+            negative_ttl_secs: 300,
+            negative_capacity: 100_000,
         }
     }
 }
@@ -174,7 +216,7 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut settings: Settings = match toml_text {
-            Some(text) => toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?,
+            Some(text) => toml::from_str(text).map_err(|e| toml_error(&e, text))?,
             None => Settings::default(),
         };
         for (name, value) in env {
@@ -193,7 +235,7 @@ impl Settings {
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
+                    .map(Secret::new)
                     .collect()
             }
             "PODIUM_AIRTABLE_API_KEY" => self.airtable_api_key = value_opt().map(Secret),
@@ -233,12 +275,68 @@ impl Settings {
             "PODIUM_TTL_JITTER" => {
                 self.ttl_jitter = parse("ttl_jitter", "PODIUM_TTL_JITTER", &value)?
             }
+            "PODIUM_STALE_IF_ERROR_SECS" => {
+                self.stale_if_error_secs =
+                    parse("stale_if_error_secs", "PODIUM_STALE_IF_ERROR_SECS", &value)?
+            }
+            "PODIUM_XFETCH_BETA" => {
+                self.xfetch_beta = parse("xfetch_beta", "PODIUM_XFETCH_BETA", &value)?
+            }
+            "PODIUM_EXPECTED_INSTANCES" => {
+                self.expected_instances =
+                    parse("expected_instances", "PODIUM_EXPECTED_INSTANCES", &value)?
+            }
+            "PODIUM_AIRTABLE_LOCAL_RPS" => {
+                self.airtable_local_rps = match value_opt() {
+                    Some(v) => Some(parse(
+                        "airtable_local_rps",
+                        "PODIUM_AIRTABLE_LOCAL_RPS",
+                        &v,
+                    )?),
+                    None => None,
+                }
+            }
+            "PODIUM_TRUSTED_CLIENT_HEADER" => {
+                self.trusted_client_header = value_opt().map(|v| v.to_ascii_lowercase())
+            }
+            "PODIUM_MAX_CLIENT_MISSES" => {
+                self.max_client_misses =
+                    parse("max_client_misses", "PODIUM_MAX_CLIENT_MISSES", &value)?
+            }
+            "PODIUM_NEGATIVE_TTL_SECS" => {
+                self.negative_ttl_secs =
+                    parse("negative_ttl_secs", "PODIUM_NEGATIVE_TTL_SECS", &value)?
+            }
+            "PODIUM_NEGATIVE_CAPACITY" => {
+                self.negative_capacity =
+                    parse("negative_capacity", "PODIUM_NEGATIVE_CAPACITY", &value)?
+            }
             _ => {}
         }
         Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(header) = &self.trusted_client_header {
+            let token = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if !token {
+                return Err(ConfigError::Invalid {
+                    setting: "trusted_client_header",
+                    env: "PODIUM_TRUSTED_CLIENT_HEADER",
+                    message: format!("{header:?} is not an HTTP header name (e.g. x-forwarded-for)"),
+                });
+            }
+        }
+        if self.negative_ttl_secs >= self.tombstone_ttl_secs {
+            return Err(ConfigError::Invalid {
+                setting: "negative_ttl_secs",
+                env: "PODIUM_NEGATIVE_TTL_SECS",
+                message: "must be shorter than tombstone_ttl_secs (it bounds answers for ids never seen)".into(),
+            });
+        }
         if let Some(url) = &self.redis_url {
             let ok = url.expose().starts_with("redis://")
                 || url.expose().starts_with("rediss://")
@@ -273,11 +371,18 @@ impl Settings {
                 message: format!("{api:?} is not an http(s) URL"),
             });
         }
-        if self.prefix.is_empty() || self.prefix.contains([':', '{', '}', '*', ' ']) {
+        // Every key and SCAN pattern starts with the prefix: no separator, hash tag, glob
+        // character, space or control character in it.
+        let unfit = |c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ':' | '{' | '}' | '*' | '?' | '[' | ']' | '\\')
+        };
+        if self.prefix.is_empty() || self.prefix.contains(unfit) {
             return Err(ConfigError::Invalid {
                 setting: "prefix",
                 env: "PODIUM_PREFIX",
-                message: "must be non-empty without ':', '{', '}', '*' or spaces".into(),
+                message: "must be non-empty without ':', '{', '}', '*', '?', '[', ']', '\\', spaces or control characters".into(),
             });
         }
         if self.tombstone_ttl_secs <= self.data_ttl_secs {
@@ -294,6 +399,29 @@ impl Settings {
                 message: "must be a fraction in [0, 0.5)".into(),
             });
         }
+        if !(self.xfetch_beta.is_finite() && self.xfetch_beta >= 0.0) {
+            return Err(ConfigError::Invalid {
+                setting: "xfetch_beta",
+                env: "PODIUM_XFETCH_BETA",
+                message: "must be a number >= 0 (1.0 is the usual value, 0 turns it off)".into(),
+            });
+        }
+        if self.expected_instances == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "expected_instances",
+                env: "PODIUM_EXPECTED_INSTANCES",
+                message: "must be at least 1".into(),
+            });
+        }
+        if let Some(rps) = self.airtable_local_rps {
+            if !(rps.is_finite() && rps > 0.0) {
+                return Err(ConfigError::Invalid {
+                    setting: "airtable_local_rps",
+                    env: "PODIUM_AIRTABLE_LOCAL_RPS",
+                    message: "must be a number of requests per second > 0".into(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -306,6 +434,48 @@ impl Settings {
     pub fn tombstone_ttl(&self) -> Duration {
         Duration::from_secs(self.tombstone_ttl_secs)
     }
+
+    /// How long past expiry a record may be served while the source fails (0: never).
+    pub fn stale_if_error(&self) -> Duration {
+        Duration::from_secs(self.stale_if_error_secs)
+    }
+
+    /// The requests per second one instance allows itself while the shared Airtable budget's
+    /// store is unreachable: `airtable_local_rps`, else Airtable's 5 divided by
+    /// `expected_instances`.
+    ///
+    /// ```
+    /// use podium_cache_core::config::Settings;
+    /// let settings = Settings::from_sources(None, [("PODIUM_EXPECTED_INSTANCES".to_string(), "2".to_string())])?;
+    /// assert_eq!(settings.local_airtable_rps(), 2.5);
+    /// # Ok::<(), podium_cache_core::config::ConfigError>(())
+    /// ```
+    pub fn local_airtable_rps(&self) -> f64 {
+        self.airtable_local_rps
+            .unwrap_or(AIRTABLE_RPS / f64::from(self.expected_instances.max(1)))
+    }
+}
+
+/// A `.secrets.toml` error as its position and message only: toml's own rendering quotes the
+/// offending line, and serde quotes a mistyped string, either of which can be a secret.
+fn toml_error(err: &toml::de::Error, text: &str) -> ConfigError {
+    let mut message = err.message().trim().to_owned();
+    if let Some(start) = message.find("string \"") {
+        let end = message[start..]
+            .find(", expected")
+            .map_or(message.len(), |i| start + i);
+        message.replace_range(start..end, "a string");
+    }
+    let position = err
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default();
+    ConfigError::Toml(format!("{message}{position}"))
 }
 
 fn parse<T: std::str::FromStr>(
@@ -379,6 +549,131 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("l1_capacity"), "{err}");
+    }
+
+    #[test]
+    fn hot_key_and_shared_budget_settings_have_defaults_and_environment_names() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.stale_if_error(), Duration::ZERO);
+        assert_eq!(s.xfetch_beta, 1.0);
+        assert_eq!(s.local_airtable_rps(), 5.0);
+        let s = Settings::from_sources(
+            Some("expected_instances = 4\nstale_if_error_secs = 3600"),
+            env(&[("PODIUM_XFETCH_BETA", "2.5")]),
+        )
+        .unwrap();
+        assert_eq!(s.local_airtable_rps(), 1.25);
+        assert_eq!(s.stale_if_error(), Duration::from_secs(3600));
+        assert_eq!(s.xfetch_beta, 2.5);
+        let s = Settings::from_sources(
+            Some("expected_instances = 4"),
+            env(&[
+                ("PODIUM_AIRTABLE_LOCAL_RPS", "3"),
+                ("PODIUM_STALE_IF_ERROR_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.local_airtable_rps(), 3.0, "an explicit rate wins");
+        assert_eq!(s.stale_if_error(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn nonsensical_hot_key_and_budget_settings_are_refused() {
+        for (name, value, setting) in [
+            ("PODIUM_EXPECTED_INSTANCES", "0", "expected_instances"),
+            ("PODIUM_AIRTABLE_LOCAL_RPS", "0", "airtable_local_rps"),
+            ("PODIUM_AIRTABLE_LOCAL_RPS", "-1", "airtable_local_rps"),
+            ("PODIUM_XFETCH_BETA", "-0.5", "xfetch_beta"),
+            ("PODIUM_XFETCH_BETA", "NaN", "xfetch_beta"),
+            ("PODIUM_STALE_IF_ERROR_SECS", "1h", "stale_if_error_secs"),
+        ] {
+            let err = Settings::from_sources(None, env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(setting), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn client_and_negative_cache_settings_have_defaults_and_environment_names() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.trusted_client_header, None);
+        assert_eq!((s.max_client_misses, s.negative_ttl_secs), (128, 300));
+        let s = Settings::from_sources(
+            Some("negative_capacity = 500"),
+            env(&[
+                ("PODIUM_TRUSTED_CLIENT_HEADER", "X-Forwarded-For"),
+                ("PODIUM_MAX_CLIENT_MISSES", "16"),
+                ("PODIUM_NEGATIVE_TTL_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.trusted_client_header.as_deref(), Some("x-forwarded-for"));
+        assert_eq!((s.max_client_misses, s.negative_ttl_secs), (16, 60));
+        assert_eq!(s.negative_capacity, 500);
+        for (name, value, setting) in [
+            ("PODIUM_TRUSTED_CLIENT_HEADER", "x forwarded", "trusted_client_header"),
+            ("PODIUM_NEGATIVE_TTL_SECS", "40000", "negative_ttl_secs"),
+            ("PODIUM_MAX_CLIENT_MISSES", "-1", "max_client_misses"),
+        ] {
+            let err = Settings::from_sources(None, env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(setting), "{name}={value}: {err}");
+        }
+    }
+
+    /// Found by the `config` fuzz target: toml's error quoted the line, so a misspelled or
+    /// broken secret line printed the secret.
+    #[test]
+    fn toml_errors_quote_neither_the_line_nor_a_string_value() {
+        for text in [
+            "airtable_api_kye = \"patSECRET\"\n",
+            "airtable_api_key = \"patSECRET\n",
+            "webhook_secret = \"patSECRET\" x\n",
+            "l1_capacity = \"patSECRET\"\n",
+            "prefix = \"p\"\nl1_capacity = \"\"\"\nairtable_api_key = \"patSECRET\"\n\"\"\"\n",
+        ] {
+            let err = Settings::from_sources(Some(text), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("patSECRET"), "{err}");
+            assert!(err.contains("line "), "{err}");
+        }
+        let err =
+            Settings::from_sources(Some("prefix = \"p\"\nairtable_api_kye = \"x\""), env(&[]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("at line 2, column 1") && err.contains("airtable_api_kye"),
+            "{err}"
+        );
+    }
+
+    /// Found by the `keys` fuzz target: a prefix with a control or glob character was
+    /// accepted, and every key and `SCAN` pattern carried it.
+    #[test]
+    fn a_prefix_with_a_glob_space_or_control_character_is_refused() {
+        for prefix in ["a?b", "a[b]", "a\\b", "a\u{0}b", "a\nb", "a\u{2003}b"] {
+            let err = Settings::from_sources(None, env(&[("PODIUM_PREFIX", prefix)])).unwrap_err();
+            assert!(err.to_string().contains("prefix"), "{prefix:?}: {err}");
+        }
+        let s = Settings::from_sources(None, env(&[("PODIUM_PREFIX", "tenant-a.v2")])).unwrap();
+        assert_eq!(s.prefix, "tenant-a.v2");
+    }
+
+    #[test]
+    fn cluster_node_urls_are_redacted_in_debug_output() {
+        let s = Settings::from_sources(
+            None,
+            env(&[(
+                "PODIUM_REDIS_CLUSTER_NODES",
+                "redis://:pw1@a:1, redis://:pw2@b:2",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.redis_cluster_nodes[1].expose(), "redis://:pw2@b:2");
+        assert!(!format!("{s:?}").contains("pw"), "{s:?}");
     }
 
     #[test]

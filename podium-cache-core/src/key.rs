@@ -118,6 +118,17 @@ impl Keys {
         format!("{}:wh:cursor:{}", self.prefix, safe(webhook_id))
     }
 
+    /// `{prefix}:rl:{scope}`: the store-held rate limiter of one source scope (an Airtable
+    /// base), shared by every instance.
+    ///
+    /// ```
+    /// use podium_cache_core::key::Keys;
+    /// assert_eq!(Keys::new("p").rate_limit("appAAAAAAAAAAAAAA"), "p:rl:appAAAAAAAAAAAAAA");
+    /// ```
+    pub fn rate_limit(&self, scope: &str) -> String {
+        format!("{}:rl:{}", self.prefix, safe(scope))
+    }
+
     /// `{prefix}:lock:{name}`: a store-held lock (e.g. the sweep's).
     pub fn lock(&self, name: &str) -> String {
         format!("{}:lock:{}", self.prefix, safe(name))
@@ -125,9 +136,12 @@ impl Keys {
 }
 
 /// A key component as it is when short and made of `[A-Za-z0-9@._+-]`, else `h.` + a hash.
+/// A value that itself starts with `h.` is hashed too, so no value written as it is can equal
+/// the hash of another (the two forms never meet).
 fn safe(value: &str) -> String {
     let verbatim = value.len() <= MAX_VERBATIM
         && !value.is_empty()
+        && !value.starts_with("h.")
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'));
@@ -167,5 +181,23 @@ mod tests {
         let keys = Keys::new("p");
         let key = keys.data("events", "abc", "recXYZ");
         assert_eq!(keys.id_from_data_key(&key), Some("recXYZ"));
+    }
+
+    /// Found by the `keys` fuzz target: `h.` + the digest of a hashed value was written as it
+    /// is, giving the same key as that value.
+    #[test]
+    fn a_value_shaped_like_a_hash_never_shares_a_key_with_the_value_it_hashes() {
+        let keys = Keys::default();
+        for value in ["x\ny", "", "a:b"] {
+            let lookalike = format!("h.{}", digest(value));
+            assert_ne!(
+                keys.index("users", "h", "email", value),
+                keys.index("users", "h", "email", &lookalike)
+            );
+            assert_ne!(
+                keys.data("users", "h", value),
+                keys.data("users", "h", &lookalike)
+            );
+        }
     }
 }

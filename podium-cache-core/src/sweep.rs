@@ -92,7 +92,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::cache::{Cache, CacheError};
+use crate::cache::{entry, Cache, CacheError};
 use crate::entity::{Cacheable, EntityMeta, FieldKind};
 use crate::source::airtable::MAX_PAGE;
 use crate::source::{formula, ListQuery, SourceError};
@@ -847,7 +847,10 @@ impl Sweep {
                     for ((_, id), value) in fresh.into_iter().zip(values) {
                         // Expired between SCAN and GET: no longer cached.
                         if let Some(raw) = value {
-                            collect_references(entity.meta, &id, &raw, references);
+                            // A data entry of another format has no references to offer.
+                            if let Ok(stored) = entry::decode(&raw) {
+                                collect_references(entity.meta, &id, &stored.json, references);
+                            }
                             ids.push(id);
                         }
                     }
@@ -1167,7 +1170,7 @@ fn probe_fields(meta: &EntityMeta) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Adds the ids `raw` (a cached record of `meta`) links to, except itself.
+/// Adds the ids `raw` (the JSON of a cached record of `meta`) links to, except itself.
 fn collect_references(
     meta: &EntityMeta,
     own_id: &str,

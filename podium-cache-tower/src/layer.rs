@@ -2,14 +2,18 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+use axum::extract::ConnectInfo;
 
 use http::header::HeaderName;
 use http::request::Parts;
 use http::StatusCode;
 use parking_lot::Mutex;
 use podium_cache_core::cache::Cache;
+use podium_cache_core::scope::Scope;
 use podium_cache_core::store::Store;
 use tower::Layer;
 
@@ -64,6 +68,86 @@ pub(crate) struct LayerState {
     pub in_flight: Arc<InFlight>,
     /// Entry keys being refreshed in the background by this process.
     pub refreshing: Mutex<HashSet<String>>,
+    /// How a request's client is named (its misses are queued and limited per client).
+    pub client: ClientIdentity,
+}
+
+/// A function naming the client of a request (e.g. an authenticated principal).
+type ClientFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// The longest client name taken from a header as it is; longer ones are cut.
+const MAX_CLIENT_LEN: usize = 64;
+
+/// How the layer names the client of a request, for the core engine's per-client miss queues
+/// and limits: the [`client_fn`](CacheLayerBuilder::client_fn) if it names one, else the
+/// first hop of the [trusted header](CacheLayerBuilder::trusted_client_header), else the peer
+/// address (axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` request extension). IPv6
+/// addresses are grouped by /64, the block one host usually holds.
+#[derive(Clone, Default)]
+pub(crate) struct ClientIdentity {
+    header: Option<HeaderName>,
+    client_fn: Option<ClientFn>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("header", &self.header)
+            .field("client_fn", &self.client_fn.is_some())
+            .finish()
+    }
+}
+
+impl ClientIdentity {
+    /// The client of the request with `parts`, if it can be named.
+    pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
+        if let Some(client) = self.client_fn.as_ref().and_then(|f| f(parts)) {
+            return Some(client);
+        }
+        if let Some(name) = &self.header {
+            let first_hop = parts
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split(',').next())
+                .map(str::trim)
+                .filter(|hop| !hop.is_empty());
+            if let Some(hop) = first_hop {
+                return Some(match hop.parse::<IpAddr>() {
+                    Ok(ip) => ip_client(ip),
+                    Err(_) => hop.chars().take(MAX_CLIENT_LEN).collect(),
+                });
+            }
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0)
+            .or_else(|| parts.extensions.get::<SocketAddr>().copied())
+            .map(|addr| ip_client(addr.ip()))
+    }
+
+    /// A core scope for the request, attributed to its client when it has one.
+    pub(crate) fn scope_for(&self, parts: &Parts) -> Scope {
+        match self.of(parts) {
+            Some(client) => Scope::new().with_client(client),
+            None => Scope::new(),
+        }
+    }
+}
+
+/// An address as a client name: IPv4 as it is, IPv6 by its /64 (IPv4-mapped as IPv4).
+fn ip_client(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 impl CacheLayer {
@@ -84,6 +168,7 @@ impl CacheLayer {
             cache: cache.clone(),
             policy: Policy::default(),
             per_principal: false,
+            client: ClientIdentity::default(),
         }
     }
 
@@ -116,6 +201,8 @@ impl<S> Layer<S> for CacheLayer {
 /// | [`tag_header`](Self::tag_header) | `Cache-Tag` |
 /// | [`status_headers`](Self::status_headers) | on |
 /// | [`cache_name`](Self::cache_name) | `podium` |
+/// | [`trusted_client_header`](Self::trusted_client_header) | none: the client is the peer address |
+/// | [`client_fn`](Self::client_fn) | none |
 ///
 /// ```
 /// # fn demo(cache: &podium_cache_core::Cache) {
@@ -133,6 +220,7 @@ pub struct CacheLayerBuilder {
     cache: Cache,
     policy: Policy,
     per_principal: bool,
+    client: ClientIdentity,
 }
 
 impl fmt::Debug for CacheLayerBuilder {
@@ -140,6 +228,7 @@ impl fmt::Debug for CacheLayerBuilder {
         f.debug_struct("CacheLayerBuilder")
             .field("policy", &self.policy)
             .field("per_principal", &self.per_principal)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -242,6 +331,57 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// Names each request's client by the first hop of this header (e.g. `x-forwarded-for`)
+    /// instead of the peer address; requests without it fall back to the peer address. The
+    /// core engine queues, shares the source budget and limits outstanding misses per client
+    /// (see [`Scope::with_client`]). Set it only behind a proxy that overwrites the header:
+    /// anyone can send it. A name that is not a valid header name is ignored (with a warning).
+    ///
+    /// Serve the app with `into_make_service_with_connect_info::<SocketAddr>()` so the peer
+    /// address is known.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .trusted_client_header("x-forwarded-for")
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn trusted_client_header(mut self, name: &str) -> Self {
+        match HeaderName::from_bytes(name.trim().as_bytes()) {
+            Ok(header) => self.client.header = Some(header),
+            Err(_) => {
+                tracing::warn!(
+                    header = name,
+                    "trusted_client_header is not a header name; using the peer address"
+                );
+                self.client.header = None;
+            }
+        }
+        self
+    }
+
+    /// Names each request's client with `client` (e.g. an authenticated principal); when it
+    /// answers `None` the trusted header or the peer address is used. Return only identities
+    /// you have verified: a client that can choose its name can spread its misses over many.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .client_fn(|parts| {
+    ///         parts.extensions.get::<String>().map(|user| format!("user:{user}"))
+    ///     })
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn client_fn<F>(mut self, client: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.client.client_fn = Some(Arc::new(client));
+        self
+    }
+
     /// Builds the layer and registers its purge listener with the core cache.
     pub fn build(mut self) -> CacheLayer {
         if self.per_principal && self.policy.principal.is_none() {
@@ -261,7 +401,63 @@ impl CacheLayerBuilder {
                 policy: self.policy,
                 in_flight: Arc::new(InFlight::default()),
                 refreshing: Mutex::new(HashSet::new()),
+                client: self.client,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)], peer: Option<&str>) -> Parts {
+        let mut request = http::Request::get("/events/recAAAAAAAAAAAAAA");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (mut parts, ()) = request.body(()).map(|r| r.into_parts()).unwrap_or_else(|_| {
+            http::Request::new(()).into_parts()
+        });
+        if let Some(peer) = peer {
+            parts
+                .extensions
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        }
+        parts
+    }
+
+    #[test]
+    fn the_client_is_the_peer_address_unless_a_trusted_header_names_it() {
+        let peer_only = ClientIdentity::default();
+        let behind_proxy = ClientIdentity {
+            header: Some(HeaderName::from_static("x-forwarded-for")),
+            client_fn: None,
+        };
+        let forwarded = parts(
+            &[("x-forwarded-for", " 203.0.113.9, 10.0.0.1")],
+            Some("127.0.0.2:5555"),
+        );
+        assert_eq!(peer_only.of(&forwarded).as_deref(), Some("127.0.0.2"));
+        assert_eq!(behind_proxy.of(&forwarded).as_deref(), Some("203.0.113.9"));
+        let direct = parts(&[], Some("[2001:db8:1:2:3:4:5:6]:443"));
+        assert_eq!(
+            behind_proxy.of(&direct).as_deref(),
+            Some("2001:db8:1:2::/64"),
+            "no header: the peer address, IPv6 by its /64"
+        );
+        assert_eq!(peer_only.of(&parts(&[], None)), None);
+        let principal = ClientIdentity {
+            client_fn: Some(Arc::new(|_: &Parts| Some("user:ada".to_owned()))),
+            ..behind_proxy
+        };
+        assert_eq!(principal.of(&forwarded).as_deref(), Some("user:ada"));
+        let long = "x".repeat(500);
+        let hostile = ClientIdentity {
+            header: Some(HeaderName::from_static("x-client")),
+            client_fn: None,
+        };
+        let named = hostile.of(&parts(&[("x-client", &long)], None));
+        assert_eq!(named.map(|n| n.len()), Some(MAX_CLIENT_LEN));
     }
 }

@@ -181,6 +181,9 @@ pub enum NotStored {
     StoreFailed,
     /// A record it read changed while it was produced (it was served, not kept).
     Superseded,
+    /// It answered "not found" for an id the cache has never seen (see
+    /// [`ScopeReport::never_seen`](podium_cache_core::scope::ScopeReport::never_seen)).
+    NeverSeen,
 }
 
 impl NotStored {
@@ -198,6 +201,7 @@ impl NotStored {
             Self::Body => "body",
             Self::StoreFailed => "store-failed",
             Self::Superseded => "superseded",
+            Self::NeverSeen => "never-seen",
         }
     }
 }

@@ -8,7 +8,7 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
-use podium_cache_core::scope::{Scope, ScopeReport};
+use podium_cache_core::scope::ScopeReport;
 use podium_cache_core::store::StoreError;
 use tower::Service;
 use tracing::Instrument;
@@ -25,8 +25,9 @@ use crate::status::{CacheStatus, Forward, StatusHeaders};
 /// The middleware [`CacheLayer`] wraps a service in.
 ///
 /// It serves `GET`/`HEAD` requests from the store when it can, runs the inner service (inside
-/// a core [`Scope`]) when it cannot, stores what may be stored, tagged with the records the
-/// service read, and sets the status headers on every response.
+/// a core [`Scope`](podium_cache_core::scope::Scope), attributed to the request's client) when
+/// it cannot, stores what may be stored, tagged with the records the service read, and sets
+/// the status headers on every response.
 ///
 /// ```
 /// # fn demo(cache: &podium_cache_core::Cache) {
@@ -253,7 +254,7 @@ async fn pass_through<S, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    let scope = Scope::new();
+    let scope = state.client.scope_for(&parts);
     let request = Request::from_parts(parts, body);
     let response = scope.run(async move { inner.call(request).await }).await?;
     let (mut parts, body) = response.into_parts();
@@ -296,11 +297,14 @@ where
 }
 
 fn record_status(status: &CacheStatus) {
-    // The span shows what the layer did; the cache name is not needed there.
-    tracing::Span::current().record(
-        "cache_status",
-        tracing::field::display(status.to_header_value("cache")),
-    );
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        // The span shows what the layer did; the cache name is not needed there.
+        span.record(
+            "cache_status",
+            tracing::field::display(status.to_header_value("cache")),
+        );
+    }
 }
 
 impl Fill<'_> {
@@ -324,7 +328,7 @@ impl Fill<'_> {
             parts.method = Method::GET;
         }
         let request_headers = parts.headers.clone();
-        let scope = Scope::new();
+        let scope = state.client.scope_for(&parts);
         let request = Request::from_parts(parts, body);
         let max_body = state.policy.max_body;
         let produced = scope
@@ -353,6 +357,16 @@ impl Fill<'_> {
             }
         };
 
+        if report.never_seen > 0 {
+            // It answered "not found" for an id the cache never saw: the engine answers that
+            // again from its bounded negative cache; storing it would let random ids grow
+            // the store without bound.
+            let body = CacheBody::full(bytes);
+            return Ok((
+                self.not_stored(parts, body, head, NotStored::NeverSeen, &report),
+                None,
+            ));
+        }
         tags.merge(CacheTags {
             records: report.records.clone(),
             entities: report.entities.clone(),

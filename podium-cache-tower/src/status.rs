@@ -7,7 +7,9 @@
 //!   it is refreshed), `podium; fwd=miss; stored`, `podium; fwd=miss; collapsed` (answered by
 //!   another request's call), `podium; fwd=request; stored` (the request said `no-cache`),
 //!   `podium; fwd=stale; stored` (the entry was older than the request's `max-age`),
-//!   `podium; fwd=method`, `podium; fwd=bypass; detail=…`.
+//!   `podium; fwd=method`, `podium; fwd=bypass; detail=…`; and `podium; hit; detail=stale`
+//!   when the service answered with an expired record because Airtable failed (the core
+//!   cache's stale-if-error: the scope's `stale` count).
 //! - `X-Cache: HIT | MISS | MIXED | BYPASS`, `X-Cache-Hits`, `X-Cache-Misses` and
 //!   `X-Airtable-Calls`: for a response served by the layer, `HIT` with one hit and no source
 //!   call; for a response the service produced, what the record reads it made through the core
@@ -81,6 +83,9 @@ pub enum CacheStatus {
     },
     /// Answered with the response another, concurrent request fetched for the same key.
     Collapsed,
+    /// The service answered with at least one expired record that the core cache served
+    /// because the source failed (stale-if-error): `hit; detail=stale`.
+    StaleRecords,
     /// Forwarded to the service.
     Forward {
         /// Why.
@@ -93,6 +98,25 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
+    /// What the layer did, unless the service's record reads were answered stale
+    /// ([`ScopeReport::stale`]): then [`CacheStatus::StaleRecords`], whatever the layer did.
+    ///
+    /// ```
+    /// use podium_cache_core::scope::ScopeReport;
+    /// use podium_cache_tower::status::{CacheStatus, Forward};
+    /// let status = CacheStatus::Forward { reason: Forward::Miss, stored: false, detail: None };
+    /// let report = ScopeReport { hits: 1, stale: 1, ..ScopeReport::default() };
+    /// assert_eq!(status.clone().or_stale(&report).to_header_value("podium"), "podium; hit; detail=stale");
+    /// assert_eq!(status.clone().or_stale(&ScopeReport::default()), status);
+    /// ```
+    pub fn or_stale(self, report: &ScopeReport) -> Self {
+        if report.stale > 0 {
+            Self::StaleRecords
+        } else {
+            self
+        }
+    }
+
     /// Whether the response came out of the layer (not from the service for this request).
     pub fn served_by_layer(&self) -> bool {
         matches!(self, Self::Hit { .. } | Self::Collapsed)
@@ -107,6 +131,7 @@ impl CacheStatus {
                 let _ = write!(out, "; hit; ttl={ttl}");
             }
             Self::Collapsed => out.push_str("; fwd=miss; collapsed"),
+            Self::StaleRecords => out.push_str("; hit; detail=stale"),
             Self::Forward {
                 reason,
                 stored,
@@ -196,7 +221,8 @@ impl StatusHeaders {
     }
 
     /// A response the service produced, with what its scope collected. `store_failed`: the
-    /// layer's own store call failed; `consulted`: the layer looked the request up.
+    /// layer's own store call failed; `consulted`: the layer looked the request up. A scope
+    /// that was answered stale records makes `Cache-Status` say `hit; detail=stale`.
     pub fn produced(
         cache_status: CacheStatus,
         report: &ScopeReport,
@@ -209,7 +235,7 @@ impl StatusHeaders {
             XCache::from_report(report, consulted)
         };
         Self {
-            cache_status,
+            cache_status: cache_status.or_stale(report),
             x_cache,
             hits: report.hits,
             misses: report.misses,
@@ -256,6 +282,32 @@ mod tests {
             .to_header_value("edge"),
             "edge; fwd=bypass; detail=store-unavailable"
         );
+    }
+
+    #[test]
+    fn a_scope_answered_stale_makes_cache_status_a_stale_hit() {
+        let forwarded = CacheStatus::Forward {
+            reason: Forward::Request,
+            stored: true,
+            detail: None,
+        };
+        let stale = ScopeReport {
+            hits: 2,
+            stale: 1,
+            ..ScopeReport::default()
+        };
+        let headers = StatusHeaders::produced(forwarded.clone(), &stale, false, true);
+        assert_eq!(
+            headers.cache_status.to_header_value("podium"),
+            "podium; hit; detail=stale"
+        );
+        assert_eq!(headers.x_cache, XCache::Hit);
+        let fresh = ScopeReport {
+            hits: 2,
+            ..ScopeReport::default()
+        };
+        let headers = StatusHeaders::produced(forwarded.clone(), &fresh, false, true);
+        assert_eq!(headers.cache_status, forwarded);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's tasks, in Rust so they run wherever cargo does.
 
 mod bench;
+mod fuzz;
 mod gen;
 mod sweep;
 mod test;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Install what the tests need (redis-server), then fmt check, clippy -D warnings, every test.
     Test(test::Args),
+    /// Run every fuzz target coverage-guided (libFuzzer) for `--seconds` each.
+    Fuzz(fuzz::Args),
     /// Measure on this machine (release build) and print a table: `http` (the cache layer).
     Bench(bench::Args),
     /// Print a new webhook secret (`whsec_…`) and where to paste it.
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::GenSecret => gen::gen_secret(),
         Command::GenScripts(args) => gen::gen_scripts(args),
         Command::Sweep(args) => sweep::run(args),

@@ -35,6 +35,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.cargo_args.iter().map(String::as_str));
     step(&root, "cargo", &test_args)?;
+    crate::fuzz::short_pass(&root, !args.no_lint)?;
     Ok(ExitCode::SUCCESS)
 }
 

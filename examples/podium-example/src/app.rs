@@ -29,6 +29,9 @@ pub struct AppState {
     pub cache: Cache,
     /// Webhook answers by status code, for `/metrics`.
     pub webhooks: Arc<WebhookCounters>,
+    /// The header naming the client behind a trusted proxy (setting `trusted_client_header`);
+    /// none: the peer address. Misses are queued and limited per client.
+    pub trusted_client_header: Option<String>,
 }
 
 /// Webhook answers counted by HTTP status.
@@ -67,12 +70,22 @@ pub fn routes(state: AppState) -> Router {
         .route("/users/by-email/{email}", get(user_by_email))
         .route("/votes/{id}", get(get_record::<Vote>).delete(delete_record::<Vote>))
         .route("/referrals/{id}", get(get_record::<Referral>).delete(delete_record::<Referral>))
-        .layer(CacheLayer::new(&state.cache));
+        .layer(cache_layer(&state));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(cached)
         .with_state(state)
+}
+
+/// The HTTP response cache, naming each request's client by the trusted header when one is
+/// configured, else by the peer address.
+fn cache_layer(state: &AppState) -> CacheLayer {
+    let builder = CacheLayer::builder(&state.cache);
+    match &state.trusted_client_header {
+        Some(header) => builder.trusted_client_header(header).build(),
+        None => builder.build(),
+    }
 }
 
 /// A failed read or delete as an HTTP answer.
@@ -86,6 +99,9 @@ impl From<CacheError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        if let CacheError::TooManyMisses { retry_after } = &self.0 {
+            return too_many_misses(*retry_after);
+        }
         let (status, retry) = match &self.0 {
             CacheError::Source(err) => match err.as_ref() {
                 SourceError::RateLimited(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("30")),
@@ -96,6 +112,7 @@ impl IntoResponse for AppError {
             CacheError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("5")),
             CacheError::Decode { .. } => (StatusCode::BAD_GATEWAY, None),
             CacheError::UnknownIndex { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            CacheError::TooManyMisses { .. } => (StatusCode::TOO_MANY_REQUESTS, Some("1")),
         };
         tracing::warn!(error = %self.0, "request failed");
         let mut response = (status, Json(json!({ "error": self.0.to_string() }))).into_response();
@@ -106,6 +123,22 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// 429 for a client with too many misses outstanding: `Retry-After` in whole seconds (at least
+/// one), logged at debug level only, since a flooding client makes many of them.
+fn too_many_misses(retry_after: std::time::Duration) -> Response {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    tracing::debug!(retry_after = seconds, "too many outstanding misses for this client: 429");
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({ "error": "too many requests", "retry_after": seconds.max(1) })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(seconds.max(1)));
+    response
 }
 
 fn not_found() -> Response {
@@ -182,6 +215,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
     for (name, value) in m.pairs() {
         out.push_str(&format!(
             "# TYPE podium_cache_{name}_total counter\npodium_cache_{name}_total {value}\n"
+        ));
+    }
+    // The in-process tier (PODIUM_L1_CAPACITY > 0 with redis): hits, broadcasts, link drops.
+    if let Some(tier) = state.cache.store().typed_tier() {
+        let l1 = tier.metrics();
+        for (name, value) in l1.counters() {
+            out.push_str(&format!(
+                "# TYPE podium_l1_{name}_total counter\npodium_l1_{name}_total {value}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# TYPE podium_l1_serving gauge\npodium_l1_serving {}\n# TYPE podium_l1_entries gauge\npodium_l1_entries {}\n",
+            u8::from(l1.serving),
+            l1.entries
         ));
     }
     let source = state.cache.source().stats();

@@ -175,11 +175,13 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     let state = AppState {
         cache: cache.clone(),
         webhooks: Arc::new(WebhookCounters::default()),
+        trusted_client_header: settings.trusted_client_header.clone(),
     };
     let router = router(state, receiver, native);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
+        // With the peer address, so misses are queued and limited per client.
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::metrics::Metrics;
-use super::{Cache, CacheError};
+use super::{entry, Cache, CacheError};
 use crate::entity::{normalize_index_value, Cacheable};
 use crate::scope::{self, Event};
 use crate::source::{SourceError, SourceRecord};
@@ -109,22 +109,48 @@ impl Cache {
 
     /// Fetches `id` through the batcher; when `generation` is known, stores the record (or a
     /// "missing" tombstone) only if the generation is still that one.
+    ///
+    /// The miss is queued under the current scope's client; a client that already has
+    /// `max_client_misses` outstanding is refused with [`CacheError::TooManyMisses`] before
+    /// anything is queued (see [`super::batch`]).
     pub(crate) async fn fill<T: Cacheable>(
         &self,
         id: &str,
         generation: Option<u64>,
     ) -> Result<Option<Bytes>, CacheError> {
         let meta = T::meta();
+        let client = scope::Scope::current_client();
+        let admission = match self.inner.batcher.admit(&client) {
+            Ok(admission) => admission,
+            Err(retry_after) => {
+                Metrics::inc(&self.inner.metrics.misses_refused);
+                tracing::debug!(
+                    entity = meta.entity,
+                    client = client.as_deref().unwrap_or("-"),
+                    ?retry_after,
+                    "miss refused: the client has too many outstanding"
+                );
+                return Err(CacheError::TooManyMisses { retry_after });
+            }
+        };
         let key = self.keys().data(meta.entity, T::schema_hash(), id);
         let owned_id = id.to_owned();
         let (output, leader) = self
             .coalesce(key, generation, move |cache| async move {
-                cache.fetch_and_store::<T>(owned_id, generation).await
+                // Counts against the client's outstanding misses until the fill is done; a
+                // caller that joins a fill in flight drops it at once.
+                let _admission = admission;
+                cache
+                    .fetch_and_store::<T>(owned_id, generation, client)
+                    .await
             })
             .await;
         let fetched = output.map_err(|e| e.into_cache_error(meta.entity))?;
         if leader && fetched.charged {
             scope::note(Event::SourceCall, meta.entity, None);
+        }
+        if fetched.bytes.is_none() && generation == Some(0) && self.inner.negative.contains(meta.entity, id) {
+            scope::note_never_seen();
         }
         Ok(fetched.bytes)
     }
@@ -133,9 +159,11 @@ impl Cache {
         self,
         id: String,
         generation: Option<u64>,
+        client: super::batch::ClientKey,
     ) -> FillOutput {
         let meta = T::meta();
-        let (record, charged) = match self.inner.batcher.load(meta.table, &id).await {
+        let started = std::time::Instant::now();
+        let (record, charged) = match self.inner.batcher.load(meta.table, &id, client).await {
             Ok(loaded) => loaded,
             Err(err) => {
                 Metrics::inc(&self.inner.metrics.source_errors);
@@ -154,7 +182,9 @@ impl Cache {
         match record {
             Some(record) => {
                 let (value, bytes) = convert::<T>(record)?;
-                self.store_fetched(&value, bytes.clone(), generation).await;
+                let fetch_ms = entry::fetch_millis(started.elapsed());
+                self.store_fetched(&value, bytes.clone(), generation, fetch_ms)
+                    .await;
                 Ok(Fetched {
                     bytes: Some(bytes),
                     charged,
@@ -170,28 +200,27 @@ impl Cache {
         }
     }
 
-    /// Stores a fetched record if its generation is still `generation`, then its index entries.
+    /// Stores a fetched record (`json`, fetched in `fetch_ms`) as a data entry (see
+    /// [`entry`]) if its generation is still `generation`, then its index entries.
     pub(crate) async fn store_fetched<T: Cacheable>(
         &self,
         value: &T,
-        bytes: Bytes,
+        json: Bytes,
         generation: u64,
+        fetch_ms: u32,
     ) {
         let meta = T::meta();
         let hash = T::schema_hash();
         let keys = self.keys();
         let id = value.id();
+        let (stored, store_ttl) = self.data_entry(&json, fetch_ms);
         let write = RecordWrite {
             version_key: keys.generation(meta.entity, id),
             condition: Condition::GenerationIs(generation),
             bump_generation: false,
             timestamp_ms: None,
             version_ttl: self.version_ttl(),
-            set: vec![(
-                keys.data(meta.entity, hash, id),
-                bytes,
-                self.jittered(self.inner.config.data_ttl),
-            )],
+            set: vec![(keys.data(meta.entity, hash, id), stored, store_ttl)],
             delete: vec![keys.tombstone(meta.entity, id)],
         };
         match self.inner.store.write_record(&write).await {
@@ -211,9 +240,23 @@ impl Cache {
         }
     }
 
-    /// Remembers that the source does not have `id`, if nothing changed since the miss.
+    /// Remembers that the source does not have `id` (see [`super::negative`]): an id the cache
+    /// has never seen (generation 0: nothing was ever written, changed or deleted for it) goes
+    /// into the bounded in-process negative cache and never into the store, so random ids
+    /// cannot grow the store; a known id gets a "missing" tombstone in the store
+    /// (`missing_ttl`), if nothing changed since the miss.
     async fn store_missing<T: Cacheable>(&self, id: &str, generation: u64) {
         let meta = T::meta();
+        if generation == 0 {
+            self.inner.negative.insert(meta.entity, id);
+            Metrics::inc(&self.inner.metrics.negative_stored);
+            tracing::debug!(
+                entity = meta.entity,
+                id,
+                "never-seen id the source does not have: negative cache only"
+            );
+            return;
+        }
         let keys = self.keys();
         let write = RecordWrite {
             version_key: keys.generation(meta.entity, id),
@@ -248,7 +291,9 @@ impl Cache {
                         &normalize_index_value(&raw),
                     ),
                     Bytes::from(value.id().to_owned()),
-                    self.jittered(self.inner.config.data_ttl),
+                    // As long as the data entry: a stale record stays findable by index.
+                    self.jittered(self.inner.config.data_ttl)
+                        .saturating_add(self.inner.config.stale_if_error),
                 )
             })
             .collect();
@@ -257,13 +302,14 @@ impl Cache {
         }
     }
 
-    /// Stores records a list call returned (index lookups, queries), each only if nothing
-    /// changed in its entity since `entity_generation` was read before the call, and only if
-    /// its own generation did not move meanwhile.
+    /// Stores records a list call returned (index lookups, queries; the call took `fetch_ms`),
+    /// each only if nothing changed in its entity since `entity_generation` was read before the
+    /// call, and only if its own generation did not move meanwhile.
     pub(crate) async fn store_listed<T: Cacheable>(
         &self,
         records: &[(T, Bytes)],
         entity_generation: Option<u64>,
+        fetch_ms: u32,
     ) {
         let Some(before) = entity_generation else {
             return;
@@ -289,7 +335,7 @@ impl Cache {
             let Ok(version) = Version::parse(version.as_deref()) else {
                 continue;
             };
-            self.store_fetched(value, bytes.clone(), version.generation)
+            self.store_fetched(value, bytes.clone(), version.generation, fetch_ms)
                 .await;
         }
     }

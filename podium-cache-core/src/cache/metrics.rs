@@ -45,6 +45,11 @@ counters! {
     upserts_stale: "Upserts refused as not newer than what was stored.",
     invalidations: "Explicit invalidations.",
     deletes: "Records deleted through the cache or removed as gone.",
+    negative_hits: "Reads answered \"not found\" from the in-process negative cache (ids never seen).",
+    negative_stored: "Ids the source does not have and the cache never saw, kept in the negative cache.",
+    misses_refused: "Misses refused because their client had too many outstanding (HTTP 429).",
+    early_refreshes: "Hot records refreshed in the background before they expired (XFetch).",
+    stale_served: "Expired records served because the source failed (stale-if-error).",
 }
 
 impl Metrics {

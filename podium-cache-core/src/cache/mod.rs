@@ -27,13 +27,15 @@
 //! ```
 
 mod batch;
+pub mod entry;
 mod fill;
 mod listener;
 mod metrics;
+mod negative;
 mod read;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,13 +47,19 @@ pub use self::metrics::MetricsSnapshot;
 pub use self::read::Query;
 pub use self::write::UpsertOutcome;
 
-use self::batch::Batcher;
+use self::batch::{BatchConfig, Batcher};
 use self::fill::InFlight;
 use self::metrics::Metrics;
+use self::negative::NegativeCache;
 use crate::config::{ConfigError, Settings};
+use crate::entity::Cacheable;
 use crate::key::Keys;
+use crate::scope::{self, Event};
 use crate::source::{AirtableSource, Source, SourceError};
-use crate::store::{MemoryStore, RedisClusterStore, RedisStore, Store, StoreError};
+use crate::store::{
+    MemoryStore, RedisClusterStore, RedisStore, Store, StoreError, Ticket, TierLookup, TieredStore,
+    TypedTier,
+};
 
 /// What a cache operation can fail with. Reads fail only when the source fails (a store that
 /// fails is fallen through); writes fail when the store or the source does.
@@ -83,6 +91,14 @@ pub enum CacheError {
         /// The indexed fields.
         known: String,
     },
+    /// The current client (see [`Scope::with_client`](crate::scope::Scope::with_client))
+    /// already has `max_client_misses` misses outstanding; nothing was queued. Answer HTTP 429
+    /// with `Retry-After`; other clients are not affected.
+    #[error("too many outstanding misses for this client; retry after {retry_after:?}")]
+    TooManyMisses {
+        /// How long the client should wait before asking again.
+        retry_after: Duration,
+    },
 }
 
 impl From<SourceError> for CacheError {
@@ -98,7 +114,10 @@ pub struct CacheConfig {
     pub data_ttl: Duration,
     /// Tombstone TTL for deleted records (default 9 h, longer than the data TTL).
     pub tombstone_ttl: Duration,
-    /// TTL of the "not found" entry for an id the source does not have (default: the tombstone TTL).
+    /// TTL of the "not found" tombstone for an id the source does not have but the cache knew
+    /// (it has a version: it was written, changed or deleted through the cache); default: the
+    /// tombstone TTL. Ids the cache never saw go to the negative cache instead
+    /// ([`negative_ttl`](Self::negative_ttl)), never into the store.
     pub missing_ttl: Duration,
     /// TTL jitter as a fraction (default 0.05 = ±5%).
     pub jitter: f64,
@@ -110,6 +129,32 @@ pub struct CacheConfig {
     pub max_in_flight_batches: usize,
     /// TTL of cached query results (default: the data TTL).
     pub query_ttl: Duration,
+    /// How long past its expiry a record may still be served while the source fails (5xx,
+    /// timeouts, rate limit exhausted); default 0: never. The store keeps data this much longer
+    /// than the data TTL. A record with a tombstone is never served stale.
+    pub stale_if_error: Duration,
+    /// XFetch β of the probabilistic early refresh of hot keys (default 1.0; 0 turns it off):
+    /// a read shortly before a record's expiry refreshes it in the background, with a
+    /// probability that grows towards the expiry and with the record's fetch time.
+    pub xfetch_beta: f64,
+    /// How long "the source does not have it" is believed for an id the cache never saw
+    /// (default 5 minutes). Kept in process only, never in the store.
+    pub negative_ttl: Duration,
+    /// The most never-seen ids the in-process negative cache holds (default 100,000); a flood
+    /// of random ids evicts its own entries and leaves the store as it was.
+    pub negative_capacity: u64,
+    /// The source's call budget, `(max calls, window)` (default none; [`Cache::from_settings`]
+    /// sets Airtable's 5 per second). With it the batcher counts each call from its sending to
+    /// one window after its answer, as the Airtable client's limiter does, and shares the
+    /// budget between clients; without it only `max_in_flight_batches` are shared.
+    pub source_budget: Option<(usize, Duration)>,
+    /// Call slots only a client under its fair share may take (default 1): a client keeping
+    /// the source busy on its own never takes the last one, so another client's miss is sent
+    /// as soon as it arrives. 0 turns the reserve off.
+    pub reserved_calls: usize,
+    /// The most misses one client may have queued or in flight (default 128; 0: no limit);
+    /// beyond it [`CacheError::TooManyMisses`]. Misses outside any client are not limited.
+    pub max_client_misses: usize,
 }
 
 impl Default for CacheConfig {
@@ -123,6 +168,13 @@ impl Default for CacheConfig {
             max_batch: 100,
             max_in_flight_batches: 4,
             query_ttl: Duration::from_secs(8 * 3600),
+            stale_if_error: Duration::ZERO,
+            xfetch_beta: 1.0,
+            negative_ttl: Duration::from_secs(300),
+            negative_capacity: 100_000,
+            source_budget: None,
+            reserved_calls: 1,
+            max_client_misses: 128,
         }
     }
 }
@@ -163,9 +215,72 @@ impl CacheBuilder {
         self
     }
 
+    /// How long past expiry a record may be served while the source fails (default 0: never).
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.config.stale_if_error = window;
+        self
+    }
+
+    /// XFetch β of the early refresh (default 1.0; 0 turns it off; negative is taken as 0).
+    pub fn xfetch_beta(mut self, beta: f64) -> Self {
+        self.config.xfetch_beta = if beta.is_finite() { beta.max(0.0) } else { 0.0 };
+        self
+    }
+
     /// The miss-batching window (default 2 ms).
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.config.batch_window = window;
+        self
+    }
+
+    /// The negative cache of never-seen ids: how long an answer is believed (default 5
+    /// minutes) and how many ids it holds at most (default 100,000).
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source))
+    ///     .negative_cache(Duration::from_secs(60), 10_000)
+    ///     .build();
+    /// assert_eq!(cache.config().negative_capacity, 10_000);
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
+    pub fn negative_cache(mut self, ttl: Duration, capacity: u64) -> Self {
+        self.config.negative_ttl = ttl;
+        self.config.negative_capacity = capacity;
+        self
+    }
+
+    /// The source's call budget: at most `max` calls in any `window` (the Airtable client's
+    /// [`rate_limit`](crate::source::AirtableSourceBuilder::rate_limit)). Set it to share the
+    /// budget fairly between clients (see [`CacheConfig::source_budget`]).
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source))
+    ///     .source_budget(5, Duration::from_secs(1))
+    ///     .max_client_misses(64)
+    ///     .build();
+    /// assert_eq!(cache.config().source_budget, Some((5, Duration::from_secs(1))));
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
+    pub fn source_budget(mut self, max: usize, window: Duration) -> Self {
+        self.config.source_budget = Some((max, window));
+        self
+    }
+
+    /// Call slots kept for clients under their fair share (default 1; 0 turns it off).
+    pub fn reserved_calls(mut self, slots: usize) -> Self {
+        self.config.reserved_calls = slots;
+        self
+    }
+
+    /// The most misses one client may have outstanding (default 128; 0: no limit).
+    pub fn max_client_misses(mut self, max: usize) -> Self {
+        self.config.max_client_misses = max;
         self
     }
 
@@ -185,10 +300,17 @@ impl CacheBuilder {
     pub fn build(self) -> Cache {
         let batcher = Batcher::new(
             Arc::clone(&self.source),
-            self.config.batch_window,
-            self.config.max_batch,
-            self.config.max_in_flight_batches,
+            BatchConfig {
+                window: self.config.batch_window,
+                max_batch: self.config.max_batch,
+                max_in_flight: self.config.max_in_flight_batches,
+                budget: self.config.source_budget,
+                reserved: self.config.reserved_calls,
+                max_client_misses: self.config.max_client_misses,
+            },
         );
+        let negative =
+            NegativeCache::new(self.config.negative_capacity, self.config.negative_ttl);
         Cache {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -196,7 +318,9 @@ impl CacheBuilder {
                 keys: self.keys,
                 config: self.config,
                 batcher,
+                negative,
                 in_flight: Mutex::new(HashMap::new()),
+                refreshing: Mutex::new(HashSet::new()),
                 listeners: RwLock::new(self.listeners),
                 metrics: Metrics::default(),
             }),
@@ -216,7 +340,11 @@ struct Inner {
     keys: Keys,
     config: CacheConfig,
     batcher: Arc<Batcher>,
+    /// Never-seen ids the source does not have (bounded, in process).
+    negative: NegativeCache,
     in_flight: Mutex<HashMap<(String, Option<u64>), InFlight>>,
+    /// Data keys with an early (XFetch) refresh running in this process.
+    refreshing: Mutex<HashSet<String>>,
     listeners: RwLock<Vec<Arc<dyn InvalidationListener>>>,
     metrics: Metrics,
 }
@@ -260,6 +388,10 @@ impl Cache {
     /// The store and source that `settings` describe: Redis when `redis_url` is set, a Redis
     /// Cluster when `redis_cluster_nodes` is (the two together are refused by [`Settings`]), else
     /// the in-memory store (with one info line); Airtable with the configured key, base and URL.
+    /// With Redis or a cluster, the Airtable budget (5 requests a second per base) is kept in
+    /// that store and shared by every instance (key [`Keys::rate_limit`] of the base); while
+    /// the store is unreachable each instance keeps to `airtable_local_rps` (see
+    /// [`crate::source::shared_limiter`]).
     pub async fn stores_from_settings(
         settings: &Settings,
     ) -> Result<(Arc<dyn Store>, Arc<dyn Source>), SetupError> {
@@ -272,13 +404,18 @@ impl Cache {
                 }
             })?),
             None if !settings.redis_cluster_nodes.is_empty() => Arc::new(
-                RedisClusterStore::connect(settings.redis_cluster_nodes.iter().cloned())
-                    .await
-                    .map_err(|e| ConfigError::Invalid {
-                        setting: "redis_cluster_nodes",
-                        env: "PODIUM_REDIS_CLUSTER_NODES",
-                        message: e.to_string(),
-                    })?,
+                RedisClusterStore::connect(
+                    settings
+                        .redis_cluster_nodes
+                        .iter()
+                        .map(|n| n.expose().to_owned()),
+                )
+                .await
+                .map_err(|e| ConfigError::Invalid {
+                    setting: "redis_cluster_nodes",
+                    env: "PODIUM_REDIS_CLUSTER_NODES",
+                    message: e.to_string(),
+                })?,
             ),
             None => {
                 tracing::info!(
@@ -288,6 +425,10 @@ impl Cache {
                 Arc::new(MemoryStore::new(settings.memory_capacity))
             }
         };
+        // The Airtable budget is shared through Redis itself (not the in-process tier).
+        let shared = settings.redis_url.is_some() || !settings.redis_cluster_nodes.is_empty();
+        let budget_store = shared.then(|| Arc::clone(&store));
+        let store = Self::with_tier(settings, store).await?;
         let key = settings
             .airtable_api_key
             .as_ref()
@@ -304,10 +445,70 @@ impl Cache {
                 env: "PODIUM_AIRTABLE_BASE_ID",
                 message: "is not set".into(),
             })?;
-        let source = AirtableSource::builder(key.expose(), base.as_str())
+        let mut source = AirtableSource::builder(key.expose(), base.as_str())
             .api_url(settings.airtable_api_url.as_str())
-            .build()?;
+            .local_rps(settings.local_airtable_rps());
+        if let Some(budget_store) = budget_store {
+            let budget_key = Keys::new(settings.prefix.as_str()).rate_limit(base);
+            tracing::info!(
+                key = budget_key,
+                local_rps = settings.local_airtable_rps(),
+                "airtable budget shared by every instance through the store"
+            );
+            source = source.shared_limit(budget_store, budget_key);
+        }
+        let source = source.build()?;
         Ok((store, Arc::new(source)))
+    }
+
+    /// `store` behind an in-process tier when `l1_capacity > 0` and the store is shared (Redis
+    /// or a cluster): a [`TieredStore`] whose invalidation link uses the same server(s) and
+    /// the channel `{prefix}:inval`.
+    async fn with_tier(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<dyn Store>, SetupError> {
+        if settings.l1_capacity == 0 {
+            return Ok(store);
+        }
+        let (urls, setting, env): (Vec<String>, _, _) = match &settings.redis_url {
+            Some(url) => (
+                vec![url.expose().to_owned()],
+                "redis_url",
+                "PODIUM_REDIS_URL",
+            ),
+            None if !settings.redis_cluster_nodes.is_empty() => (
+                settings
+                    .redis_cluster_nodes
+                    .iter()
+                    .map(|node| node.expose().to_owned())
+                    .collect(),
+                "redis_cluster_nodes",
+                "PODIUM_REDIS_CLUSTER_NODES",
+            ),
+            None => {
+                tracing::info!(
+                    "l1_capacity has no effect without redis: the in-memory store is in process already"
+                );
+                return Ok(store);
+            }
+        };
+        let tiered = TieredStore::builder(store)
+            .capacity(settings.l1_capacity)
+            .prefix(&settings.prefix)
+            .bus_urls(urls)
+            .connect()
+            .await
+            .map_err(|e| ConfigError::Invalid {
+                setting,
+                env,
+                message: e.to_string(),
+            })?;
+        tracing::info!(
+            capacity = settings.l1_capacity,
+            "in-process tier on, kept coherent over redis pub/sub"
+        );
+        Ok(Arc::new(tiered))
     }
 
     /// A cache configured entirely from `settings` (see [`Cache::stores_from_settings`]).
@@ -319,6 +520,13 @@ impl Cache {
             missing_ttl: settings.tombstone_ttl(),
             jitter: settings.ttl_jitter,
             query_ttl: settings.data_ttl(),
+            stale_if_error: settings.stale_if_error(),
+            xfetch_beta: settings.xfetch_beta,
+            negative_ttl: Duration::from_secs(settings.negative_ttl_secs),
+            negative_capacity: settings.negative_capacity,
+            // The budget the Airtable client is built with (Airtable's 5 requests a second).
+            source_budget: Some((5, Duration::from_secs(1))),
+            max_client_misses: settings.max_client_misses,
             ..CacheConfig::default()
         };
         Ok(Self::builder(store, source)
@@ -367,6 +575,107 @@ impl Cache {
         ttl.mul_f64(factor)
     }
 
+    /// The record `id` as a shared, decoded value: from the in-process tier without decoding
+    /// anything when the store has one ([`Store::typed_tier`]) and holds the record, else as
+    /// [`Cache::get`] reads it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
+    /// # #[cacheable(table = "Events")]
+    /// # struct Event { id: String }
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source)).build();
+    /// // Not an Airtable record id: "not found" without asking anyone.
+    /// let event: Option<Arc<Event>> = cache.get_arc::<Event>("nope").await?;
+    /// assert!(event.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_arc<T: Cacheable>(&self, id: &str) -> Result<Option<Arc<T>>, CacheError> {
+        if let Some(tier) = self.inner.store.typed_tier() {
+            if let Some(value) = self.tier_hit_by_id::<T>(tier, id) {
+                return Ok(Some(value));
+            }
+        }
+        Ok(self.get::<T>(id).await?.map(Arc::new))
+    }
+
+    /// Asks the in-process tier (if the store has one) for `id` before the store is read: the
+    /// decoded value, or the ticket for offering back what is read next.
+    pub(crate) fn tier_read<T: Cacheable>(&self, id: &str) -> TierRead<T> {
+        let Some(tier) = self.inner.store.typed_tier() else {
+            return TierRead::Miss(None);
+        };
+        if let Some(value) = self.tier_hit_by_id::<T>(tier, id) {
+            return TierRead::Hit(value);
+        }
+        let meta = T::meta();
+        let key = self.keys().data(meta.entity, T::schema_hash(), id);
+        debug_assert!(
+            self.with_tier_key::<T, _>(id, |fast| fast == key)
+                .unwrap_or(true),
+            "the tier's key for {id} differs from Keys::data: update Cache::with_tier_key"
+        );
+        match tier.lookup::<T>(key) {
+            TierLookup::Hit(value) => {
+                self.tier_hit(meta.entity, id);
+                TierRead::Hit(value)
+            }
+            TierLookup::Miss(ticket) => TierRead::Miss(ticket),
+        }
+    }
+
+    /// The tier's value for `id` through the allocation-free key (see
+    /// [`Cache::with_tier_key`]), counted as a hit when found.
+    fn tier_hit_by_id<T: Cacheable>(&self, tier: &TypedTier, id: &str) -> Option<Arc<T>> {
+        let value = self.with_tier_key::<T, _>(id, |key| tier.get::<T>(key))??;
+        self.tier_hit(T::meta().entity, id);
+        Some(value)
+    }
+
+    /// Calls `f` with the record's data key built in a reused per-thread buffer, so a tier hit
+    /// allocates nothing; `None` (the caller builds the key with [`Keys::data`]) for ids other
+    /// than short ASCII alphanumerics, which `Keys` may hash. The layout is `Keys::data`'s;
+    /// were it ever to differ, the tier would only miss (values are inserted and invalidated
+    /// under `Keys::data` keys), and debug builds assert that it does not.
+    fn with_tier_key<T: Cacheable, R>(&self, id: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        TIER_KEY.with(|buffer| {
+            let mut key = buffer.try_borrow_mut().ok()?;
+            key.clear();
+            key.push_str(self.keys().prefix());
+            key.push(':');
+            key.push_str(T::meta().entity);
+            key.push(':');
+            key.push_str(T::schema_hash());
+            key.push_str(":{");
+            key.push_str(id);
+            key.push('}');
+            Some(f(&key))
+        })
+    }
+
+    /// Offers what a read returned to the in-process tier; kept only if no invalidation of the
+    /// record raced the read (see [`crate::store::TypedTier`]).
+    pub(crate) fn tier_offer<T: Cacheable>(&self, ticket: Option<Ticket>, found: &Option<T>) {
+        if let (Some(ticket), Some(value), Some(tier)) =
+            (ticket, found, self.inner.store.typed_tier())
+        {
+            tier.insert(ticket, Arc::new(value.clone()));
+        }
+    }
+
+    /// Counts an answer from the in-process tier as a hit (and tags the request's scope).
+    fn tier_hit(&self, entity: &'static str, id: &str) {
+        Metrics::inc(&self.inner.metrics.hits);
+        scope::note(Event::Hit, entity, Some(id));
+    }
+
     /// Tells every listener about `change`.
     async fn notify(&self, change: Change) {
         let listeners: Vec<_> = self.inner.listeners.read().clone();
@@ -374,6 +683,20 @@ impl Cache {
             listener.on_change(&change).await;
         }
     }
+}
+
+thread_local! {
+    /// The data key of the record being looked up in the in-process tier (see
+    /// [`Cache::with_tier_key`]).
+    static TIER_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// What the in-process tier answered before a read (see [`Cache::tier_read`]).
+pub(crate) enum TierRead<T> {
+    /// The decoded value.
+    Hit(Arc<T>),
+    /// Not there; the ticket (if the tier serves) lets the value read next be kept.
+    Miss(Option<Ticket>),
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -1,11 +1,20 @@
 //! Reads: `get`, `get_many`, `get_by_index`, `query`.
+//!
+//! A record read from the store is one of: fresh (a hit; shortly before its expiry, one reader
+//! may refresh it in the background: XFetch), expired but within the stale-if-error window (a
+//! miss that answers the expired record if the source fails), gone (a tombstone: never served
+//! stale), or absent (a miss).
+
+use std::time::Duration;
 
 use bytes::Bytes;
+use rand::Rng;
 use tracing::Instrument;
 
+use super::entry::{self, EntryHeader};
 use super::fill::{convert, parse_counter, FillError};
 use super::metrics::Metrics;
-use super::{Cache, CacheError};
+use super::{now_ms, Cache, CacheError};
 use crate::entity::{normalize_index_value, Cacheable};
 use crate::scope::{self, Event, Scope};
 use crate::source::{formula, ListQuery};
@@ -69,9 +78,52 @@ fn decode_list<T: Cacheable>(bytes: &[u8]) -> Result<Vec<T>, serde_json::Error> 
 enum Lookup<T> {
     /// Not an id of the source's shape: not found, nothing asked.
     Invalid,
+    /// Fresh.
     Hit(T),
+    /// A tombstone: not found.
     Gone,
-    Miss(Option<u64>),
+    /// Ask the source. `generation`: the record's generation when the store could tell (the
+    /// fill is stored only if it is unchanged); `stale`: the expired record, if it may be
+    /// answered should the source fail (stale-if-error).
+    Miss {
+        generation: Option<u64>,
+        stale: Option<T>,
+    },
+}
+
+impl<T> Lookup<T> {
+    /// A miss with nothing known (the store failed).
+    fn blind_miss() -> Self {
+        Lookup::Miss {
+            generation: None,
+            stale: None,
+        }
+    }
+}
+
+/// A resolved read: the record (or `None`: not found) and whether it is an expired record
+/// answered because the source failed.
+struct Answer<T> {
+    value: Option<T>,
+    stale: bool,
+}
+
+/// `-ln` of the smallest draw [`Cache::draws_early_refresh`] makes (2^-53): beyond this many
+/// fetch deltas (times β) before its expiry, no read refreshes a record early.
+const XFETCH_HORIZON: f64 = 36.8;
+/// An early refresh's claim outlives the entry it refreshes by this much.
+const REFRESH_CLAIM_GRACE: Duration = Duration::from_secs(5);
+
+/// Takes a data key out of this process's early refreshes when the refresh ends.
+struct RefreshingGuard {
+    cache: Cache,
+    data_key: String,
+}
+
+impl Drop for RefreshingGuard {
+    fn drop(&mut self) {
+        self.cache.inner.refreshing.lock().remove(&self.data_key);
+    }
 }
 
 impl Cache {
@@ -79,6 +131,12 @@ impl Cache {
     /// does not exist (a tombstone says so, or the source did).
     pub async fn get<T: Cacheable>(&self, id: &str) -> Result<Option<T>, CacheError> {
         let meta = T::meta();
+        // In-process tier (`store::TieredStore`): a hit decodes nothing; a miss carries the
+        // ticket under which the record read below is offered back to it.
+        let ticket = match self.tier_read::<T>(id) {
+            super::TierRead::Hit(value) => return Ok(Some(T::clone(&value))),
+            super::TierRead::Miss(ticket) => ticket,
+        };
         let span = tracing::debug_span!("cache.get", entity = meta.entity, id);
         async {
             if !self.inner.source.is_valid_id(id) {
@@ -94,10 +152,15 @@ impl Cache {
                 Err(err) => {
                     self.store_failed(&err, "reading a record");
                     scope::note(Event::StoreError, meta.entity, None);
-                    Lookup::Miss(None)
+                    Lookup::blind_miss()
                 }
             };
-            self.resolve(id, lookup).await
+            let found = self.resolve(id, lookup).await?;
+            // An expired record answered because the source failed is not offered to the tier.
+            if !found.stale {
+                self.tier_offer(ticket, &found.value);
+            }
+            Ok(found.value)
         }
         .instrument(span)
         .await
@@ -134,7 +197,7 @@ impl Cache {
                     scope::note(Event::StoreError, meta.entity, None);
                     ids.iter()
                         .map(|id| match valid(id) {
-                            true => Lookup::Miss(None),
+                            true => Lookup::blind_miss(),
                             false => Lookup::Invalid,
                         })
                         .collect()
@@ -146,7 +209,10 @@ impl Cache {
                     .map(|(id, lookup)| self.resolve(id, lookup)),
             )
             .await;
-            resolved.into_iter().collect()
+            resolved
+                .into_iter()
+                .map(|answer| answer.map(|a| a.value))
+                .collect()
         }
         .instrument(span)
         .await
@@ -308,18 +374,20 @@ impl Cache {
                 } else {
                     None
                 };
+                let started = std::time::Instant::now();
                 let records = cache
                     .inner
                     .source
                     .list(meta.table, &query)
                     .await
                     .map_err(|e| FillError::Source(std::sync::Arc::new(e)))?;
+                let fetch_ms = entry::fetch_millis(started.elapsed());
                 Metrics::inc(&cache.inner.metrics.source_calls);
                 let converted = records
                     .into_iter()
                     .map(convert::<T>)
                     .collect::<Result<Vec<_>, _>>()?;
-                cache.store_listed(&converted, before).await;
+                cache.store_listed(&converted, before, fetch_ms).await;
                 // Each element is already a model's JSON: the list is their JSON array.
                 let mut body = Vec::with_capacity(
                     2 + converted.iter().map(|(_, b)| b.len() + 1).sum::<usize>(),
@@ -367,7 +435,10 @@ impl Cache {
         ]
     }
 
-    /// Interprets `[data, tombstone, version]` as read from the store.
+    /// Interprets `[data, tombstone, version]` as read from the store: a fresh record is a
+    /// hit (and, shortly before its expiry, may start an early refresh); then a tombstone is
+    /// "gone" (whatever data is left, so a tombstoned record is never served stale); anything
+    /// else is a miss, carrying the expired record while it may still be served on error.
     fn classify<T: Cacheable>(&self, id: &str, values: Vec<Option<Bytes>>) -> Lookup<T> {
         let entity = T::meta().entity;
         let mut values = values.into_iter();
@@ -376,49 +447,194 @@ impl Cache {
             values.next().flatten(),
             values.next().flatten(),
         );
-        if let Some(bytes) = data {
-            match decode::<T>(&bytes) {
-                Ok(value) => return Lookup::Hit(value),
+        let now = now_ms();
+        let mut stale = None;
+        if let Some(raw) = data {
+            match entry::decode(&raw) {
+                Ok(stored) => match decode::<T>(&stored.json) {
+                    Ok(value) if stored.header.is_fresh(now) => {
+                        if self.draws_early_refresh(&stored.header, now) {
+                            self.refresh_early::<T>(id, version.as_deref(), &stored.header);
+                        }
+                        return Lookup::Hit(value);
+                    }
+                    Ok(value) => {
+                        let window = self.inner.config.stale_if_error;
+                        if stored.header.is_stale_servable(now, window) {
+                            stale = Some(value);
+                        }
+                    }
+                    Err(err) => {
+                        Metrics::inc(&self.inner.metrics.decode_errors);
+                        tracing::warn!(entity, id, error = %err, "stored entry no longer decodes; refetching");
+                    }
+                },
                 Err(err) => {
                     Metrics::inc(&self.inner.metrics.decode_errors);
-                    tracing::warn!(entity, id, error = %err, "stored entry no longer decodes; refetching");
+                    tracing::debug!(entity, id, error = %err, "stored entry of another format; refetching");
                 }
             }
-        } else if tomb.is_some() {
+        }
+        if tomb.is_some() {
             return Lookup::Gone;
         }
-        match Version::parse(version.as_deref()) {
-            Ok(v) => Lookup::Miss(Some(v.generation)),
+        let generation = match Version::parse(version.as_deref()) {
+            Ok(v) => Some(v.generation),
             Err(err) => {
                 tracing::warn!(entity, id, error = %err, "unreadable version; not storing the fill");
-                Lookup::Miss(None)
+                None
             }
+        };
+        Lookup::Miss { generation, stale }
+    }
+
+    /// Whether this read of a fresh record refreshes it early (XFetch, see
+    /// [`EntryHeader::refresh_early`]). Far from the expiry it costs a comparison, no draw.
+    fn draws_early_refresh(&self, header: &EntryHeader, now: i64) -> bool {
+        let beta = self.inner.config.xfetch_beta;
+        if beta <= 0.0 || header.fetch_ms == 0 {
+            return false;
+        }
+        let horizon = f64::from(header.fetch_ms) * beta * XFETCH_HORIZON;
+        if (header.expires_at_ms.saturating_sub(now)) as f64 > horizon {
+            return false;
+        }
+        // In (0, 1]: never ln(0).
+        let draw = 1.0 - rand::thread_rng().gen::<f64>();
+        header.refresh_early(now, beta, draw)
+    }
+
+    /// Starts refreshing the fresh record `id` in the background, unless a refresh or a fill
+    /// of it already runs in this process. The reader does not wait: it has its answer.
+    fn refresh_early<T: Cacheable>(&self, id: &str, version: Option<&[u8]>, header: &EntryHeader) {
+        let meta = T::meta();
+        // The generation read with the record: the refresh is a fill guarded by it.
+        let Ok(version) = Version::parse(version) else {
+            return;
+        };
+        let data_key = self.keys().data(meta.entity, T::schema_hash(), id);
+        if self
+            .inner
+            .in_flight
+            .lock()
+            .contains_key(&(data_key.clone(), Some(version.generation)))
+        {
+            return;
+        }
+        if !self.inner.refreshing.lock().insert(data_key.clone()) {
+            return;
+        }
+        let guard = RefreshingGuard {
+            cache: self.clone(),
+            data_key,
+        };
+        let id = id.to_owned();
+        let header = *header;
+        let span = tracing::debug_span!("cache.refresh_early", entity = meta.entity, id = %id);
+        tokio::spawn(
+            async move {
+                guard
+                    .cache
+                    .run_early_refresh::<T>(&id, version.generation, &header)
+                    .await;
+                drop(guard);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Claims the refresh of the entry described by `header` in the store (one refresh per
+    /// stored entry, across instances, and none for readers that still saw it after it was
+    /// refreshed), then fills `id` guarded by `generation`. A failed refresh keeps its claim:
+    /// the record is then refetched when it expires (and may be served stale from there).
+    async fn run_early_refresh<T: Cacheable>(
+        &self,
+        id: &str,
+        generation: u64,
+        header: &EntryHeader,
+    ) {
+        let meta = T::meta();
+        let claim = self.keys().lock(&format!(
+            "refresh:{}:{}:{id}:{}",
+            meta.entity,
+            T::schema_hash(),
+            header.stored_at_ms
+        ));
+        let remaining = u64::try_from(header.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+        let claim_ttl = Duration::from_millis(remaining).saturating_add(REFRESH_CLAIM_GRACE);
+        match self
+            .inner
+            .store
+            .set_if_absent(&claim, Bytes::from_static(b"1"), claim_ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => return self.store_failed(&err, "claiming an early refresh"),
+        }
+        Metrics::inc(&self.inner.metrics.early_refreshes);
+        tracing::debug!(
+            remaining_ms = remaining,
+            fetch_ms = header.fetch_ms,
+            "refreshing a hot record before it expires"
+        );
+        if let Err(err) = self.fill::<T>(id, Some(generation)).await {
+            tracing::warn!(error = %err, "early refresh failed; the record is refetched when it expires");
         }
     }
 
-    /// Answers a classified lookup, filling a miss.
+    /// Answers a classified lookup, filling a miss; a miss whose fill fails at the source
+    /// (5xx, timeouts, rate limit exhausted) answers the expired record it carries, if any.
     async fn resolve<T: Cacheable>(
         &self,
         id: &str,
         lookup: Lookup<T>,
-    ) -> Result<Option<T>, CacheError> {
+    ) -> Result<Answer<T>, CacheError> {
         let entity = T::meta().entity;
+        let fresh = |value| Answer {
+            value,
+            stale: false,
+        };
         match lookup {
-            Lookup::Invalid => Ok(None),
+            Lookup::Invalid => Ok(fresh(None)),
             Lookup::Hit(value) => {
                 Metrics::inc(&self.inner.metrics.hits);
                 scope::note(Event::Hit, entity, Some(id));
-                Ok(Some(value))
+                Ok(fresh(Some(value)))
             }
             Lookup::Gone => {
                 Metrics::inc(&self.inner.metrics.tombstone_hits);
                 scope::note(Event::Hit, entity, Some(id));
-                Ok(None)
+                Ok(fresh(None))
             }
-            Lookup::Miss(generation) => {
+            Lookup::Miss { generation, stale } => {
+                // A never-seen id the source said it does not have (bounded, in process).
+                if self.negative_answer(entity, id, generation) {
+                    return Ok(fresh(None));
+                }
                 Metrics::inc(&self.inner.metrics.misses);
+                let bytes = match self.fill::<T>(id, generation).await {
+                    Ok(bytes) => bytes,
+                    Err(CacheError::Source(err)) if err.is_unconfirmed() && stale.is_some() => {
+                        Metrics::inc(&self.inner.metrics.stale_served);
+                        scope::note(Event::StaleHit, entity, Some(id));
+                        tracing::debug!(
+                            entity,
+                            id,
+                            error = %err,
+                            "source failing: answering the expired record (stale-if-error)"
+                        );
+                        return Ok(Answer {
+                            value: stale,
+                            stale: true,
+                        });
+                    }
+                    Err(err) => {
+                        scope::note(Event::Miss, entity, Some(id));
+                        return Err(err);
+                    }
+                };
                 scope::note(Event::Miss, entity, Some(id));
-                let bytes = self.fill::<T>(id, generation).await?;
                 bytes
                     .map(|b| {
                         decode::<T>(&b).map_err(|e| CacheError::Decode {
@@ -428,6 +644,7 @@ impl Cache {
                         })
                     })
                     .transpose()
+                    .map(fresh)
             }
         }
     }

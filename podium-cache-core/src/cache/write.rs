@@ -4,7 +4,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::metrics::Metrics;
-use super::{now_ms, Cache, CacheError, Change, ChangeKind};
+use super::{entry, now_ms, Cache, CacheError, Change, ChangeKind};
 use crate::entity::{normalize_index_value, Cacheable, EntityMeta};
 use crate::store::{Condition, RecordWrite, WriteOutcome};
 
@@ -34,28 +34,30 @@ impl Cache {
         async {
             let keys = self.keys();
             let data_key = keys.data(meta.entity, T::schema_hash(), id);
-            // Best effort: the old index values, to drop entries that no longer apply.
-            let previous: Option<T> = match self.inner.store.get(&data_key).await {
-                Ok(Some(raw)) => serde_json::from_slice(&raw).ok(),
+            // Best effort: the old index values, to drop entries that no longer apply, and how
+            // long the record took to fetch (the new entry's XFetch delta).
+            let previous = match self.inner.store.get(&data_key).await {
+                Ok(Some(raw)) => entry::decode(&raw).ok(),
                 Ok(None) => None,
                 Err(err) => return Err(CacheError::Store(err)),
             };
-            let bytes = serde_json::to_vec(record).map_err(|e| CacheError::Decode {
+            let fetch_ms = previous
+                .as_ref()
+                .map_or(entry::ASSUMED_FETCH_MS, |p| p.header.fetch_ms);
+            let previous: Option<T> = previous.and_then(|p| serde_json::from_slice(&p.json).ok());
+            let json = serde_json::to_vec(record).map_err(|e| CacheError::Decode {
                 entity: meta.entity,
                 id: id.to_owned(),
                 message: e.to_string(),
             })?;
+            let (stored, store_ttl) = self.data_entry(&json, fetch_ms);
             let write = RecordWrite {
                 version_key: keys.generation(meta.entity, id),
                 condition: Condition::NewerThan(timestamp_ms),
                 bump_generation: true,
                 timestamp_ms: Some(timestamp_ms),
                 version_ttl: self.version_ttl(),
-                set: vec![(
-                    data_key,
-                    Bytes::from(bytes),
-                    self.jittered(self.inner.config.data_ttl),
-                )],
+                set: vec![(data_key, stored, store_ttl)],
                 delete: vec![keys.tombstone(meta.entity, id)],
             };
             if let WriteOutcome::Rejected(stored) = self.inner.store.write_record(&write).await? {
@@ -216,14 +218,18 @@ impl Cache {
     }
 }
 
-/// The index keys of a stored record, read from its JSON by the entity's indexed fields.
+/// The index keys of a stored record (a data entry, see [`entry`]), read from its JSON by the
+/// entity's indexed fields.
 fn stored_index_keys(
     cache: &Cache,
     meta: &EntityMeta,
     schema_hash: &str,
-    raw: &[u8],
+    raw: &Bytes,
 ) -> Vec<String> {
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(raw) else {
+    let Ok(stored) = entry::decode(raw) else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(&stored.json) else {
         return Vec::new();
     };
     meta.indexed_fields()

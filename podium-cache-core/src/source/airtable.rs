@@ -11,9 +11,11 @@ use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
 use super::formula;
-use super::limiter::RateLimiter;
+use super::limiter::{window_for_rate, Permit, RateLimiter};
+use super::shared_limiter::{SharedLimiter, SharedLimiterStats, SharedPermit};
 use super::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
 use crate::config::Secret;
+use crate::store::Store;
 
 /// Airtable's page size limit, and the most ids one `OR(RECORD_ID()=…)` batch asks for.
 pub const MAX_PAGE: usize = 100;
@@ -45,6 +47,25 @@ pub struct AirtableSourceBuilder {
     backoff_base: Duration,
     backoff_max: Duration,
     request_timeout: Duration,
+    limiter_scope: Option<String>,
+    shared_limit: Option<SharedLimit>,
+    local_rps: Option<f64>,
+}
+
+/// The store and key of a budget shared by every instance.
+#[derive(Clone)]
+struct SharedLimit {
+    store: Arc<dyn Store>,
+    key: String,
+}
+
+impl std::fmt::Debug for SharedLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimit")
+            .field("store", &self.store.name())
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 impl AirtableSourceBuilder {
@@ -60,6 +81,49 @@ impl AirtableSourceBuilder {
     pub fn rate_limit(mut self, max: usize, window: Duration) -> Self {
         self.max_per_window = max;
         self.window = window;
+        self
+    }
+
+    /// Keeps the budget in `store` under `key` (build it with
+    /// [`Keys::rate_limit`](crate::key::Keys::rate_limit)), shared by every instance that
+    /// uses the same store and key: together they never exceed [`rate_limit`](Self::rate_limit)
+    /// as the server counts (see [`shared_limiter`](super::shared_limiter)). While the store
+    /// is unreachable this instance keeps to [`local_rps`](Self::local_rps). Without it (the
+    /// default) the budget is the process's own.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use podium_cache_core::key::Keys;
+    /// use podium_cache_core::source::AirtableSource;
+    /// use podium_cache_core::store::MemoryStore; // a Redis or cluster store in production
+    /// let source = AirtableSource::builder("patXXXX", "appXXXXXXXXXXXXXX")
+    ///     .shared_limit(Arc::new(MemoryStore::new(10)), Keys::default().rate_limit("appXXXXXXXXXXXXXX"))
+    ///     .local_rps(2.5)
+    ///     .build()?;
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
+    pub fn shared_limit(mut self, store: Arc<dyn Store>, key: impl Into<String>) -> Self {
+        self.shared_limit = Some(SharedLimit {
+            store,
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Requests per second this instance allows itself while the shared budget's store is
+    /// unreachable (setting `airtable_local_rps`; default: the full
+    /// [`rate_limit`](Self::rate_limit)). Rounded down to whole requests per second, or one
+    /// request per `1 / rps` seconds below 1 (see [`window_for_rate`]).
+    pub fn local_rps(mut self, rps: f64) -> Self {
+        self.local_rps = Some(rps);
+        self
+    }
+
+    /// The name this client's in-process limiter is shared under (default: the API origin and
+    /// base id, so every client of one base in the process shares one). Clients with different
+    /// scopes have independent local limiters, e.g. to run several "instances" in one process.
+    pub fn limiter_scope(mut self, scope: impl Into<String>) -> Self {
+        self.limiter_scope = Some(scope.into());
         self
     }
 
@@ -100,11 +164,32 @@ impl AirtableSourceBuilder {
             .pool_max_idle_per_host(16)
             .build()
             .map_err(|e| SourceError::InvalidRequest(format!("http client: {e}")))?;
-        let limiter = RateLimiter::shared(
-            &format!("{origin}|{}", self.base_id),
-            self.max_per_window,
-            self.window,
-        );
+        let scope = self
+            .limiter_scope
+            .clone()
+            .unwrap_or_else(|| format!("{origin}|{}", self.base_id));
+        let limiter = match &self.shared_limit {
+            None => Limiter::Local(RateLimiter::shared(
+                &scope,
+                self.max_per_window,
+                self.window,
+            )),
+            Some(shared) => {
+                let whole_rate = self.max_per_window as f64 / self.window.as_secs_f64().max(1e-3);
+                let (max, window) = window_for_rate(self.local_rps.unwrap_or(whole_rate));
+                let fallback = RateLimiter::shared(&format!("{scope}|fallback"), max, window);
+                let limiter = SharedLimiter::new(
+                    Arc::clone(&shared.store),
+                    shared.key.clone(),
+                    self.max_per_window,
+                    self.window,
+                    fallback,
+                )
+                // A slot is in flight at most one request timeout (reqwest's covers the body).
+                .with_lease(self.request_timeout + self.window);
+                Limiter::Shared(Arc::new(limiter))
+            }
+        };
         Ok(AirtableSource {
             inner: Arc::new(Inner {
                 http,
@@ -121,7 +206,8 @@ impl AirtableSourceBuilder {
 
 /// The Airtable REST client: Bearer token, one base; get, list (with `filterByFormula`,
 /// `fields[]`, paging, `POST listRecords` for long formulas), delete in batches of 10. Every
-/// request passes the process-wide limiter of its base; a 429 pauses the base and retries; 5xx
+/// request passes the limiter of its base (process-wide, or shared by every instance through the
+/// store with [`AirtableSourceBuilder::shared_limit`]); a 429 pauses the base and retries; 5xx
 /// and timeouts retry with bounded exponential back-off. Decides by HTTP status only.
 #[derive(Clone)]
 pub struct AirtableSource {
@@ -131,7 +217,7 @@ pub struct AirtableSource {
 struct Inner {
     http: reqwest::Client,
     base_url: Url,
-    limiter: Arc<RateLimiter>,
+    limiter: Limiter,
     config: AirtableSourceBuilder,
     requests: AtomicU64,
     rate_limited: AtomicU64,
@@ -182,6 +268,44 @@ impl From<RecordWire> for SourceRecord {
     }
 }
 
+/// The budget every request passes: the process's own, or one shared through the store.
+enum Limiter {
+    Local(Arc<RateLimiter>),
+    Shared(Arc<SharedLimiter>),
+}
+
+/// A request's slot, held until its answer arrived.
+enum Held<'a> {
+    Local(Permit<'a>),
+    Shared(SharedPermit<'a>),
+}
+
+impl Held<'_> {
+    /// The answer is in: the slot's window starts now (see `limiter`).
+    fn release(self) {
+        match self {
+            Held::Local(permit) => drop(permit),
+            Held::Shared(permit) => drop(permit),
+        }
+    }
+}
+
+impl Limiter {
+    async fn acquire(&self) -> Held<'_> {
+        match self {
+            Limiter::Local(limiter) => Held::Local(limiter.acquire().await),
+            Limiter::Shared(limiter) => Held::Shared(limiter.acquire().await),
+        }
+    }
+
+    async fn pause(&self, duration: Duration) {
+        match self {
+            Limiter::Local(limiter) => limiter.pause(duration),
+            Limiter::Shared(limiter) => limiter.pause(duration).await,
+        }
+    }
+}
+
 /// What one HTTP exchange produced, before retries are decided.
 enum Attempt {
     Done(StatusCode, bytes::Bytes),
@@ -205,6 +329,18 @@ impl AirtableSource {
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            limiter_scope: None,
+            shared_limit: None,
+            local_rps: None,
+        }
+    }
+
+    /// What the shared limiter did so far; `None` when the budget is the process's own (no
+    /// [`shared_limit`](AirtableSourceBuilder::shared_limit)).
+    pub fn shared_limiter_stats(&self) -> Option<SharedLimiterStats> {
+        match &self.inner.limiter {
+            Limiter::Shared(limiter) => Some(limiter.stats()),
+            Limiter::Local(_) => None,
         }
     }
 
@@ -276,12 +412,12 @@ impl AirtableSource {
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = self.exchange(method.clone(), url.clone(), body).await;
             // The answer is in: the slot's window starts now (see `limiter`).
-            drop(permit);
+            permit.release();
             let err = match outcome {
                 Attempt::Done(status, bytes) if status == StatusCode::TOO_MANY_REQUESTS => {
                     self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(pause = ?config.rate_limit_pause, "airtable answered 429; pausing the base");
-                    self.inner.limiter.pause(config.rate_limit_pause);
+                    self.inner.limiter.pause(config.rate_limit_pause).await;
                     SourceError::RateLimited(String::from_utf8_lossy(&bytes).into_owned())
                 }
                 Attempt::Done(status, bytes) if status.is_server_error() => {

@@ -6,6 +6,10 @@
 //! least one window apart, whatever the network and the scheduler did in between: the limit
 //! holds at the server, not only at the client. (A limiter that counts send times only keeps
 //! the limit if every request takes the same time to arrive; on a loaded machine they do not.)
+//!
+//! Several instances calling one base share one budget through the store instead: see
+//! [`shared_limiter`](super::shared_limiter), which keeps this same property across them and
+//! falls back to this limiter while the store is unreachable.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -83,6 +87,29 @@ impl RateLimiter {
             .clone()
     }
 
+    /// A limiter for `rps` requests per second (see [`window_for_rate`]).
+    ///
+    /// ```
+    /// use podium_cache_core::source::limiter::RateLimiter;
+    /// use std::time::Duration;
+    /// let limiter = RateLimiter::per_second(2.5);
+    /// assert_eq!((limiter.max(), limiter.window()), (2, Duration::from_secs(1)));
+    /// ```
+    pub fn per_second(rps: f64) -> Self {
+        let (max, window) = window_for_rate(rps);
+        Self::new(max, window)
+    }
+
+    /// Requests allowed in one window.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     /// Waits until one more request may be sent; hold the permit until its answer arrived.
     pub async fn acquire(&self) -> Permit<'_> {
         loop {
@@ -130,6 +157,32 @@ impl RateLimiter {
         let mut state = self.state.lock();
         let until = Instant::now() + duration;
         state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+    }
+}
+
+/// `(max, window)` that keeps to `rps` requests per second in any one-second window: the whole
+/// requests per second when `rps` is at least 1 (2.5 → 2 per second: rounding down keeps N
+/// instances' sum under the shared limit), else one request per `1 / rps` seconds. A rate that
+/// is not a positive number is taken as 1.
+///
+/// ```
+/// use podium_cache_core::source::limiter::window_for_rate;
+/// use std::time::Duration;
+/// assert_eq!(window_for_rate(5.0), (5, Duration::from_secs(1)));
+/// assert_eq!(window_for_rate(1.7), (1, Duration::from_secs(1)));
+/// assert_eq!(window_for_rate(0.5), (1, Duration::from_secs(2)));
+/// ```
+pub fn window_for_rate(rps: f64) -> (usize, Duration) {
+    let rps = if rps.is_finite() && rps > 0.0 {
+        rps
+    } else {
+        1.0
+    };
+    if rps >= 1.0 {
+        // Saturating float-to-int conversion: an absurd rate is simply "no practical limit".
+        (rps.floor() as usize, Duration::from_secs(1))
+    } else {
+        (1, Duration::from_secs_f64(1.0 / rps))
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod airtable;
 pub mod formula;
 pub mod limiter;
+pub mod shared_limiter;
 
 use std::time::Duration;
 

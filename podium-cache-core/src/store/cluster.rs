@@ -29,7 +29,9 @@ use tokio::sync::Mutex;
 
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
-use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
+use super::{
+    RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
+};
 
 /// Bits of a [`ScanPage::cursor`] that carry one master's own `SCAN` cursor; the bits above
 /// them carry the master's index.
@@ -560,6 +562,14 @@ impl Store for RedisClusterStore {
             })
             .await?;
         Ok(record_write_outcome(reply))
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        super::script::rate_limit(self, key, call).await
     }
 
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {

@@ -28,6 +28,7 @@ mod lock;
 mod memory;
 mod redis;
 mod script;
+mod tiered;
 
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::tiered::{
+    Ticket, TierLookup, TierMetrics, TieredStore, TieredStoreBuilder, TypedTier, DEFAULT_TIER_TTL,
+};
 
 /// A store operation failed; the engine falls through to the source when it sees one.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +140,49 @@ impl WriteOutcome {
     }
 }
 
+/// One call of the rate limiter a store can hold for every process that uses it
+/// ([`Store::rate_limit`]; the Airtable client's
+/// [`SharedLimiter`](crate::source::shared_limiter::SharedLimiter) drives it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RateLimitCall {
+    /// Takes a slot named `slot` for `holder` if fewer than `max` slots are busy and, while
+    /// other holders wait, `holder` has less than its fair share of them. The slot stays busy
+    /// until it is released (at most `lease`, so a process that died frees its slots).
+    Acquire {
+        /// A name unique to this request: `{holder}-{anything}`.
+        slot: String,
+        /// Who asks (one name per process): slots are shared fairly between holders.
+        holder: String,
+        /// Slots busy at once at most.
+        max: u32,
+        /// How long a slot stays busy after its request was answered.
+        window: Duration,
+        /// How long a slot stays busy at most if it is never released.
+        lease: Duration,
+    },
+    /// The request holding `slot` was answered: the slot is free again one `window` from now.
+    Release {
+        /// The slot taken by [`RateLimitCall::Acquire`].
+        slot: String,
+        /// As in the acquire.
+        window: Duration,
+    },
+    /// Every acquire waits `duration` (the source answered 429).
+    Pause {
+        /// How long.
+        duration: Duration,
+    },
+}
+
+/// What a [`RateLimitCall`] answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitReply {
+    /// The slot was taken (for a release or a pause: done).
+    Granted,
+    /// Every slot is busy: ask again after this long.
+    Wait(Duration),
+}
+
 /// A page of a key scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanPage {
@@ -150,6 +197,18 @@ pub struct ScanPage {
 pub trait Store: Send + Sync + 'static {
     /// Short name for logs and metrics (`"memory"`, `"redis"`).
     fn name(&self) -> &'static str;
+
+    /// The in-process tier of decoded values in front of this store, if it has one (a
+    /// [`TieredStore`] does; other stores answer `None`). The engine asks it before reading
+    /// and offers back what it decoded.
+    ///
+    /// ```
+    /// use podium_cache_core::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new(10).typed_tier().is_none());
+    /// ```
+    fn typed_tier(&self) -> Option<&TypedTier> {
+        None
+    }
 
     /// One value.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
@@ -204,4 +263,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// One page of keys matching a glob `pattern` (`*` only), like Redis `SCAN`.
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError>;
+
+    /// One step of a sliding-window rate limiter held in the store under `key`, shared by every
+    /// process that uses this store (atomic on the server; see [`RateLimitCall`]). The Redis
+    /// stores run it as one Lua script. The default answers [`StoreError::Protocol`]: a store
+    /// that is not shared between processes has nothing to share, and the caller keeps to its
+    /// local limiter.
+    async fn rate_limit(
+        &self,
+        key: &str,
+        call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        let _ = (key, call);
+        Err(StoreError::Protocol(format!(
+            "the {} store holds no shared rate limiter",
+            self.name()
+        )))
+    }
 }

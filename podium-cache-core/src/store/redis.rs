@@ -11,7 +11,10 @@ use tokio::sync::Mutex;
 
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
-use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
+use super::{
+    RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
+};
+use crate::config::Secret;
 
 /// Configures a [`RedisStore`].
 ///
@@ -27,7 +30,8 @@ use super::{RecordWrite, ScanPage, Store, StoreError, WriteOutcome};
 /// ```
 #[derive(Clone, Debug)]
 pub struct RedisStoreBuilder {
-    url: String,
+    /// May carry a password: a [`Secret`], so the derived `Debug` shows `[redacted]`.
+    url: Secret,
     call_timeout: Duration,
 }
 
@@ -42,7 +46,7 @@ impl RedisStoreBuilder {
     /// Validates the URL and opens the connection. A Redis that is down now is not an error:
     /// the store answers [`StoreError::Unavailable`] until it can connect, and connects by itself.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = Client::open(self.url.as_str())
+        let client = Client::open(self.url.expose())
             .map_err(|e| StoreError::Unavailable(format!("invalid redis_url: {e}")))?;
         let store = RedisStore {
             inner: Arc::new(Inner {
@@ -86,7 +90,7 @@ impl RedisStore {
     /// A builder for the store at `url` (`redis://[:password@]host:port[/db]`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
+            url: Secret::new(url),
             call_timeout: Duration::from_millis(250),
         }
     }
@@ -250,6 +254,14 @@ impl Store for RedisStore {
                 .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
                 .map_err(map_err)?;
         Ok(record_write_outcome(reply))
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        super::script::rate_limit(self, key, call).await
     }
 
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
