@@ -45,7 +45,28 @@ impl Keys {
 
     /// `{prefix}:{entity}:{schema_hash}:{id}`: a record's data.
     pub fn data(&self, entity: &str, schema_hash: &str, id: &str) -> String {
-        format!("{}:{entity}:{schema_hash}:{{{}}}", self.prefix, safe(id))
+        let mut key = String::with_capacity(self.prefix.len() + entity.len() + 36);
+        self.write_data(&mut key, entity, schema_hash, id);
+        key
+    }
+
+    /// Writes [`Keys::data`]'s key into `buffer` (cleared first), allocating nothing when the
+    /// buffer is large enough and the id goes in verbatim: the in-process tier's hit path
+    /// reuses one buffer per thread.
+    pub fn write_data(&self, buffer: &mut String, entity: &str, schema_hash: &str, id: &str) {
+        buffer.clear();
+        buffer.push_str(&self.prefix);
+        buffer.push(':');
+        buffer.push_str(entity);
+        buffer.push(':');
+        buffer.push_str(schema_hash);
+        buffer.push_str(":{");
+        if is_verbatim(id) {
+            buffer.push_str(id);
+        } else {
+            buffer.push_str(&safe(id));
+        }
+        buffer.push('}');
     }
 
     /// The `SCAN` pattern matching every data key of one entity and schema.
@@ -139,17 +160,22 @@ impl Keys {
 /// A value that itself starts with `h.` is hashed too, so no value written as it is can equal
 /// the hash of another (the two forms never meet).
 fn safe(value: &str) -> String {
-    let verbatim = value.len() <= MAX_VERBATIM
-        && !value.is_empty()
-        && !value.starts_with("h.")
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'));
-    if verbatim {
+    if is_verbatim(value) {
         value.to_owned()
     } else {
         format!("h.{}", digest(value))
     }
+}
+
+/// Whether `value` goes into a key as it is: short, only `[A-Za-z0-9@._+-]`, and not
+/// starting like a hashed component (`h.`), so no verbatim value can equal a hashed one.
+fn is_verbatim(value: &str) -> bool {
+    value.len() <= MAX_VERBATIM
+        && !value.is_empty()
+        && !value.starts_with("h.")
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'))
 }
 
 /// 32 hex digits of SHA-256.
@@ -174,6 +200,16 @@ mod tests {
             keys.index("users", "h", "email", "a:b"),
             keys.index("users", "h", "email", "a;b")
         );
+    }
+
+    #[test]
+    fn write_data_builds_the_same_key_as_data() {
+        let keys = Keys::new("p");
+        let mut buffer = String::from("left over");
+        for id in ["recAAAAAAAAAAAAAA", "h.looks-hashed", "a:b", "", &"x".repeat(100)] {
+            keys.write_data(&mut buffer, "events", "abc", id);
+            assert_eq!(buffer, keys.data("events", "abc", id), "{id:?}");
+        }
     }
 
     #[test]

@@ -309,8 +309,7 @@ impl CacheBuilder {
                 max_client_misses: self.config.max_client_misses,
             },
         );
-        let negative =
-            NegativeCache::new(self.config.negative_capacity, self.config.negative_ttl);
+        let negative = NegativeCache::new(self.config.negative_capacity, self.config.negative_ttl);
         Cache {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -614,11 +613,6 @@ impl Cache {
         }
         let meta = T::meta();
         let key = self.keys().data(meta.entity, T::schema_hash(), id);
-        debug_assert!(
-            self.with_tier_key::<T, _>(id, |fast| fast == key)
-                .unwrap_or(true),
-            "the tier's key for {id} differs from Keys::data: update Cache::with_tier_key"
-        );
         match tier.lookup::<T>(key) {
             TierLookup::Hit(value) => {
                 self.tier_hit(meta.entity, id);
@@ -636,26 +630,13 @@ impl Cache {
         Some(value)
     }
 
-    /// Calls `f` with the record's data key built in a reused per-thread buffer, so a tier hit
-    /// allocates nothing; `None` (the caller builds the key with [`Keys::data`]) for ids other
-    /// than short ASCII alphanumerics, which `Keys` may hash. The layout is `Keys::data`'s;
-    /// were it ever to differ, the tier would only miss (values are inserted and invalidated
-    /// under `Keys::data` keys), and debug builds assert that it does not.
+    /// Calls `f` with the record's data key ([`Keys::write_data`]) built in a reused per-thread
+    /// buffer, so a tier hit allocates nothing; `None` only if the buffer is in use.
     fn with_tier_key<T: Cacheable, R>(&self, id: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return None;
-        }
         TIER_KEY.with(|buffer| {
             let mut key = buffer.try_borrow_mut().ok()?;
-            key.clear();
-            key.push_str(self.keys().prefix());
-            key.push(':');
-            key.push_str(T::meta().entity);
-            key.push(':');
-            key.push_str(T::schema_hash());
-            key.push_str(":{");
-            key.push_str(id);
-            key.push('}');
+            self.keys()
+                .write_data(&mut key, T::meta().entity, T::schema_hash(), id);
             Some(f(&key))
         })
     }
