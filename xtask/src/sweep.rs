@@ -64,11 +64,12 @@ async fn sweep(args: Args) -> Result<ExitCode, String> {
     init_logs();
     let dir = args.config_dir.clone().unwrap_or_else(workspace_root);
     let settings = Settings::load(&dir).map_err(|e| e.to_string())?;
-    if settings.redis_url.is_none() {
+    if settings.redis_url.is_none() && settings.redis_cluster_nodes.is_empty() {
         return fail(
             args.json,
-            "the sweep needs the store the app uses: set redis_url in .secrets.toml or \
-             PODIUM_REDIS_URL (without it this process would sweep an empty in-memory store)"
+            "the sweep needs the store the app uses: set redis_url (or redis_cluster_nodes) in \
+             .secrets.toml or PODIUM_REDIS_URL (without it this process would sweep an empty \
+             in-memory store)"
                 .to_owned(),
         );
     }
