@@ -184,6 +184,9 @@ pub enum NotStored {
     /// It answered "not found" for an id the cache has never seen (see
     /// [`ScopeReport::never_seen`](podium_cache_core::scope::ScopeReport::never_seen)).
     NeverSeen,
+    /// It was built from records served stale while the source failed (stale-if-error): the
+    /// next request should try the source again rather than get this answer for a full TTL.
+    StaleRecords,
 }
 
 impl NotStored {
@@ -202,6 +205,7 @@ impl NotStored {
             Self::StoreFailed => "store-failed",
             Self::Superseded => "superseded",
             Self::NeverSeen => "never-seen",
+            Self::StaleRecords => "stale-records",
         }
     }
 }

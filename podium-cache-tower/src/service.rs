@@ -357,15 +357,19 @@ impl Fill<'_> {
             }
         };
 
-        if report.never_seen > 0 {
-            // It answered "not found" for an id the cache never saw: the engine answers that
-            // again from its bounded negative cache; storing it would let random ids grow
-            // the store without bound.
+        // An answer for an id the cache never saw is answered again from the engine's bounded
+        // negative cache (storing it would let random ids grow the store without bound); one
+        // built from stale records must not outlive the source's outage.
+        let unstorable = if report.never_seen > 0 {
+            Some(NotStored::NeverSeen)
+        } else if report.stale > 0 {
+            Some(NotStored::StaleRecords)
+        } else {
+            None
+        };
+        if let Some(reason) = unstorable {
             let body = CacheBody::full(bytes);
-            return Ok((
-                self.not_stored(parts, body, head, NotStored::NeverSeen, &report),
-                None,
-            ));
+            return Ok((self.not_stored(parts, body, head, reason, &report), None));
         }
         tags.merge(CacheTags {
             records: report.records.clone(),

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{events_app, harness, req_with, send, AppState, StoreKind, BASE};
+use common::{events_app, harness, req, req_with, send, AppState, StoreKind, BASE};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::source::AirtableSource;
 use podium_cache_tower::CacheLayer;
@@ -60,6 +60,19 @@ async fn a_response_built_from_a_stale_record_is_marked_stale_in_cache_status() 
         );
         assert_eq!(stale.x_cache(), "HIT", "{kind:?}");
         assert_eq!(stale.header("x-cache-hits"), "1", "{kind:?}");
+
+        // A response built from a stale record is served but not stored: asked twice during
+        // the outage (a URL the layer has not cached yet), the handler answers both times.
+        let variant = format!("{uri}?during=outage");
+        for _ in 0..2 {
+            let again = send(&app, req(&variant)).await;
+            assert_eq!(again.status, 200, "{kind:?}");
+            assert_eq!(
+                again.cache_status(),
+                "podium; hit; detail=stale",
+                "{kind:?}: a stored stale answer would come from the layer"
+            );
+        }
 
         // Airtable is back: the record is refetched and the response is not stale.
         h.airtable.clear_faults();
