@@ -326,7 +326,9 @@ impl Settings {
                 return Err(ConfigError::Invalid {
                     setting: "trusted_client_header",
                     env: "PODIUM_TRUSTED_CLIENT_HEADER",
-                    message: format!("{header:?} is not an HTTP header name (e.g. x-forwarded-for)"),
+                    message: format!(
+                        "{header:?} is not an HTTP header name (e.g. x-forwarded-for)"
+                    ),
                 });
             }
         }
@@ -334,7 +336,9 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 setting: "negative_ttl_secs",
                 env: "PODIUM_NEGATIVE_TTL_SECS",
-                message: "must be shorter than tombstone_ttl_secs (it bounds answers for ids never seen)".into(),
+                message:
+                    "must be shorter than tombstone_ttl_secs (it bounds answers for ids never seen)"
+                        .into(),
             });
         }
         if let Some(url) = &self.redis_url {
@@ -612,7 +616,11 @@ mod tests {
         assert_eq!((s.max_client_misses, s.negative_ttl_secs), (16, 60));
         assert_eq!(s.negative_capacity, 500);
         for (name, value, setting) in [
-            ("PODIUM_TRUSTED_CLIENT_HEADER", "x forwarded", "trusted_client_header"),
+            (
+                "PODIUM_TRUSTED_CLIENT_HEADER",
+                "x forwarded",
+                "trusted_client_header",
+            ),
             ("PODIUM_NEGATIVE_TTL_SECS", "40000", "negative_ttl_secs"),
             ("PODIUM_MAX_CLIENT_MISSES", "-1", "max_client_misses"),
         ] {

@@ -206,7 +206,13 @@ mod tests {
     fn write_data_builds_the_same_key_as_data() {
         let keys = Keys::new("p");
         let mut buffer = String::from("left over");
-        for id in ["recAAAAAAAAAAAAAA", "h.looks-hashed", "a:b", "", &"x".repeat(100)] {
+        for id in [
+            "recAAAAAAAAAAAAAA",
+            "h.looks-hashed",
+            "a:b",
+            "",
+            &"x".repeat(100),
+        ] {
             keys.write_data(&mut buffer, "events", "abc", id);
             assert_eq!(buffer, keys.data("events", "abc", id), "{id:?}");
         }

@@ -416,9 +416,10 @@ mod tests {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let (mut parts, ()) = request.body(()).map(|r| r.into_parts()).unwrap_or_else(|_| {
-            http::Request::new(()).into_parts()
-        });
+        let (mut parts, ()) = request
+            .body(())
+            .map(|r| r.into_parts())
+            .unwrap_or_else(|_| http::Request::new(()).into_parts());
         if let Some(peer) = peer {
             parts
                 .extensions

@@ -62,14 +62,29 @@ impl WebhookCounters {
 /// `/metrics` (never cached).
 pub fn routes(state: AppState) -> Router {
     let cached = Router::new()
-        .route("/events/{id}", get(get_record::<Event>).delete(delete_record::<Event>))
+        .route(
+            "/events/{id}",
+            get(get_record::<Event>).delete(delete_record::<Event>),
+        )
         .route("/events/by-slug/{slug}", get(event_by_slug))
         .route("/events/{id}/projects", get(event_projects))
-        .route("/projects/{id}", get(get_record::<Project>).delete(delete_record::<Project>))
-        .route("/users/{id}", get(get_record::<User>).delete(delete_record::<User>))
+        .route(
+            "/projects/{id}",
+            get(get_record::<Project>).delete(delete_record::<Project>),
+        )
+        .route(
+            "/users/{id}",
+            get(get_record::<User>).delete(delete_record::<User>),
+        )
         .route("/users/by-email/{email}", get(user_by_email))
-        .route("/votes/{id}", get(get_record::<Vote>).delete(delete_record::<Vote>))
-        .route("/referrals/{id}", get(get_record::<Referral>).delete(delete_record::<Referral>))
+        .route(
+            "/votes/{id}",
+            get(get_record::<Vote>).delete(delete_record::<Vote>),
+        )
+        .route(
+            "/referrals/{id}",
+            get(get_record::<Referral>).delete(delete_record::<Referral>),
+        )
         .layer(cache_layer(&state));
     Router::new()
         .route("/healthz", get(healthz))
@@ -129,7 +144,10 @@ impl IntoResponse for AppError {
 /// one), logged at debug level only, since a flooding client makes many of them.
 fn too_many_misses(retry_after: std::time::Duration) -> Response {
     let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    tracing::debug!(retry_after = seconds, "too many outstanding misses for this client: 429");
+    tracing::debug!(
+        retry_after = seconds,
+        "too many outstanding misses for this client: 429"
+    );
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
         Json(json!({ "error": "too many requests", "retry_after": seconds.max(1) })),

@@ -13,7 +13,9 @@ use axum::response::Response;
 use axum::Router;
 use podium_cache_core::config::{ConfigError, Secret, Settings};
 use podium_cache_core::source::AirtableSource;
-use podium_cache_core::webhook::{MacSecret, Models, NativeWebhooks, Receiver, WebhookSecret, WebhooksApi};
+use podium_cache_core::webhook::{
+    MacSecret, Models, NativeWebhooks, Receiver, WebhookSecret, WebhooksApi,
+};
 use podium_cache_core::Cache;
 use podium_cache_tower::webhook::WebhookRoutes;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
@@ -165,12 +167,10 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
             addr: options.bind,
             source,
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            addr: options.bind,
-            source,
-        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: options.bind,
+        source,
+    })?;
     let native = native_webhooks(&settings, &cache, airtable.is_some(), addr).await?;
     let state = AppState {
         cache: cache.clone(),
@@ -181,11 +181,14 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // With the peer address, so misses are queued and limited per client.
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
     });
     Ok(RunningApp {
         addr,
@@ -213,7 +216,10 @@ async fn native_webhooks(
         .build()
         .map_err(|e| ServerError::Native(e.to_string()))?;
     let api = WebhooksApi::new(source);
-    let (id, secret) = match (&settings.airtable_webhook_id, &settings.airtable_webhook_mac_secret) {
+    let (id, secret) = match (
+        &settings.airtable_webhook_id,
+        &settings.airtable_webhook_mac_secret,
+    ) {
         (Some(id), Some(secret)) => (id.clone(), secret.clone()),
         _ if demo => {
             let url = format!("http://{addr}/api/webhooks/airtable/notify");
@@ -221,13 +227,21 @@ async fn native_webhooks(
                 .create_table_data(&url)
                 .await
                 .map_err(|e| ServerError::Native(e.to_string()))?;
-            tracing::info!(webhook = created.id, "demo: the local Airtable server notifies this app of every change");
+            tracing::info!(
+                webhook = created.id,
+                "demo: the local Airtable server notifies this app of every change"
+            );
             (created.id, created.mac_secret_base64)
         }
         _ => return Ok(None),
     };
-    let mac = MacSecret::from_base64(secret.expose()).map_err(|e| ServerError::Native(e.to_string()))?;
-    Ok(Some(NativeWebhooks::builder(cache.clone(), models(), api).webhook(id, mac).build()))
+    let mac =
+        MacSecret::from_base64(secret.expose()).map_err(|e| ServerError::Native(e.to_string()))?;
+    Ok(Some(
+        NativeWebhooks::builder(cache.clone(), models(), api)
+            .webhook(id, mac)
+            .build(),
+    ))
 }
 
 /// The whole router: read routes, webhook routes (counted for `/metrics`).
@@ -237,16 +251,17 @@ pub fn router(state: AppState, receiver: Receiver, native: Option<NativeWebhooks
     if let Some(native) = native {
         routes = routes.native(native);
     }
-    let webhooks = routes
-        .into_router()
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
-            let counters = Arc::clone(&counters);
-            async move {
-                let response: Response = next.run(request).await;
-                counters.count(response.status().as_u16());
-                response
-            }
-        }));
+    let webhooks =
+        routes
+            .into_router()
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                let counters = Arc::clone(&counters);
+                async move {
+                    let response: Response = next.run(request).await;
+                    counters.count(response.status().as_u16());
+                    response
+                }
+            }));
     app::routes(state).merge(webhooks)
 }
 

@@ -149,7 +149,10 @@ impl Cache {
         if leader && fetched.charged {
             scope::note(Event::SourceCall, meta.entity, None);
         }
-        if fetched.bytes.is_none() && generation == Some(0) && self.inner.negative.contains(meta.entity, id) {
+        if fetched.bytes.is_none()
+            && generation == Some(0)
+            && self.inner.negative.contains(meta.entity, id)
+        {
             scope::note_never_seen();
         }
         Ok(fetched.bytes)

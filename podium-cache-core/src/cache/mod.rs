@@ -202,7 +202,9 @@ impl CacheBuilder {
         self
     }
 
-    /// Tombstone TTL (default 9 h); also the TTL for ids the source does not have.
+    /// Tombstone TTL (default 9 h); also the TTL of the tombstone for a known id the source
+    /// no longer has (ids the cache never saw go to the negative cache, see
+    /// [`negative_cache`](Self::negative_cache)).
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.config.tombstone_ttl = ttl;
         self.config.missing_ttl = ttl;

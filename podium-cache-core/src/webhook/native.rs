@@ -968,11 +968,7 @@ impl NativeWebhooks {
         result
     }
 
-    async fn page(
-        &self,
-        webhook_id: &str,
-        lock: &StoreLock,
-    ) -> Result<SyncOutcome, NativeError> {
+    async fn page(&self, webhook_id: &str, lock: &StoreLock) -> Result<SyncOutcome, NativeError> {
         let store = self.store();
         let cursor_key = self.inner.cache.keys().webhook_cursor(webhook_id);
         let mut cursor = read_cursor(store, &cursor_key, webhook_id).await?;
@@ -984,7 +980,10 @@ impl NativeWebhooks {
         let mut schema_read = false;
         loop {
             if !lock.hold(self.inner.lock_ttl).await? {
-                tracing::warn!(webhook = webhook_id, "webhook pager lock expired and was taken over");
+                tracing::warn!(
+                    webhook = webhook_id,
+                    "webhook pager lock expired and was taken over"
+                );
                 return Err(NativeError::Busy {
                     webhook: webhook_id.to_owned(),
                 });

@@ -458,9 +458,16 @@ enum Expr {
     Call(Func, Vec<Expr>),
 }
 
+/// How deep a formula may nest (parentheses, function calls, signs, chained operators).
+/// Parsing, evaluating and dropping a formula recurse once per level, so a deeper one is
+/// refused rather than allowed to overflow the stack and abort the server.
+pub const MAX_DEPTH: usize = 128;
+
 struct Parser {
     tokens: Vec<Tok>,
     pos: usize,
+    /// Nesting of the expression being parsed (see [`MAX_DEPTH`]).
+    depth: usize,
 }
 
 impl Parser {
@@ -486,7 +493,27 @@ impl Parser {
         }
     }
 
+    /// One level deeper, or the error that the formula nests too deeply.
+    fn nest(&mut self) -> Result<(), FormulaError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(FormulaError::new(format!(
+                "Invalid formula. It nests more than {MAX_DEPTH} levels deep."
+            )));
+        }
+        Ok(())
+    }
+
+    /// A whole (sub-)expression: one level deeper than where it stands.
     fn comparison(&mut self) -> Result<Expr, FormulaError> {
+        let base = self.depth;
+        self.nest()?;
+        let expr = self.comparison_chain();
+        self.depth = base;
+        expr
+    }
+
+    fn comparison_chain(&mut self) -> Result<Expr, FormulaError> {
         let mut left = self.concat()?;
         loop {
             let op = match self.peek() {
@@ -499,6 +526,7 @@ impl Parser {
                 _ => return Ok(left),
             };
             self.pos += 1;
+            self.nest()?;
             let right = self.concat()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right));
         }
@@ -508,6 +536,7 @@ impl Parser {
         let mut left = self.additive()?;
         while self.peek() == Some(&Tok::Amp) {
             self.pos += 1;
+            self.nest()?;
             let right = self.additive()?;
             left = Expr::Binary(BinOp::Concat, Box::new(left), Box::new(right));
         }
@@ -523,6 +552,7 @@ impl Parser {
                 _ => return Ok(left),
             };
             self.pos += 1;
+            self.nest()?;
             let right = self.term()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right));
         }
@@ -537,23 +567,29 @@ impl Parser {
                 _ => return Ok(left),
             };
             self.pos += 1;
+            self.nest()?;
             let right = self.unary()?;
             left = Expr::Binary(op, Box::new(left), Box::new(right));
         }
     }
 
     fn unary(&mut self) -> Result<Expr, FormulaError> {
-        match self.peek() {
+        let base = self.depth;
+        let expr = match self.peek() {
             Some(Tok::Minus) => {
                 self.pos += 1;
-                Ok(Expr::Negate(Box::new(self.unary()?)))
+                self.nest()?;
+                Expr::Negate(Box::new(self.unary()?))
             }
             Some(Tok::Plus) => {
                 self.pos += 1;
-                self.unary()
+                self.nest()?;
+                self.unary()?
             }
-            _ => self.primary(),
-        }
+            _ => self.primary()?,
+        };
+        self.depth = base;
+        Ok(expr)
     }
 
     fn primary(&mut self) -> Result<Expr, FormulaError> {
@@ -655,7 +691,11 @@ impl Formula {
         if tokens.is_empty() {
             return Ok(Formula { expr: None });
         }
-        let mut parser = Parser { tokens, pos: 0 };
+        let mut parser = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+        };
         let expr = parser.comparison()?;
         if let Some(tok) = parser.peek() {
             return Err(FormulaError::new(format!(
@@ -1001,6 +1041,27 @@ mod tests {
     fn unescaped_quote_is_a_parse_error_not_a_wider_match() {
         assert!(Formula::parse("{name}='O'Brien'").is_err());
         assert!(Formula::parse("{name}='unterminated").is_err());
+    }
+
+    /// Found by the `formula` fuzz target: 776 nested parentheses overflowed the stack (an
+    /// abort, not an error), and so would a long chain of operators or signs.
+    #[test]
+    fn a_formula_nested_too_deeply_is_refused_not_a_stack_overflow() {
+        let deep = 100_000;
+        for formula in [
+            format!("{}1{}", "(".repeat(deep), ")".repeat(deep)),
+            format!("1{}", "+1".repeat(deep)),
+            format!("'a'{}", "&'a'".repeat(deep)),
+            format!("{}1", "-".repeat(deep)),
+            format!("{}1{}", "NOT(".repeat(deep), ")".repeat(deep)),
+        ] {
+            let err = Formula::parse(&formula).expect_err("too deep");
+            assert!(err.message.contains("nests more than"), "{err}");
+        }
+        let nested = format!("{}1{}", "(".repeat(100), ")".repeat(100));
+        assert!(Formula::parse(&nested).is_ok());
+        let chain = format!("1{}", "+1".repeat(100));
+        assert_eq!(eval_on(&chain, json!({})), Value::Number(101.0));
     }
 
     #[test]
