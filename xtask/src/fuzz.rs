@@ -93,8 +93,27 @@ fn rustflags(asan: bool) -> String {
     out
 }
 
+/// Starts the fuzz crate's lock file (not committed) from the workspace's whenever that one is
+/// newer, so both resolve the same versions and the fuzz crate reuses the workspace's builds.
+fn sync_lock(root: &Path) -> Result<(), String> {
+    let workspace_lock = root.join("Cargo.lock");
+    let fuzz_lock = fuzz_dir(root).join("Cargo.lock");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&workspace_lock), modified(&fuzz_lock)) {
+        (Some(workspace), Some(fuzz)) => workspace > fuzz,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if stale {
+        std::fs::copy(&workspace_lock, &fuzz_lock)
+            .map_err(|e| format!("copying Cargo.lock to {}: {e}", fuzz_lock.display()))?;
+    }
+    Ok(())
+}
+
 /// Builds every target with libFuzzer; the folder holding the binaries.
 fn build(root: &Path, asan: bool) -> Result<PathBuf, String> {
+    sync_lock(root)?;
     let fuzz = fuzz_dir(root);
     let triple = host_triple()?;
     let target_dir = root.join("target").join("fuzz");
@@ -285,6 +304,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
 /// workspace's fmt and clippy do not see it), then run its checks on seeds, regressions and
 /// mutated inputs. Shares the workspace's target folder, so only the fuzz crate is compiled.
 pub fn short_pass(root: &Path, lint: bool) -> Result<(), String> {
+    sync_lock(root)?;
     let fuzz = fuzz_dir(root);
     let manifest = fuzz.join("Cargo.toml");
     let manifest = manifest.to_string_lossy();

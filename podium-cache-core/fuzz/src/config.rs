@@ -189,7 +189,6 @@ fn check_accepted(settings: &Settings) {
     other.redis_cluster_nodes = vec![Secret::new("x"); settings.redis_cluster_nodes.len()];
     let shown = format!("{settings:?}");
     assert_eq!(shown, format!("{other:?}"), "Debug shows a secret");
-    assert!(!shown.contains(MARKER), "Debug shows a secret: {shown}");
 }
 
 /// Inputs to start from.
