@@ -88,10 +88,21 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         })?],
         None => SECTIONS.iter().collect(),
     };
+    // Every cargo call names the same packages, so cargo resolves the same features each
+    // time and builds the release artifacts once (naming one package per call would rebuild
+    // shared dependencies with other features between sections).
+    let mut packages: Vec<&str> = Vec::new();
+    for section in &chosen {
+        if !packages.contains(&section.package) {
+            packages.push(section.package);
+        }
+    }
+    let package_args: Vec<&str> = packages.iter().flat_map(|p| ["-p", *p]).collect();
     // Build every chosen bench once, in release, before any is timed.
     let mut build = vec!["bench", "--quiet", "--no-run"];
+    build.extend(package_args.iter().copied());
     for section in &chosen {
-        build.extend(["-p", section.package, "--bench", section.target]);
+        build.extend(["--bench", section.target]);
     }
     step(&root, "cargo", &build)?;
     let started = std::time::Instant::now();
@@ -99,20 +110,17 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     for section in &chosen {
         let json = out.join(format!("{}.json", section.name));
         let json_arg = json.display().to_string();
-        let mut cargo_args = vec![
-            "bench",
-            "--quiet",
-            "-p",
-            section.package,
-            "--bench",
-            section.target,
-            "--",
-            "--json",
-            &json_arg,
-        ];
+        let mut cargo_args = vec!["bench", "--quiet"];
+        cargo_args.extend(package_args.iter().copied());
+        cargo_args.extend(["--bench", section.target, "--", "--json", &json_arg]);
         cargo_args.extend(args.bench_args.iter().map(String::as_str));
+        let section_started = std::time::Instant::now();
         step(&root, "cargo", &cargo_args)?;
-        println!();
+        println!(
+            "({} section: {:.0} s)\n",
+            section.name,
+            section_started.elapsed().as_secs_f64()
+        );
         let figures = std::fs::read(&json)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
