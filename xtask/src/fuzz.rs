@@ -93,21 +93,28 @@ fn rustflags(asan: bool) -> String {
     out
 }
 
-/// Starts the fuzz crate's lock file (not committed) from the workspace's whenever that one is
-/// newer, so both resolve the same versions and the fuzz crate reuses the workspace's builds.
+/// Starts the fuzz crate's lock file (not committed) from the workspace's whenever that one
+/// changed since the last start (a stamp in `target/` remembers it), so both resolve the same
+/// versions and the fuzz crate reuses the workspace's builds of every registry crate.
 fn sync_lock(root: &Path) -> Result<(), String> {
+    use std::hash::{Hash, Hasher};
     let workspace_lock = root.join("Cargo.lock");
     let fuzz_lock = fuzz_dir(root).join("Cargo.lock");
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let stale = match (modified(&workspace_lock), modified(&fuzz_lock)) {
-        (Some(workspace), Some(fuzz)) => workspace > fuzz,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let Ok(text) = std::fs::read(&workspace_lock) else {
+        return Ok(());
     };
-    if stale {
-        std::fs::copy(&workspace_lock, &fuzz_lock)
-            .map_err(|e| format!("copying Cargo.lock to {}: {e}", fuzz_lock.display()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    let stamp = format!("{:016x}", hasher.finish());
+    let stamp_path = root.join("target").join("fuzz-lock-stamp");
+    let current = std::fs::read_to_string(&stamp_path).unwrap_or_default();
+    if current.trim() == stamp && fuzz_lock.exists() {
+        return Ok(());
     }
+    std::fs::write(&fuzz_lock, &text)
+        .map_err(|e| format!("writing {}: {e}", fuzz_lock.display()))?;
+    let _ = std::fs::create_dir_all(root.join("target"));
+    let _ = std::fs::write(&stamp_path, stamp);
     Ok(())
 }
 

@@ -37,57 +37,84 @@ fn entities() -> [(&'static str, &'static str); 5] {
 }
 
 /// Redis' glob matching (`SCAN MATCH`, `KEYS`): `*`, `?`, `[…]` with `^` and ranges, `\`.
+/// Loops over the pattern and recurses only at a `*` (keys are long, stacks are not).
 pub fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.first() {
-        None => text.is_empty(),
-        Some(b'*') => {
-            let rest = &pattern[1..];
-            (0..=text.len()).any(|i| glob_matches(rest, &text[i..]))
-        }
-        Some(b'?') => !text.is_empty() && glob_matches(&pattern[1..], &text[1..]),
-        Some(b'[') => {
-            let Some((&c, text_rest)) = text.split_first() else {
-                return false;
-            };
-            let mut p = &pattern[1..];
-            let negate = p.first() == Some(&b'^');
-            if negate {
-                p = &p[1..];
+    let (mut p, mut t) = (0, 0);
+    while p < pattern.len() {
+        match pattern[p] {
+            b'*' => {
+                while pattern.get(p + 1) == Some(&b'*') {
+                    p += 1;
+                }
+                let rest = &pattern[p + 1..];
+                return rest.is_empty() || (t..=text.len()).any(|i| glob_matches(rest, &text[i..]));
             }
-            let mut matched = false;
-            loop {
-                match p {
-                    [] => break,
-                    [b']', rest @ ..] => {
-                        p = rest;
-                        break;
-                    }
-                    [b'\\', escaped, rest @ ..] => {
-                        matched |= *escaped == c;
-                        p = rest;
-                    }
-                    [start, b'-', end, rest @ ..] if *end != b']' => {
-                        let (lo, hi) = if start <= end {
-                            (start, end)
-                        } else {
-                            (end, start)
-                        };
-                        matched |= (*lo..=*hi).contains(&c);
-                        p = rest;
-                    }
-                    [one, rest @ ..] => {
-                        matched |= *one == c;
-                        p = rest;
+            b'?' => {
+                if t >= text.len() {
+                    return false;
+                }
+                p += 1;
+                t += 1;
+            }
+            b'[' => {
+                let Some(&c) = text.get(t) else {
+                    return false;
+                };
+                let mut q = p + 1;
+                let negate = pattern.get(q) == Some(&b'^');
+                if negate {
+                    q += 1;
+                }
+                let mut matched = false;
+                loop {
+                    match &pattern[q.min(pattern.len())..] {
+                        [] => break,
+                        [b']', ..] => {
+                            q += 1;
+                            break;
+                        }
+                        [b'\\', escaped, ..] => {
+                            matched |= *escaped == c;
+                            q += 2;
+                        }
+                        [start, b'-', end, ..] if *end != b']' => {
+                            let (lo, hi) = if start <= end {
+                                (start, end)
+                            } else {
+                                (end, start)
+                            };
+                            matched |= (*lo..=*hi).contains(&c);
+                            q += 3;
+                        }
+                        [one, ..] => {
+                            matched |= *one == c;
+                            q += 1;
+                        }
                     }
                 }
+                if matched == negate {
+                    return false;
+                }
+                p = q;
+                t += 1;
             }
-            matched != negate && glob_matches(p, text_rest)
+            b'\\' if p + 1 < pattern.len() => {
+                if text.get(t) != Some(&pattern[p + 1]) {
+                    return false;
+                }
+                p += 2;
+                t += 1;
+            }
+            c => {
+                if text.get(t) != Some(&c) {
+                    return false;
+                }
+                p += 1;
+                t += 1;
+            }
         }
-        Some(b'\\') if pattern.len() >= 2 => {
-            text.first() == Some(&pattern[1]) && glob_matches(&pattern[2..], &text[1..])
-        }
-        Some(c) => text.first() == Some(c) && glob_matches(&pattern[1..], &text[1..]),
     }
+    t == text.len()
 }
 
 /// Whether `key` is well-formed under `prefix`; `tagged` keys end in their one hash tag.
@@ -307,5 +334,7 @@ mod tests {
         assert!(!glob_matches(b"a[^b-d]e", b"ace"));
         assert!(glob_matches(b"a\\*", b"a*"));
         assert!(!glob_matches(b"a\\*", b"ab"));
+        assert!(glob_matches(b"x*y*z", b"xaayabz"));
+        assert!(!glob_matches(b"x*y*z", b"xaaz"));
     }
 }
