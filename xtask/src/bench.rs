@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::test::{step, workspace_root};
+use crate::test::{on_path, step, workspace_root};
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -160,10 +160,4 @@ fn git_revision(root: &Path) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
 }

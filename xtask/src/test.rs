@@ -65,7 +65,8 @@ fn ensure_redis_server() -> Result<(), String> {
     }
 }
 
-fn on_path(program: &str) -> bool {
+/// Whether `program` is an executable file on PATH.
+pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false)
