@@ -158,6 +158,33 @@ async fn sets_collect_members(store: Arc<dyn Store>) {
     assert!(store.set_members("absent").await.unwrap().is_empty());
 }
 
+async fn bounded_set_admits_at_most_max_members_until_they_expire(store: Arc<dyn Store>) {
+    let short = Duration::from_millis(150);
+    assert!(store.claim_bounded("v", "m1", 2, short).await.unwrap());
+    assert!(store.claim_bounded("v", "m2", 2, MINUTE).await.unwrap());
+    assert!(
+        !store.claim_bounded("v", "m3", 2, MINUTE).await.unwrap(),
+        "a third member is refused while two are live"
+    );
+    assert!(
+        store.claim_bounded("v", "m2", 2, MINUTE).await.unwrap(),
+        "a member keeps its place"
+    );
+    // Concurrent newcomers on a full set: every one is refused.
+    let refused = futures::future::join_all((0..20).map(|i| {
+        let store = Arc::clone(&store);
+        async move { store.claim_bounded("v", &format!("n{i}"), 2, MINUTE).await }
+    }))
+    .await;
+    assert!(refused.into_iter().all(|r| !r.unwrap()));
+    // m1 expires and frees its place for exactly one newcomer.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.claim_bounded("v", "m3", 2, MINUTE).await.unwrap());
+    assert!(!store.claim_bounded("v", "m4", 2, MINUTE).await.unwrap());
+    // Other keys are other sets.
+    assert!(store.claim_bounded("w", "m4", 1, MINUTE).await.unwrap());
+}
+
 fn write(condition: Condition, bump: bool, ts: Option<i64>) -> RecordWrite {
     RecordWrite {
         version_key: "p:gen:e:{r1}".into(),
@@ -337,4 +364,5 @@ for_every_store! {
     record_write_orders_by_timestamp,
     scan_pages_through_every_matching_key,
     compare_and_delete_or_extend_only_touch_the_expected_value,
+    bounded_set_admits_at_most_max_members_until_they_expire,
 }

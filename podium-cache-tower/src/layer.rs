@@ -193,6 +193,8 @@ impl<S> Layer<S> for CacheLayer {
 /// | [`stale_while_revalidate`](Self::stale_while_revalidate) | 0 (only when the response asks) |
 /// | [`max_stale_while_revalidate`](Self::max_stale_while_revalidate) | 1 hour |
 /// | [`key_fn`](Self::key_fn) | [`default_request_key`](crate::policy::default_request_key) + `Vary` |
+/// | [`query_params`](Self::query_params) | none: every query parameter is part of the key |
+/// | [`max_variants`](Self::max_variants) | 100 per path |
 /// | [`max_body_size`](Self::max_body_size) | 1 MiB |
 /// | [`cacheable_statuses`](Self::cacheable_statuses) | 200, 203, 204, 301, 404, 410 |
 /// | [`private_cookies`](Self::private_cookies) | none (`Authorization` is always private) |
@@ -262,6 +264,43 @@ impl CacheLayerBuilder {
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
         self.policy.key_fn = Some(Arc::new(key));
+        self
+    }
+
+    /// Keys the responses of `route` on the query parameters named in `params` only: the
+    /// others (tracking tags, cache busters, junk) leave the key as it is, so they share the
+    /// entry of the request without them and cannot make new entries. `route` is the route as
+    /// axum matched it (its [`MatchedPath`](axum::extract::MatchedPath), e.g.
+    /// `/events/{id}`), or the request path where the layer does not run inside an axum
+    /// `Router`. Names are compared percent-decoded, as the handler sees them. List every
+    /// parameter the route's handler reads: one it reads but is not listed would be answered
+    /// from the entry of another value. Has no effect with a [`key_fn`](Self::key_fn).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .query_params("/events", ["page", "sort"])
+    ///     .query_params("/events/{id}", [] as [&str; 0]) // no parameter matters
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn query_params<I>(mut self, route: impl Into<String>, params: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let params: Vec<String> = params.into_iter().map(Into::into).collect();
+        self.policy.query_allow.insert(route.into(), params.into());
+        self
+    }
+
+    /// The most variants one path (method and path) stores: distinct keyed query strings and
+    /// `Vary` values together, counted in the store, so every instance sharing it keeps to the
+    /// same bound. Past it, a new variant is answered by the service and not stored
+    /// (`Cache-Status: …; detail=variant-limit`) until stored variants expire; the stored ones
+    /// keep being served. `usize::MAX` lifts the bound.
+    pub fn max_variants(mut self, variants: usize) -> Self {
+        self.policy.max_variants = variants;
         self
     }
 

@@ -17,7 +17,14 @@
 //!   switch that off.
 //! - **Keys**: method + path + sorted query ([`default_request_key`], replaceable with
 //!   [`CacheLayerBuilder::key_fn`](crate::CacheLayerBuilder::key_fn)), plus the values of the
-//!   request headers the response's `Vary` names.
+//!   request headers the response's `Vary` names. A route given an allow-list
+//!   ([`CacheLayerBuilder::query_params`](crate::CacheLayerBuilder::query_params)) keys on the
+//!   listed parameters only ([`allowed_request_key`]), so junk parameters share the entry of the
+//!   request without them.
+//! - **Variants**: one path stores at most
+//!   [`max_variants`](crate::CacheLayerBuilder::max_variants) variants (distinct query strings
+//!   or `Vary` values, counted in the store for every instance); past that a new variant is
+//!   served but not stored, so random query strings cannot crowd out the entries already there.
 //!
 //! ```
 //! use http::HeaderMap;
@@ -33,10 +40,12 @@
 //! assert_eq!(cc.shared_max_age(), Some(30));
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::extract::MatchedPath;
 use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, COOKIE, PRAGMA, SET_COOKIE, VARY};
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
@@ -71,6 +80,71 @@ pub fn default_request_key(parts: &Parts) -> String {
         }
         _ => format!("{method} {path}"),
     }
+}
+
+/// The request key of a route with a query allow-list: like [`default_request_key`], but only
+/// the `allowed` parameters enter it. Names and values are percent-decoded before they are
+/// compared and re-encoded in one canonical form, so `?pa%67e=2` is `?page=2` (as the handler
+/// reads it) and the order of different parameters does not matter; repeated values of one
+/// parameter keep their order.
+///
+/// ```
+/// let (parts, _) = http::Request::get("/events?utm_source=x&sort=name&pa%67e=2")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// assert_eq!(
+///     podium_cache_tower::policy::allowed_request_key(&parts, &["page", "sort"]),
+///     "GET /events?page=2&sort=name"
+/// );
+/// ```
+pub fn allowed_request_key(parts: &Parts, allowed: &[impl AsRef<str>]) -> String {
+    let method = if parts.method == Method::HEAD {
+        "GET"
+    } else {
+        parts.method.as_str()
+    };
+    let path = parts.uri.path();
+    let mut pairs = allowed_pairs(parts, allowed);
+    if pairs.is_empty() {
+        return format!("{method} {path}");
+    }
+    // Stable: repeated values of one name keep the order the handler sees.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("{method} {path}?{query}")
+}
+
+/// The decoded query pairs of `parts` whose names are `allowed`.
+fn allowed_pairs(parts: &Parts, allowed: &[impl AsRef<str>]) -> Vec<(String, String)> {
+    let Some(query) = parts.uri.query() else {
+        return Vec::new();
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| allowed.iter().any(|a| a.as_ref() == name.as_ref()))
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// The route a request matched: axum's [`MatchedPath`] (`/events/{id}`) when the layer runs
+/// inside a `Router`, else the request's path.
+pub(crate) fn route_of(parts: &Parts) -> &str {
+    parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path(), MatchedPath::as_str)
+}
+
+/// The group whose variants are capped: the method (`HEAD` counts as `GET`) and the path.
+pub(crate) fn variant_group(parts: &Parts) -> String {
+    let method = if parts.method == Method::HEAD {
+        "GET"
+    } else {
+        parts.method.as_str()
+    };
+    format!("{method} {}", parts.uri.path())
 }
 
 /// The parsed `Cache-Control` directives this layer acts on.
@@ -187,6 +261,8 @@ pub enum NotStored {
     /// It was built from records served stale while the source failed (stale-if-error): the
     /// next request should try the source again rather than get this answer for a full TTL.
     StaleRecords,
+    /// Its path already stores as many variants (query strings, `Vary` values) as allowed.
+    TooManyVariants,
 }
 
 impl NotStored {
@@ -206,6 +282,7 @@ impl NotStored {
             Self::Superseded => "superseded",
             Self::NeverSeen => "never-seen",
             Self::StaleRecords => "stale-records",
+            Self::TooManyVariants => "variant-limit",
         }
     }
 }
@@ -246,6 +323,10 @@ pub(crate) struct Policy {
     pub private_cookies: Vec<String>,
     pub principal: Option<PrincipalFn>,
     pub key_fn: Option<KeyFn>,
+    /// Per route (see [`route_of`]): the query parameters that enter the key.
+    pub query_allow: HashMap<String, Arc<[String]>>,
+    /// The most variants one path stores (see [`variant_group`]).
+    pub max_variants: usize,
     pub coalesce_timeout: Duration,
     pub tag_header: Option<HeaderName>,
     pub status_headers: bool,
@@ -263,6 +344,8 @@ impl fmt::Debug for Policy {
             .field("private_cookies", &self.private_cookies)
             .field("per_principal", &self.principal.is_some())
             .field("custom_key", &self.key_fn.is_some())
+            .field("query_allow", &self.query_allow)
+            .field("max_variants", &self.max_variants)
             .field("coalesce_timeout", &self.coalesce_timeout)
             .field("tag_header", &self.tag_header)
             .field("status_headers", &self.status_headers)
@@ -273,6 +356,8 @@ impl fmt::Debug for Policy {
 
 /// The default cacheable statuses.
 pub const DEFAULT_STATUSES: [u16; 6] = [200, 203, 204, 301, 404, 410];
+/// The default most variants (query strings, `Vary` values) one path stores.
+pub const DEFAULT_MAX_VARIANTS: usize = 100;
 /// The default largest body stored: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
@@ -290,6 +375,8 @@ impl Default for Policy {
             private_cookies: Vec::new(),
             principal: None,
             key_fn: None,
+            query_allow: HashMap::new(),
+            max_variants: DEFAULT_MAX_VARIANTS,
             coalesce_timeout: Duration::from_secs(5),
             tag_header: Some(HeaderName::from_static("cache-tag")),
             status_headers: true,
@@ -322,7 +409,10 @@ impl Policy {
         }
         let key = match &self.key_fn {
             Some(f) => f(parts),
-            None => Some(default_request_key(parts)),
+            None => Some(match self.query_allow.get(route_of(parts)) {
+                Some(allowed) => allowed_request_key(parts, allowed),
+                None => default_request_key(parts),
+            }),
         };
         let Some(mut key) = key else {
             return Plan::Bypass(BypassReason::NoKey);
@@ -344,6 +434,16 @@ impl Policy {
                 key,
                 max_age: cc.max_age,
             }
+        }
+    }
+
+    /// Whether the request's key holds query parameters, so that it is one variant of its path
+    /// (with an allow-list, only listed parameters count).
+    pub fn keys_on_query(&self, parts: &Parts) -> bool {
+        let has_pairs = |q: &str| q.split('&').any(|pair| !pair.is_empty());
+        match (&self.key_fn, self.query_allow.get(route_of(parts))) {
+            (None, Some(allowed)) => !allowed_pairs(parts, allowed).is_empty(),
+            _ => parts.uri.query().is_some_and(has_pairs),
         }
     }
 
@@ -542,6 +642,32 @@ mod tests {
         let c = default_request_key(&parts(http::Request::get("/x?a=1&b=3")));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn an_allow_list_decodes_names_and_keeps_repeated_values_in_order() {
+        let key = |uri: &str| allowed_request_key(&parts(http::Request::get(uri)), &["tag", "q"]);
+        assert_eq!(key("/s?tag=b&x=1&tag=a&q=a+b"), "GET /s?q=a+b&tag=b&tag=a");
+        assert_eq!(key("/s?%74ag=b&tag=a&q=a%20b"), key("/s?q=a+b&tag=b&tag=a"));
+        assert_ne!(key("/s?tag=a&tag=b"), key("/s?tag=b&tag=a"));
+        assert_eq!(key("/s?x=1&y"), "GET /s");
+
+        let mut policy = Policy::default();
+        policy
+            .query_allow
+            .insert("/s".into(), vec!["q".to_string()].into());
+        assert!(!policy.keys_on_query(&parts(http::Request::get("/s?utm=1"))));
+        assert!(policy.keys_on_query(&parts(http::Request::get("/s?q=1"))));
+        assert!(policy.keys_on_query(&parts(http::Request::get("/t?utm=1"))));
+        assert!(!policy.keys_on_query(&parts(http::Request::get("/t?&"))));
+        let key_of = |p: Plan| match p {
+            Plan::Lookup { key, .. } => key,
+            other => panic!("expected a lookup, got {other:?}"),
+        };
+        assert_eq!(
+            key_of(policy.plan(&parts(http::Request::get("/s?utm=1&q=z")))),
+            "GET /s?q=z"
+        );
     }
 
     #[test]

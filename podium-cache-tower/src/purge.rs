@@ -188,6 +188,13 @@ impl LayerKeys {
             .http(&format!("\0podium-tower\0changed-entity\0{entity}"))
     }
 
+    /// The bounded set of the variants one path stores (see
+    /// [`Policy::max_variants`](crate::policy::Policy)).
+    pub fn variants(&self, group: &str) -> String {
+        self.keys
+            .http(&format!("\0podium-tower\0variants\0{group}"))
+    }
+
     /// The lock one background refresh of `entry_key` holds.
     pub fn refresh_lock(&self, entry_key: &str) -> String {
         let hash = entry_key.rsplit(':').next().unwrap_or(entry_key);

@@ -328,6 +328,8 @@ impl Fill<'_> {
             parts.method = Method::GET;
         }
         let request_headers = parts.headers.clone();
+        let keys_on_query = state.policy.keys_on_query(&parts);
+        let group = policy::variant_group(&parts);
         let scope = state.client.scope_for(&parts);
         let request = Request::from_parts(parts, body);
         let max_body = state.policy.max_body;
@@ -379,6 +381,22 @@ impl Fill<'_> {
             Vary::Names(names) => names,
             Vary::None | Vary::All => Vec::new(),
         };
+        if keys_on_query || !vary.is_empty() {
+            let variant = policy::variant_key(self.key, &vary, &request_headers);
+            let lifetime = freshness.ttl + freshness.stale_while_revalidate;
+            let refused = match state.admit_variant(&group, &variant, lifetime).await {
+                Ok(true) => None,
+                Ok(false) => Some(NotStored::TooManyVariants),
+                Err(err) => {
+                    tracing::warn!(error = %err, "counting a response's variants failed; served it uncached");
+                    Some(NotStored::StoreFailed)
+                }
+            };
+            if let Some(reason) = refused {
+                let body = CacheBody::full(bytes);
+                return Ok((self.not_stored(parts, body, head, reason, &report), None));
+            }
+        }
         let extensions = std::mem::take(&mut parts.extensions);
         let entry = StoredResponse::new(
             parts.status,
@@ -542,6 +560,28 @@ impl LayerState {
             }
         };
         Ok(Lookup { found, sequence })
+    }
+
+    /// Claims a place for `variant` among the variants `group` stores, for `lifetime`; false
+    /// when the group already stores as many as the policy allows.
+    async fn admit_variant(
+        &self,
+        group: &str,
+        variant: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        if self.policy.max_variants == usize::MAX {
+            return Ok(true);
+        }
+        let member = self.keys.keys.http(variant);
+        self.store
+            .claim_bounded(
+                &self.keys.variants(group),
+                &member,
+                self.policy.max_variants,
+                lifetime,
+            )
+            .await
     }
 
     async fn read_sequence(&self) -> Result<u64, StoreError> {

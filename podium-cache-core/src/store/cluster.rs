@@ -572,6 +572,16 @@ impl Store for RedisClusterStore {
         super::script::rate_limit(self, key, call).await
     }
 
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        super::script::claim_bounded(self, key, member, max, ttl).await
+    }
+
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
         let mut connection = self.connection().await?;
         let masters = self.masters(&mut connection).await?;

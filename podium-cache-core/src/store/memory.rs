@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the embedded default store, a bounded moka cache with per-entry TTL.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,8 @@ const STRIPES: usize = 64;
 enum Value {
     Bytes(Bytes),
     Set(Arc<BTreeSet<String>>),
+    /// A bounded set ([`Store::claim_bounded`]): each member with the instant it leaves.
+    Bounded(Arc<BTreeMap<String, Instant>>),
 }
 
 #[derive(Clone, Debug)]
@@ -104,7 +106,7 @@ impl MemoryStore {
     fn bytes(&self, key: &str) -> Option<Bytes> {
         match self.inner.cache.get(key)?.value {
             Value::Bytes(bytes) => Some(bytes),
-            Value::Set(_) => None,
+            Value::Set(_) | Value::Bounded(_) => None,
         }
     }
 
@@ -215,6 +217,33 @@ impl Store for MemoryStore {
         set.extend(members.iter().cloned());
         self.put(key, Value::Set(Arc::new(set)), ttl);
         Ok(())
+    }
+
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        let now = Instant::now();
+        let mut members = match self.inner.cache.get(key).map(|e| e.value) {
+            Some(Value::Bounded(members)) => (*members).clone(),
+            _ => BTreeMap::new(),
+        };
+        members.retain(|_, until| *until > now);
+        if !members.contains_key(member) && members.len() >= max {
+            return Ok(false);
+        }
+        members.insert(member.to_owned(), now + ttl);
+        // The set lives as long as its longest-lived member.
+        let live = members
+            .values()
+            .max()
+            .map_or(ttl, |until| until.saturating_duration_since(now));
+        self.put(key, Value::Bounded(Arc::new(members)), live);
+        Ok(true)
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {

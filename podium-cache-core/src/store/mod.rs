@@ -280,4 +280,43 @@ pub trait Store: Send + Sync + 'static {
             self.name()
         )))
     }
+
+    /// Claims a place for `member` in the bounded set held under `key`, atomically: a member
+    /// already in the set keeps its place, a new one joins only while the set holds fewer than
+    /// `max` live members. Every member leaves the set `ttl` after its last claim. True when
+    /// `member` is in the set afterwards.
+    ///
+    /// The HTTP layer uses it to cap how many query variants of one path it stores, so random
+    /// query strings cannot crowd out the entries already there. Every shipped store implements
+    /// it (one Lua script on Redis and on a cluster); the default answers
+    /// [`StoreError::Protocol`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), podium_cache_core::store::StoreError> {
+    /// use std::time::Duration;
+    /// use podium_cache_core::store::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::new(100);
+    /// let ttl = Duration::from_secs(60);
+    /// assert!(store.claim_bounded("variants", "?page=1", 2, ttl).await?);
+    /// assert!(store.claim_bounded("variants", "?page=2", 2, ttl).await?);
+    /// assert!(!store.claim_bounded("variants", "?page=3", 2, ttl).await?, "full");
+    /// assert!(store.claim_bounded("variants", "?page=1", 2, ttl).await?, "already in");
+    /// # Ok(())
+    /// # }
+    /// ```
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _ = (key, member, max, ttl);
+        Err(StoreError::Protocol(format!(
+            "the {} store holds no bounded sets",
+            self.name()
+        )))
+    }
 }

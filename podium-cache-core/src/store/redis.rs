@@ -264,6 +264,16 @@ impl Store for RedisStore {
         super::script::rate_limit(self, key, call).await
     }
 
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        super::script::claim_bounded(self, key, member, max, ttl).await
+    }
+
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
         commands::scan(self, pattern, cursor, count).await
     }

@@ -132,6 +132,44 @@ keep(lease)
 return {1, 0}
 "#;
 
+/// [`Store::claim_bounded`](super::Store::claim_bounded), atomic on the server. KEYS[1] is a
+/// sorted set whose scores are the server time (ms) until which each member stays; ARGV: the
+/// member, the most members, the TTL in ms. Answers 1 when the member is in the set afterwards.
+/// One key, so the script is single-slot on a cluster.
+pub(crate) const CLAIM_BOUNDED_LUA: &str = r#"
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local max, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if not redis.call('ZSCORE', key, ARGV[1]) then
+  if redis.call('ZCARD', key) >= max then return 0 end
+end
+redis.call('ZADD', key, now + ttl, ARGV[1])
+if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+return 1
+"#;
+
+/// One [`Store::claim_bounded`](super::Store::claim_bounded) on a Redis store or cluster: one
+/// `EVAL` of [`CLAIM_BOUNDED_LUA`].
+pub(crate) async fn claim_bounded(
+    exec: &impl Exec,
+    key: &str,
+    member: &str,
+    max: usize,
+    ttl: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(CLAIM_BOUNDED_LUA)
+        .arg(1)
+        .arg(key)
+        .arg(member)
+        .arg(max)
+        .arg(millis(ttl).max(1));
+    let claimed: i64 = exec.query(&cmd).await?;
+    Ok(claimed == 1)
+}
+
 /// One [`RateLimitCall`] on a Redis store or cluster: one `EVAL` of [`RATE_LIMIT_LUA`] (one
 /// key, so on a cluster it runs on the master of that key's slot). The server keeps the script
 /// compiled in its script cache after the first call.

@@ -374,4 +374,14 @@ impl Store for TieredStore {
     ) -> Result<RateLimitReply, StoreError> {
         self.inner.shared.rate_limit(key, call).await
     }
+
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.shared.claim_bounded(key, member, max, ttl).await
+    }
 }
