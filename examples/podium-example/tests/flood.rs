@@ -385,3 +385,34 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     }
     assert!(refused >= 20, "{refused} refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_query_strings_are_answered_from_the_entry_of_their_path_and_store_nothing() {
+    let setup = start(2, Duration::from_millis(100), |_| {}).await;
+    let http = client_from(FLOODER);
+    let hot = format!("{}/events/{}", setup.base, setup.ids[0]);
+    let first = http.get(&hot).send().await.expect("answer");
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    let keys_before = store_keys(&setup.app).await;
+    let calls_before = setup.airtable.calls().total;
+    for n in 0..300 {
+        let junk: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        let answer = http
+            .get(format!("{hot}?{junk}={n}&_={junk}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(answer.status().as_u16(), 200);
+        assert_eq!(answer.headers()["x-cache"], "HIT", "request {n}");
+    }
+    assert_eq!(
+        store_keys(&setup.app).await,
+        keys_before,
+        "random query strings grew the store"
+    );
+    assert_eq!(setup.airtable.calls().total, calls_before, "no Airtable call");
+}
