@@ -288,6 +288,7 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
     // are killed (the data connections stay up).
     command(&mut admin, &["ACL", "SETUSER", "instance-b", "off"]).await;
     let killed = command(&mut admin, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    let killed_at = std::time::Instant::now();
     assert!(
         matches!(killed, redis::Value::Int(n) if n >= 2),
         "{killed:?}"
@@ -296,6 +297,7 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
         b.tier().wait_bypassed(PATIENCE).await,
         "B notices the lost link"
     );
+    let noticed = killed_at.elapsed();
     let m = b.tier().metrics();
     assert!(!m.serving && m.link_drops == 1 && m.flushes == 1, "{m:?}");
 
@@ -305,14 +307,18 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
         .await
         .expect("upsert");
     let hits = b.tier().metrics().hits;
-    assert_eq!(b.version(&id).await, Some(2));
-    assert_eq!(b.version(&id).await, Some(2));
-    assert_eq!(b.tier().metrics().hits, hits, "the tier is bypassed");
+    let reads_while_down = [b.version(&id).await, b.version(&id).await];
+    let stale_reads = reads_while_down.iter().filter(|v| **v != Some(2)).count();
+    let tier_hits_while_down = b.tier().metrics().hits - hits;
+    assert_eq!(stale_reads, 0, "{reads_while_down:?}");
+    assert_eq!(tier_hits_while_down, 0, "the tier is bypassed");
     assert!(b.tier().metrics().bypassed >= 2);
 
     // Resubscribed: the tier serves again and hears what follows.
     command(&mut admin, &["ACL", "SETUSER", "instance-b", "on"]).await;
+    let allowed_at = std::time::Instant::now();
     assert!(b.tier().wait_serving(PATIENCE).await, "B resubscribes");
+    let resubscribed = allowed_at.elapsed();
     b.warm(&id).await;
     assert_eq!(b.version(&id).await, Some(2));
     let received = b.tier().metrics().broadcasts_received;
@@ -325,6 +331,17 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
     })
     .await;
     assert_eq!(b.version(&id).await, Some(3));
+    let m = b.tier().metrics();
+    println!(
+        "FAULT pubsub_killed: stale_reads={stale_reads} \
+         tier_hits_while_down={tier_hits_while_down} noticed_s={:.3} bypassed_reads={} \
+         link_drops={} flushes={} recovery_s={:.2}",
+        noticed.as_secs_f64(),
+        m.bypassed,
+        m.link_drops,
+        m.flushes,
+        resubscribed.as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

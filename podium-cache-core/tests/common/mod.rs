@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use podium_cache_core::cache::Cache;
 use podium_cache_core::entity::{
     schema_hash_of, Cacheable, EntityMeta, FieldKind, FieldMeta, Reference,
@@ -15,7 +16,10 @@ use podium_cache_core::entity::{
 use podium_cache_core::source::{
     AirtableSource, ListQuery, Source, SourceError, SourceRecord, SourceStats,
 };
-use podium_cache_core::store::{MemoryStore, RedisStore, Store};
+use podium_cache_core::store::{
+    MemoryStore, RateLimitCall, RateLimitReply, RecordWrite, RedisStore, ScanPage, Store,
+    StoreError, WriteOutcome,
+};
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;
 use serde::{Deserialize, Serialize};
@@ -292,4 +296,139 @@ impl Source for GatedSource {
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+impl Harness {
+    /// The same Airtable server and source with the cache on `store` instead (e.g. a cluster
+    /// store, or a store behind a proxy).
+    pub fn on_store(mut self, store: Arc<dyn Store>) -> Harness {
+        self.cache = Cache::builder(Arc::clone(&store), Arc::clone(&self.source)).build();
+        self.store = store;
+        self
+    }
+}
+
+/// A store that counts the calls in flight on the store it wraps (and the most at once), so a
+/// test can show that calls end (time out) instead of piling up.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Ends one counted call when dropped (also when the call's future is dropped).
+struct CallGuard<'a>(&'a CountingStore);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+    /// Calls started and not finished now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+    /// The most calls in flight at once since the last [`reset_max`](Self::reset_max).
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+    pub fn reset_max(&self) {
+        self.max_in_flight.store(self.in_flight(), Ordering::SeqCst);
+    }
+    fn call(&self) -> CallGuard<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        CallGuard(self)
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let _call = self.call();
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let _call = self.call();
+        self.inner.get_many(keys).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        let _call = self.call();
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        let _call = self.call();
+        self.inner.set_many(entries).await
+    }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _call = self.call();
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let _call = self.call();
+        self.inner.delete_if_equals(key, expected).await
+    }
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _call = self.call();
+        self.inner.expire_if_equals(key, expected, ttl).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        let _call = self.call();
+        self.inner.delete(keys).await
+    }
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let _call = self.call();
+        self.inner.increment(key, ttl).await
+    }
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _call = self.call();
+        self.inner.add_to_set(key, members, ttl).await
+    }
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let _call = self.call();
+        self.inner.set_members(key).await
+    }
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        let _call = self.call();
+        self.inner.write_record(write).await
+    }
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        let _call = self.call();
+        self.inner.scan(pattern, cursor, count).await
+    }
+    async fn rate_limit(
+        &self,
+        key: &str,
+        call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        let _call = self.call();
+        self.inner.rate_limit(key, call).await
+    }
 }
