@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{fields, harness, now_ms, CountingStore, Event, Harness, StoreKind, BASE, TABLE};
+use common::{fields, harness, now_ms, Event, Harness, ObservedStore, StoreKind, BASE, TABLE};
 use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, MetricsSnapshot};
 use podium_cache_core::store::{RedisClusterStore, RedisStore, Store};
@@ -530,7 +530,7 @@ async fn slow_redis_times_reads_out_into_the_source_instead_of_piling_up() {
             .await
             .expect("redis store"),
     );
-    let counting = CountingStore::new(redis_store);
+    let counting = ObservedStore::new(redis_store);
     h = h.on_store(Arc::clone(&counting) as Arc<dyn Store>);
     for id in &h.ids {
         h.cache.get::<Event>(id).await.expect("warm read");

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use common::{fields, harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
+use common::{
+    fields, harness, now_ms, Event, Harness, ObservedStore, ReadHook, StoreKind, BASE, TABLE,
+};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::config::Settings;
-use podium_cache_core::store::{
-    RecordWrite, RedisStore, ScanPage, Store, StoreError, TieredStore, TypedTier, WriteOutcome,
-};
+use podium_cache_core::store::{RedisStore, Store, TieredStore, TypedTier};
 use podium_cache_core::{Cacheable, UpsertOutcome};
 use tokio::sync::Semaphore;
 
@@ -74,10 +73,7 @@ async fn instance(h: &Harness, bus_url: &str, gate: Option<Arc<ReadGate>>) -> In
             .expect("redis store"),
     );
     let shared: Arc<dyn Store> = match gate {
-        Some(gate) => Arc::new(GatedStore {
-            inner: shared,
-            gate,
-        }),
+        Some(gate) => ObservedStore::with_read_hook(shared, gate),
         None => shared,
     };
     let store = TieredStore::builder(shared)
@@ -466,79 +462,15 @@ impl ReadGate {
     fn release(&self) {
         self.release.add_permits(1);
     }
-    async fn pass(&self) {
+}
+
+/// Holds the first read after [`ReadGate::arm`] (after redis answered it) until released.
+#[async_trait]
+impl ReadHook for ReadGate {
+    async fn after_get_many(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.held.fetch_add(1, Ordering::SeqCst);
             let _ = self.release.acquire().await.map(|p| p.forget());
         }
-    }
-}
-
-/// A store whose reads can be held at a [`ReadGate`]; everything else passes through.
-struct GatedStore {
-    inner: Arc<dyn Store>,
-    gate: Arc<ReadGate>,
-}
-
-#[async_trait]
-impl Store for GatedStore {
-    fn name(&self) -> &'static str {
-        "gated"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let answer = self.inner.get_many(keys).await;
-        self.gate.pass().await;
-        answer
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.set(key, value, ttl).await
-    }
-    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
-        self.inner.set_many(entries).await
-    }
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_if_absent(key, value, ttl).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.expire_if_equals(key, expected, ttl).await
-    }
-    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        self.inner.delete(keys).await
-    }
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        self.inner.increment(key, ttl).await
-    }
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.add_to_set(key, members, ttl).await
-    }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.set_members(key).await
-    }
-    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
-        self.inner.write_record(write).await
-    }
-    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        self.inner.scan(pattern, cursor, count).await
     }
 }

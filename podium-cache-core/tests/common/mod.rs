@@ -308,16 +308,25 @@ impl Harness {
     }
 }
 
-/// A store that counts the calls in flight on the store it wraps (and the most at once), so a
-/// test can show that calls end (time out) instead of piling up.
-pub struct CountingStore {
+/// Runs after an [`ObservedStore`]'s wrapped store answered a `get_many`, before the answer
+/// is handed back: lets a test hold a read that raced a write exactly where it wants it.
+#[async_trait]
+pub trait ReadHook: Send + Sync + 'static {
+    async fn after_get_many(&self);
+}
+
+/// A store that forwards every call to the store it wraps, counts the calls in flight (and
+/// the most at once: a test can show that calls end, time out, instead of piling up), and
+/// runs an optional [`ReadHook`] on reads.
+pub struct ObservedStore {
     inner: Arc<dyn Store>,
+    read_hook: Option<Arc<dyn ReadHook>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
 
 /// Ends one counted call when dropped (also when the call's future is dropped).
-struct CallGuard<'a>(&'a CountingStore);
+struct CallGuard<'a>(&'a ObservedStore);
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
@@ -325,10 +334,18 @@ impl Drop for CallGuard<'_> {
     }
 }
 
-impl CountingStore {
+impl ObservedStore {
     pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Self::build(inner, None)
+    }
+    /// The store with `hook` run after every `get_many`.
+    pub fn with_read_hook(inner: Arc<dyn Store>, hook: Arc<dyn ReadHook>) -> Arc<Self> {
+        Self::build(inner, Some(hook))
+    }
+    fn build(inner: Arc<dyn Store>, read_hook: Option<Arc<dyn ReadHook>>) -> Arc<Self> {
         Arc::new(Self {
             inner,
+            read_hook,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         })
@@ -352,7 +369,7 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl Store for CountingStore {
+impl Store for ObservedStore {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
@@ -362,7 +379,11 @@ impl Store for CountingStore {
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
         let _call = self.call();
-        self.inner.get_many(keys).await
+        let answer = self.inner.get_many(keys).await;
+        if let Some(hook) = &self.read_hook {
+            hook.after_get_many().await;
+        }
+        answer
     }
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
         let _call = self.call();
