@@ -126,6 +126,7 @@ pub struct HarnessBuilder {
     records: usize,
     latency: Duration,
     rate_limit: Option<u32>,
+    source_limit: Option<(usize, Duration)>,
     gate: Option<Arc<Gate>>,
 }
 
@@ -135,6 +136,7 @@ pub fn harness(kind: StoreKind) -> HarnessBuilder {
         records: 10,
         latency: Duration::ZERO,
         rate_limit: Some(5),
+        source_limit: None,
         gate: None,
     }
 }
@@ -150,6 +152,11 @@ impl HarnessBuilder {
     }
     pub fn rate_limit(mut self, limit: Option<u32>) -> Self {
         self.rate_limit = limit;
+        self
+    }
+    /// The source's own limit, `max` requests per `window` (default Airtable's 5 per second).
+    pub fn source_limit(mut self, max: usize, window: Duration) -> Self {
+        self.source_limit = Some((max, window));
         self
     }
     pub fn gate(mut self, gate: Arc<Gate>) -> Self {
@@ -174,12 +181,14 @@ impl HarnessBuilder {
             })
             .collect();
         airtable.declare_fields(BASE, TABLE, &["name", "slug", "version", "owner"]);
-        let airtable_source = AirtableSource::builder(airtable.api_key(), BASE)
+        let mut airtable_source = AirtableSource::builder(airtable.api_key(), BASE)
             .api_url(airtable.url())
             .rate_limit_pause(Duration::from_millis(1_100))
-            .retries(4, Duration::from_millis(20), Duration::from_millis(200))
-            .build()
-            .expect("source");
+            .retries(4, Duration::from_millis(20), Duration::from_millis(200));
+        if let Some((max, window)) = self.source_limit {
+            airtable_source = airtable_source.rate_limit(max, window);
+        }
+        let airtable_source = airtable_source.build().expect("source");
         let source: Arc<dyn Source> = match self.gate {
             Some(gate) => Arc::new(GatedSource {
                 inner: airtable_source,
