@@ -21,7 +21,7 @@ use std::time::Duration;
 use common::{fields, harness, now_ms, Event, Harness, ObservedStore, StoreKind, BASE, TABLE};
 use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, MetricsSnapshot};
-use podium_cache_core::store::{RedisClusterStore, RedisStore, Store};
+use podium_cache_core::store::{RedisClusterStore, RedisStore, Store, TieredStore};
 use podium_cache_core::Cacheable;
 use podium_local::airtable::RunningAirtable;
 use podium_local::proxy::DelayProxy;
@@ -297,12 +297,40 @@ fn moved(before: MetricsSnapshot, after: MetricsSnapshot) -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_answer_while_redis_is_killed_and_the_cache_is_used_again_after_restart() {
+    redis_killed_and_restarted("redis_killed", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_in_process_tier_no_stale_read_survives_redis_being_killed() {
+    redis_killed_and_restarted("redis_killed_with_l1", true).await;
+}
+
+/// Kills redis-server (SIGKILL) under load, keeps it down two seconds and starts it again on
+/// the same port; with `tier`, the cache runs on the in-process tier in front of redis (whose
+/// invalidation link dies with it).
+async fn redis_killed_and_restarted(name: &str, tier: bool) {
     let mut h = harness(StoreKind::Redis)
         .records(12)
         .latency(Duration::from_millis(10))
         .start()
         .await;
     let mut redis = h.redis.take().expect("a redis harness");
+    let tiered = if tier {
+        let tiered = TieredStore::builder(Arc::clone(&h.store))
+            .capacity(1_000)
+            .bus_url(redis.url())
+            .call_timeout(Duration::from_secs(2))
+            .ping_interval(Duration::from_millis(200))
+            .link_wait(PATIENCE)
+            .connect()
+            .await
+            .expect("tiered store");
+        assert!(tiered.tier().is_serving(), "subscribed before serving");
+        h = h.on_store(Arc::new(tiered.clone()));
+        Some(tiered)
+    } else {
+        None
+    };
     let mut load = Load::new(&h);
     // Warm: every record in the store.
     for id in &h.ids {
@@ -341,15 +369,28 @@ async fn reads_answer_while_redis_is_killed_and_the_cache_is_used_again_after_re
 
     let (_, outage_errors, outage_misses) = moved(before_kill, at_restart);
     let (hits_after, _, _) = moved(at_restart, end);
+    let tier = tiered.map(|t| t.tier().metrics());
+    let tier_figures = tier.as_ref().map_or_else(String::new, |m| {
+        format!(
+            " tier_hits={} link_drops={} flushes={} serving={}",
+            m.hits, m.link_drops, m.flushes, m.serving
+        )
+    });
     println!(
-        "FAULT redis_killed: reads={reads} failed_reads={failed} stale_reads={stale} \
+        "FAULT {name}: reads={reads} failed_reads={failed} stale_reads={stale} \
          outage_s={:.2} outage_reads={outage_reads} outage_airtable_calls={outage_calls} \
-         recovery_s={:.2} hits_after_restart={hits_after} airtable_calls={calls_at_end}",
+         recovery_s={:.2} hits_after_restart={hits_after} airtable_calls={calls_at_end}{tier_figures}",
         (restarted_at - killed_at).as_secs_f64(),
         recovery.as_secs_f64()
     );
     assert_eq!((failed, stale), (0, 0), "wrong answers: {wrong:#?}");
     assert!(outage_reads > 0, "reads answered while redis was down");
+    if let Some(m) = tier {
+        assert!(
+            m.link_drops >= 1 && m.flushes >= 1 && m.serving,
+            "the tier was flushed when its link died and serves again: {m:?}"
+        );
+    }
     assert!(
         outage_errors > 0 && outage_misses > 0 && outage_calls > 0,
         "reads fell through to Airtable while redis was down: {outage_errors} store errors, \
