@@ -226,9 +226,9 @@ async fn delay_line(from: OwnedReadHalf, to: OwnedWriteHalf, shared: Arc<Shared>
     let writer = async move {
         while let Some((due, chunk)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            let sent = write_all(&to, &chunk).await;
+            // Counted before the write: once the peer has the bytes, the counters say so.
             shared.dequeue(chunk.len());
-            if sent.is_err() {
+            if write_all(&to, &chunk).await.is_err() {
                 return;
             }
         }
