@@ -615,12 +615,14 @@ async fn slow_redis_times_reads_out_into_the_source_instead_of_piling_up() {
         "FAULT slow_network: reads={reads} failed_reads={failed} stale_reads={stale} \
          delay_ms={} timeout_ms={} slow_reads={slow_reads} slow_p99_ms={} slow_max_ms={} \
          max_store_calls_in_flight={max_in_flight} store_timeouts={slow_errors} \
-         airtable_calls={slow_calls} proxy_connections={} recovery_s={:.2}",
+         airtable_calls={slow_calls} proxy_connections={} proxy_max_queued_bytes={} \
+         recovery_s={:.2}",
         DELAY.as_millis(),
         TIMEOUT.as_millis(),
         p99.as_millis(),
         max.as_millis(),
         stats.connections,
+        stats.max_queued_bytes,
         recovery.as_secs_f64()
     );
     assert_eq!((failed, stale), (0, 0), "wrong answers: {wrong:#?}");
