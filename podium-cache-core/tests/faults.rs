@@ -18,10 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{fields, harness, now_ms, Event, Harness, ObservedStore, StoreKind, BASE, TABLE};
+use common::{
+    fields, harness, now_ms, tiered, Event, Harness, ObservedStore, StoreKind, BASE, TABLE,
+};
 use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, MetricsSnapshot};
-use podium_cache_core::store::{RedisClusterStore, RedisStore, Store, TieredStore};
+use podium_cache_core::store::{RedisClusterStore, RedisStore, Store};
 use podium_cache_core::Cacheable;
 use podium_local::airtable::RunningAirtable;
 use podium_local::proxy::DelayProxy;
@@ -315,19 +317,10 @@ async fn redis_killed_and_restarted(name: &str, tier: bool) {
         .start()
         .await;
     let mut redis = h.redis.take().expect("a redis harness");
-    let tiered = if tier {
-        let tiered = TieredStore::builder(Arc::clone(&h.store))
-            .capacity(1_000)
-            .bus_url(redis.url())
-            .call_timeout(Duration::from_secs(2))
-            .ping_interval(Duration::from_millis(200))
-            .link_wait(PATIENCE)
-            .connect()
-            .await
-            .expect("tiered store");
-        assert!(tiered.tier().is_serving(), "subscribed before serving");
-        h = h.on_store(Arc::new(tiered.clone()));
-        Some(tiered)
+    let tier_store = if tier {
+        let store = tiered(Arc::clone(&h.store), &redis.url(), PATIENCE).await;
+        h = h.on_store(Arc::new(store.clone()));
+        Some(store)
     } else {
         None
     };
@@ -369,7 +362,7 @@ async fn redis_killed_and_restarted(name: &str, tier: bool) {
 
     let (_, outage_errors, outage_misses) = moved(before_kill, at_restart);
     let (hits_after, _, _) = moved(at_restart, end);
-    let tier = tiered.map(|t| t.tier().metrics());
+    let tier = tier_store.map(|t| t.tier().metrics());
     let tier_figures = tier.as_ref().map_or_else(String::new, |m| {
         format!(
             " tier_hits={} link_drops={} flushes={} serving={}",

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{
-    fields, harness, now_ms, Event, Harness, ObservedStore, ReadHook, StoreKind, BASE, TABLE,
+    fields, harness, now_ms, tiered, Event, Harness, ObservedStore, ReadHook, StoreKind, BASE,
+    TABLE,
 };
 use podium_cache_core::cache::Cache;
 use podium_cache_core::config::Settings;
@@ -76,16 +77,7 @@ async fn instance(h: &Harness, bus_url: &str, gate: Option<Arc<ReadGate>>) -> In
         Some(gate) => ObservedStore::with_read_hook(shared, gate),
         None => shared,
     };
-    let store = TieredStore::builder(shared)
-        .capacity(1_000)
-        .bus_url(bus_url)
-        .call_timeout(Duration::from_secs(2))
-        .ping_interval(Duration::from_millis(200))
-        .link_wait(PATIENCE)
-        .connect()
-        .await
-        .expect("tiered store");
-    assert!(store.tier().is_serving(), "subscribed before serving");
+    let store = tiered(shared, bus_url, PATIENCE).await;
     let cache = Cache::builder(Arc::new(store.clone()), Arc::clone(&h.source)).build();
     Instance { cache, store }
 }

@@ -18,7 +18,7 @@ use podium_cache_core::source::{
 };
 use podium_cache_core::store::{
     MemoryStore, RateLimitCall, RateLimitReply, RecordWrite, RedisStore, ScanPage, Store,
-    StoreError, WriteOutcome,
+    StoreError, TieredStore, WriteOutcome,
 };
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;
@@ -315,6 +315,22 @@ impl Harness {
         self.store = store;
         self
     }
+}
+
+/// The in-process tier in front of `shared`, its invalidation link on `bus_url`, subscribed
+/// (within `link_wait`) before it is returned; settings for a loaded test machine.
+pub async fn tiered(shared: Arc<dyn Store>, bus_url: &str, link_wait: Duration) -> TieredStore {
+    let store = TieredStore::builder(shared)
+        .capacity(1_000)
+        .bus_url(bus_url)
+        .call_timeout(Duration::from_secs(2))
+        .ping_interval(Duration::from_millis(200))
+        .link_wait(link_wait)
+        .connect()
+        .await
+        .expect("tiered store");
+    assert!(store.tier().is_serving(), "subscribed before serving");
+    store
 }
 
 /// Runs after an [`ObservedStore`]'s wrapped store answered a `get_many`, before the answer
