@@ -8,6 +8,10 @@
 //! read returns a version older than one acknowledged before it started, or a record whose
 //! removal was acknowledged. Each prints one `FAULT <name>: …` line with its figures.
 //!
+//! The redis-killed scenario runs twice: on `RedisStore`, and with the in-process tier in front
+//! of it (whose invalidation link dies with redis: flushed, bypassed, then serving again).
+//! The slow-network test measures read latency and store calls in flight.
+//!
 //! The fourth fault of the issue, the pub/sub link alone killed (`CLIENT KILL TYPE pubsub`), is
 //! proven in `tests/l1_tier.rs` (`dropped_pubsub_link_flushes_and_bypasses_the_tier`), which
 //! prints its own `FAULT pubsub_killed` line.
@@ -402,8 +406,9 @@ async fn redis_killed_and_restarted(name: &str, tier: bool) {
     assert_eq!(h.cache.get::<Event>(&h.ids[11]).await.expect("read"), None);
 }
 
-/// The slot of `key`, and the slots served by the master on `port`, asked of the cluster.
-async fn slots_of(cluster_url: &str, port: u16, ids: &[String]) -> Vec<bool> {
+/// For each id, whether its hash slot is served by the master on `port` (asked of the cluster:
+/// `CLUSTER SLOTS` and `CLUSTER KEYSLOT`; record keys carry the id as their hash tag).
+async fn on_master(cluster_url: &str, port: u16, ids: &[String]) -> Vec<bool> {
     let mut conn = redis::Client::open(cluster_url)
         .expect("client")
         .get_multiplexed_async_connection()
@@ -430,7 +435,7 @@ async fn slots_of(cluster_url: &str, port: u16, ids: &[String]) -> Vec<bool> {
             }
         }
     }
-    let mut on_master = Vec::new();
+    let mut found = Vec::new();
     for id in ids {
         let slot: i64 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
@@ -438,9 +443,9 @@ async fn slots_of(cluster_url: &str, port: u16, ids: &[String]) -> Vec<bool> {
             .query_async(&mut conn)
             .await
             .expect("CLUSTER KEYSLOT");
-        on_master.push(owned.iter().any(|r| r.contains(&slot)));
+        found.push(owned.iter().any(|r| r.contains(&slot)));
     }
-    on_master
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,7 +471,7 @@ async fn reads_answer_while_a_cluster_master_fails_over_and_writes_resume() {
     }
     // Which records live on the master that is killed (master 0, by first slot).
     let victim_port = cluster.master_ports().expect("masters")[0];
-    let on_victim = slots_of(&cluster.nodes()[0], victim_port, &h.ids).await;
+    let on_victim = on_master(&cluster.nodes()[0], victim_port, &h.ids).await;
     let victims: Vec<usize> = (0..h.ids.len()).filter(|i| on_victim[*i]).collect();
     assert!(!victims.is_empty(), "no record on master 0: {on_victim:?}");
 
