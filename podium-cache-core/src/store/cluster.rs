@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
 use super::{
-    RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
+    Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
 };
 
 /// Bits of a [`ScanPage::cursor`] that carry one master's own `SCAN` cursor; the bits above
@@ -107,6 +107,7 @@ impl RedisClusterStoreBuilder {
                 client,
                 connection: Mutex::new(ConnectionSlot::default()),
                 call_timeout: self.call_timeout,
+                epoch: Epoch::default(),
                 script_hash: redis::Script::new(WRITE_RECORD_LUA).get_hash().to_owned(),
                 seed_nodes: self.nodes.len(),
             }),
@@ -152,6 +153,8 @@ struct Inner {
     client: ClusterClient,
     connection: Mutex<ConnectionSlot>,
     call_timeout: Duration,
+    /// Moves on every disruption and every connection made: see [`Store::epoch`].
+    epoch: Epoch,
     script_hash: String,
     seed_nodes: usize,
 }
@@ -220,14 +223,17 @@ impl RedisClusterStore {
                 );
                 slot.connection = Some(connection.clone());
                 slot.failed_at = None;
+                self.inner.epoch.advance();
                 Ok(connection)
             }
             Ok(Err(err)) => {
                 slot.failed_at = Some(Instant::now());
+                self.inner.epoch.advance();
                 Err(map_err(err, self.inner.call_timeout))
             }
             Err(_) => {
                 slot.failed_at = Some(Instant::now());
+                self.inner.epoch.advance();
                 Err(StoreError::Timeout(budget))
             }
         }
@@ -235,10 +241,11 @@ impl RedisClusterStore {
 
     /// Runs `call` within the call timeout and maps its error.
     async fn within<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
-        tokio::time::timeout(self.inner.call_timeout, call)
+        let result = tokio::time::timeout(self.inner.call_timeout, call)
             .await
-            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
-            .map_err(|e| map_err(e, self.inner.call_timeout))
+            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
+            .and_then(|reply| reply.map_err(|e| map_err(e, self.inner.call_timeout)));
+        self.inner.epoch.watch(result)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
@@ -425,6 +432,10 @@ impl Exec for RedisClusterStore {
 impl Store for RedisClusterStore {
     fn name(&self) -> &'static str {
         "redis-cluster"
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.epoch.current()
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

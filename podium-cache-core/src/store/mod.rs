@@ -57,6 +57,44 @@ pub enum StoreError {
     Protocol(String),
 }
 
+impl StoreError {
+    /// Whether the error may hide a lost connection or a restarted server (it was unreachable
+    /// or did not answer in time), after which the store may no longer hold what it held.
+    ///
+    /// ```
+    /// use podium_cache_core::store::StoreError;
+    /// assert!(StoreError::Unavailable("refused".into()).is_disruption());
+    /// assert!(!StoreError::Protocol("WRONGTYPE".into()).is_disruption());
+    /// ```
+    pub fn is_disruption(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+    }
+}
+
+/// The counter behind [`Store::epoch`]: moved by every disruption a store sees.
+#[derive(Debug, Default)]
+pub(crate) struct Epoch(std::sync::atomic::AtomicU64);
+
+impl Epoch {
+    pub(crate) fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn advance(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Advances on a disrupting error, and hands the result back.
+    pub(crate) fn watch<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(err) = &result {
+            if err.is_disruption() {
+                self.advance();
+            }
+        }
+        result
+    }
+}
+
 /// A record's generation (bumped by every upsert, invalidation and delete) and the timestamp of
 /// the newest change applied to it (milliseconds since the Unix epoch; 0 when none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,6 +246,21 @@ pub trait Store: Send + Sync + 'static {
     /// ```
     fn typed_tier(&self) -> Option<&TypedTier> {
         None
+    }
+
+    /// A number that moves whenever this store may have lost entries behind the client's back:
+    /// a call failed to reach it or timed out, or its connection was made again (a restarted
+    /// Redis comes back empty). The engine reads it before a miss reads a record's generation
+    /// and stores the fill only if it has not moved, because after a restart the generation it
+    /// saw may be back at its first value while a newer change was acknowledged in between.
+    /// A store that cannot lose entries (the default) answers 0 forever.
+    ///
+    /// ```
+    /// use podium_cache_core::store::{MemoryStore, Store};
+    /// assert_eq!(MemoryStore::new(10).epoch(), 0);
+    /// ```
+    fn epoch(&self) -> u64 {
+        0
     }
 
     /// One value.

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
 use super::{
-    RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
+    Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
 };
 use crate::config::Secret;
 
@@ -52,6 +52,7 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 client,
                 manager: Mutex::new(None),
+                epoch: Epoch::default(),
                 call_timeout: self.call_timeout,
                 script: Script::new(WRITE_RECORD_LUA),
             }),
@@ -74,6 +75,8 @@ pub struct RedisStore {
 struct Inner {
     client: Client,
     manager: Mutex<Option<ConnectionManager>>,
+    /// Moves on every disruption and every (re)connection: see [`Store::epoch`].
+    epoch: Epoch,
     call_timeout: Duration,
     script: Script,
 }
@@ -105,30 +108,53 @@ impl RedisStore {
         if let Some(manager) = slot.as_ref() {
             return Ok(manager.clone());
         }
-        let config = ConnectionManagerConfig::new()
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(
                 self.inner.call_timeout.max(Duration::from_millis(100)),
             ))
             .set_response_timeout(Some(self.inner.call_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let manager = tokio::time::timeout(
+        if self
+            .inner
+            .client
+            .get_connection_info()
+            .redis_settings()
+            .protocol()
+            .supports_resp3()
+        {
+            // On RESP3 the manager reconnects as soon as the connection drops, before any call
+            // fails: the disconnection notice is the only sign of it.
+            let inner = Arc::downgrade(&self.inner);
+            config = config.set_push_sender(move |push: redis::PushInfo| {
+                if push.kind == redis::PushKind::Disconnection {
+                    if let Some(inner) = inner.upgrade() {
+                        inner.epoch.advance();
+                    }
+                }
+                Ok::<(), std::convert::Infallible>(())
+            });
+        }
+        let connected = tokio::time::timeout(
             self.inner.call_timeout * 4,
             self.inner.client.get_connection_manager_with_config(config),
         )
         .await
-        .map_err(|_| StoreError::Timeout(self.inner.call_timeout * 4))?
-        .map_err(map_err)?;
+        .map_err(|_| StoreError::Timeout(self.inner.call_timeout * 4))
+        .and_then(|made| made.map_err(map_err));
+        let manager = self.inner.epoch.watch(connected)?;
+        self.inner.epoch.advance();
         *slot = Some(manager.clone());
         Ok(manager)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.inner.call_timeout, cmd.query_async::<T>(&mut conn))
+        let result = tokio::time::timeout(self.inner.call_timeout, cmd.query_async::<T>(&mut conn))
             .await
-            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
-            .map_err(map_err)
+            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
+            .and_then(|reply| reply.map_err(map_err));
+        self.inner.epoch.watch(result)
     }
 }
 
@@ -138,10 +164,12 @@ impl RedisStore {
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.inner.call_timeout, pipe.query_async::<T>(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
-            .map_err(map_err)
+        let result =
+            tokio::time::timeout(self.inner.call_timeout, pipe.query_async::<T>(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
+                .and_then(|reply| reply.map_err(map_err));
+        self.inner.epoch.watch(result)
     }
 }
 
@@ -175,6 +203,10 @@ impl Exec for RedisStore {
 impl Store for RedisStore {
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.epoch.current()
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
@@ -248,11 +280,12 @@ impl Store for RedisStore {
             invocation.arg(arg);
         }
         let mut conn = self.connection().await?;
-        let reply: (i64, u64, i64) =
+        let result =
             tokio::time::timeout(self.inner.call_timeout, invocation.invoke_async(&mut conn))
                 .await
-                .map_err(|_| StoreError::Timeout(self.inner.call_timeout))?
-                .map_err(map_err)?;
+                .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
+                .and_then(|reply| reply.map_err(map_err));
+        let reply: (i64, u64, i64) = self.inner.epoch.watch(result)?;
         Ok(record_write_outcome(reply))
     }
 

@@ -266,6 +266,10 @@ impl Store for TieredStore {
         "tiered"
     }
 
+    fn epoch(&self) -> u64 {
+        self.inner.shared.epoch()
+    }
+
     fn typed_tier(&self) -> Option<&TypedTier> {
         Some(&self.inner.tier)
     }
