@@ -635,3 +635,66 @@ async fn slow_redis_times_reads_out_into_the_source_instead_of_piling_up() {
     );
     assert_eq!(counting.in_flight(), 0, "store calls still in flight");
 }
+
+/// A read misses, and its Airtable fetch (of version 1) is held while version 2 is written to
+/// Airtable and its delivery acknowledged; then redis-server restarts empty, so the record's
+/// generation is back where the held read saw it. Released, the read must not store its
+/// version 1: the store's epoch moved across the restart. With `probe`, another call meets the
+/// broken connection first; without, the fill's own write is the first call after the restart.
+async fn fill_across_a_restart(probe: bool) {
+    let gate = common::Gate::closed();
+    let mut h = harness(StoreKind::Redis)
+        .records(1)
+        .gate(Arc::clone(&gate))
+        .start()
+        .await;
+    let id = h.ids[0].clone();
+    let reader = {
+        let cache = h.cache.clone();
+        let id = id.clone();
+        tokio::spawn(async move { cache.get::<Event>(&id).await })
+    };
+    gate.wait_for_held(1).await;
+    h.airtable.update(BASE, TABLE, &id, fields("v2", "s", 2));
+    let newer = Event {
+        id: id.clone(),
+        name: "v2".into(),
+        slug: "s".into(),
+        version: 2,
+        owner: Vec::new(),
+    };
+    h.cache
+        .upsert(&newer, now_ms())
+        .await
+        .expect("acknowledged");
+    let redis = h.redis.as_mut().expect("a redis-backed harness");
+    tokio::task::block_in_place(|| redis.restart()).expect("redis-server restarts");
+    if probe {
+        let deadline = Instant::now() + PATIENCE;
+        while h.store.get("probe").await.is_err() {
+            assert!(Instant::now() < deadline, "the store never came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    gate.open();
+    let overlapping = reader.await.expect("reader task").expect("read answers");
+    assert!(overlapping.is_some(), "the held read answers the record");
+    for attempt in 0..3 {
+        let later = h.cache.get::<Event>(&id).await.expect("read answers");
+        assert_eq!(
+            later.map(|e| e.version),
+            Some(2),
+            "read {attempt} after the restart served the version older than the acknowledged one"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_held_across_a_redis_restart_never_stores_its_older_version() {
+    fill_across_a_restart(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_whose_write_meets_the_restart_first_stores_nothing() {
+    fill_across_a_restart(false).await;
+}

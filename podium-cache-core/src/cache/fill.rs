@@ -108,7 +108,8 @@ impl Cache {
     }
 
     /// Fetches `id` through the batcher; when `generation` is known, stores the record (or a
-    /// "missing" tombstone) only if the generation is still that one.
+    /// "missing" tombstone) only if the generation is still that one and the store's
+    /// [`epoch`](crate::store::Store::epoch), read before the generation was, has not moved.
     ///
     /// The miss is queued under the current scope's client; a client that already has
     /// `max_client_misses` outstanding is refused with [`CacheError::TooManyMisses`] before
@@ -117,6 +118,7 @@ impl Cache {
         &self,
         id: &str,
         generation: Option<u64>,
+        epoch: u64,
     ) -> Result<Option<Bytes>, CacheError> {
         let meta = T::meta();
         let client = scope::Scope::current_client();
@@ -141,7 +143,7 @@ impl Cache {
                 // caller that joins a fill in flight drops it at once.
                 let _admission = admission;
                 cache
-                    .fetch_and_store::<T>(owned_id, generation, client)
+                    .fetch_and_store::<T>(owned_id, generation, epoch, client)
                     .await
             })
             .await;
@@ -162,6 +164,7 @@ impl Cache {
         self,
         id: String,
         generation: Option<u64>,
+        epoch: u64,
         client: super::batch::ClientKey,
     ) -> FillOutput {
         let meta = T::meta();
@@ -186,7 +189,7 @@ impl Cache {
             Some(record) => {
                 let (value, bytes) = convert::<T>(record)?;
                 let fetch_ms = entry::fetch_millis(started.elapsed());
-                self.store_fetched(&value, bytes.clone(), generation, fetch_ms)
+                self.store_fetched(&value, bytes.clone(), (generation, epoch), fetch_ms)
                     .await;
                 Ok(Fetched {
                     bytes: Some(bytes),
@@ -194,7 +197,7 @@ impl Cache {
                 })
             }
             None => {
-                self.store_missing::<T>(&id, generation).await;
+                self.store_missing::<T>(&id, generation, epoch).await;
                 Ok(Fetched {
                     bytes: None,
                     charged,
@@ -204,15 +207,19 @@ impl Cache {
     }
 
     /// Stores a fetched record (`json`, fetched in `fetch_ms`) as a data entry (see
-    /// [`entry`]) if its generation is still `generation`, then its index entries.
+    /// [`entry`]) if its generation is still `generation` and the store's epoch still
+    /// `epoch` (both read before the fetch), then its index entries.
     pub(crate) async fn store_fetched<T: Cacheable>(
         &self,
         value: &T,
         json: Bytes,
-        generation: u64,
+        (generation, epoch): (u64, u64),
         fetch_ms: u32,
     ) {
         let meta = T::meta();
+        if self.disrupted_since(epoch, meta.entity, value.id()) {
+            return;
+        }
         let hash = T::schema_hash();
         let keys = self.keys();
         let id = value.id();
@@ -248,8 +255,11 @@ impl Cache {
     /// into the bounded in-process negative cache and never into the store, so random ids
     /// cannot grow the store; a known id gets a "missing" tombstone in the store
     /// (`missing_ttl`), if nothing changed since the miss.
-    async fn store_missing<T: Cacheable>(&self, id: &str, generation: u64) {
+    async fn store_missing<T: Cacheable>(&self, id: &str, generation: u64, epoch: u64) {
         let meta = T::meta();
+        if self.disrupted_since(epoch, meta.entity, id) {
+            return;
+        }
         if generation == 0 {
             self.inner.negative.insert(meta.entity, id);
             Metrics::inc(&self.inner.metrics.negative_stored);
@@ -312,6 +322,7 @@ impl Cache {
         &self,
         records: &[(T, Bytes)],
         entity_generation: Option<u64>,
+        epoch: u64,
         fetch_ms: u32,
     ) {
         let Some(before) = entity_generation else {
@@ -338,9 +349,26 @@ impl Cache {
             let Ok(version) = Version::parse(version.as_deref()) else {
                 continue;
             };
-            self.store_fetched(value, bytes.clone(), version.generation, fetch_ms)
+            self.store_fetched(value, bytes.clone(), (version.generation, epoch), fetch_ms)
                 .await;
         }
+    }
+
+    /// Whether the store may have lost entries since `epoch` was read (see
+    /// [`Store::epoch`](crate::store::Store::epoch)): a redis-server that restarted empty
+    /// forgot the generations a newer change moved, so a fill guarded by one it read before
+    /// could pass its check and store an older record. Such a fill is discarded.
+    fn disrupted_since(&self, epoch: u64, entity: &'static str, id: &str) -> bool {
+        if self.inner.store.epoch() == epoch {
+            return false;
+        }
+        Metrics::inc(&self.inner.metrics.fills_discarded);
+        tracing::debug!(
+            entity,
+            id,
+            "fill discarded: the store was disrupted since its generation was read"
+        );
+        true
     }
 
     /// How long a version key lives: longer than any data or tombstone it guards.

@@ -84,9 +84,11 @@ enum Lookup<T> {
     Gone,
     /// Ask the source. `generation`: the record's generation when the store could tell (the
     /// fill is stored only if it is unchanged); `stale`: the expired record, if it may be
-    /// answered should the source fail (stale-if-error).
+    /// answered should the source fail (stale-if-error); `epoch`: the store's epoch read before
+    /// the generation was (see [`Store::epoch`](crate::store::Store::epoch)).
     Miss {
         generation: Option<u64>,
+        epoch: u64,
         stale: Option<T>,
     },
 }
@@ -96,6 +98,7 @@ impl<T> Lookup<T> {
     fn blind_miss() -> Self {
         Lookup::Miss {
             generation: None,
+            epoch: 0,
             stale: None,
         }
     }
@@ -147,8 +150,9 @@ impl Cache {
                 return Ok(None);
             }
             let keys = self.record_keys::<T>(id);
+            let epoch = self.inner.store.epoch();
             let lookup = match self.inner.store.get_many(&keys).await {
-                Ok(values) => self.classify::<T>(id, values),
+                Ok(values) => self.classify::<T>(id, values, epoch),
                 Err(err) => {
                     self.store_failed(&err, "reading a record");
                     scope::note(Event::StoreError, meta.entity, None);
@@ -182,12 +186,15 @@ impl Cache {
                 .filter(|id| valid(id))
                 .flat_map(|id| self.record_keys::<T>(id))
                 .collect();
+            let epoch = self.inner.store.epoch();
             let lookups: Vec<Lookup<T>> = match self.inner.store.get_many(&keys).await {
                 Ok(values) => {
                     let mut values = values.into_iter();
                     ids.iter()
                         .map(|id| match valid(id) {
-                            true => self.classify::<T>(id, values.by_ref().take(3).collect()),
+                            true => {
+                                self.classify::<T>(id, values.by_ref().take(3).collect(), epoch)
+                            }
                             false => Lookup::Invalid,
                         })
                         .collect()
@@ -361,6 +368,7 @@ impl Cache {
         let meta = T::meta();
         let (output, leader) = self
             .coalesce(coalesce_key, None, move |cache| async move {
+                let epoch = cache.inner.store.epoch();
                 let before = if use_store {
                     match cache
                         .inner
@@ -387,7 +395,9 @@ impl Cache {
                     .into_iter()
                     .map(convert::<T>)
                     .collect::<Result<Vec<_>, _>>()?;
-                cache.store_listed(&converted, before, fetch_ms).await;
+                cache
+                    .store_listed(&converted, before, epoch, fetch_ms)
+                    .await;
                 // Each element is already a model's JSON: the list is their JSON array.
                 let mut body = Vec::with_capacity(
                     2 + converted.iter().map(|(_, b)| b.len() + 1).sum::<usize>(),
@@ -439,7 +449,12 @@ impl Cache {
     /// hit (and, shortly before its expiry, may start an early refresh); then a tombstone is
     /// "gone" (whatever data is left, so a tombstoned record is never served stale); anything
     /// else is a miss, carrying the expired record while it may still be served on error.
-    fn classify<T: Cacheable>(&self, id: &str, values: Vec<Option<Bytes>>) -> Lookup<T> {
+    fn classify<T: Cacheable>(
+        &self,
+        id: &str,
+        values: Vec<Option<Bytes>>,
+        epoch: u64,
+    ) -> Lookup<T> {
         let entity = T::meta().entity;
         let mut values = values.into_iter();
         let (data, tomb, version) = (
@@ -454,7 +469,8 @@ impl Cache {
                 Ok(stored) => match decode::<T>(&stored.json) {
                     Ok(value) if stored.header.is_fresh(now) => {
                         if self.draws_early_refresh(&stored.header, now) {
-                            self.refresh_early::<T>(id, version.as_deref(), &stored.header);
+                            let version = version.as_deref();
+                            self.refresh_early::<T>(id, version, epoch, &stored.header);
                         }
                         return Lookup::Hit(value);
                     }
@@ -485,7 +501,11 @@ impl Cache {
                 None
             }
         };
-        Lookup::Miss { generation, stale }
+        Lookup::Miss {
+            generation,
+            epoch,
+            stale,
+        }
     }
 
     /// Whether this read of a fresh record refreshes it early (XFetch, see
@@ -506,7 +526,13 @@ impl Cache {
 
     /// Starts refreshing the fresh record `id` in the background, unless a refresh or a fill
     /// of it already runs in this process. The reader does not wait: it has its answer.
-    fn refresh_early<T: Cacheable>(&self, id: &str, version: Option<&[u8]>, header: &EntryHeader) {
+    fn refresh_early<T: Cacheable>(
+        &self,
+        id: &str,
+        version: Option<&[u8]>,
+        epoch: u64,
+        header: &EntryHeader,
+    ) {
         let meta = T::meta();
         // The generation read with the record: the refresh is a fill guarded by it.
         let Ok(version) = Version::parse(version) else {
@@ -535,7 +561,7 @@ impl Cache {
             async move {
                 guard
                     .cache
-                    .run_early_refresh::<T>(&id, version.generation, &header)
+                    .run_early_refresh::<T>(&id, (version.generation, epoch), &header)
                     .await;
                 drop(guard);
             }
@@ -550,7 +576,7 @@ impl Cache {
     async fn run_early_refresh<T: Cacheable>(
         &self,
         id: &str,
-        generation: u64,
+        (generation, epoch): (u64, u64),
         header: &EntryHeader,
     ) {
         let meta = T::meta();
@@ -578,7 +604,7 @@ impl Cache {
             fetch_ms = header.fetch_ms,
             "refreshing a hot record before it expires"
         );
-        if let Err(err) = self.fill::<T>(id, Some(generation)).await {
+        if let Err(err) = self.fill::<T>(id, Some(generation), epoch).await {
             tracing::warn!(error = %err, "early refresh failed; the record is refetched when it expires");
         }
     }
@@ -607,13 +633,17 @@ impl Cache {
                 scope::note(Event::Hit, entity, Some(id));
                 Ok(fresh(None))
             }
-            Lookup::Miss { generation, stale } => {
+            Lookup::Miss {
+                generation,
+                epoch,
+                stale,
+            } => {
                 // A never-seen id the source said it does not have (bounded, in process).
                 if self.negative_answer(entity, id, generation) {
                     return Ok(fresh(None));
                 }
                 Metrics::inc(&self.inner.metrics.misses);
-                let bytes = match self.fill::<T>(id, generation).await {
+                let bytes = match self.fill::<T>(id, generation, epoch).await {
                     Ok(bytes) => bytes,
                     Err(CacheError::Source(err)) if err.is_unconfirmed() && stale.is_some() => {
                         Metrics::inc(&self.inner.metrics.stale_served);
