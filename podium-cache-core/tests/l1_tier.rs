@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::{fields, harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
-use podium_cache_core::cache::Cache;
+use podium_cache_core::cache::{Cache, Query};
 use podium_cache_core::config::Settings;
 use podium_cache_core::store::{
     RecordWrite, RedisStore, ScanPage, Store, StoreError, TieredStore, TypedTier, WriteOutcome,
@@ -50,6 +50,52 @@ impl Instance {
             .map(|e| e.version)
     }
 
+    async fn versions(&self, ids: &[String]) -> Vec<Option<i64>> {
+        let records = self.cache.get_many::<Event>(ids).await.expect("read");
+        records.into_iter().map(|e| e.map(|e| e.version)).collect()
+    }
+
+    async fn by_slug(&self, slug: &str) -> Option<i64> {
+        self.cache
+            .get_by_index::<Event>("slug", slug)
+            .await
+            .expect("index read")
+            .map(|e| e.version)
+    }
+
+    /// Versions of the records `query` finds, sorted.
+    async fn query(&self, query: &Query) -> Vec<i64> {
+        let records = self.cache.query::<Event>(query).await.expect("query");
+        let mut versions: Vec<i64> = records.into_iter().map(|e| e.version).collect();
+        versions.sort_unstable();
+        versions
+    }
+
+    /// Reads `ids` together until one read needs no store call.
+    async fn warm_many(&self, ids: &[String], probe: &ReadProbe) {
+        for _ in 0..4 {
+            let reads = probe.reads();
+            self.versions(ids).await;
+            if probe.reads() == reads {
+                return;
+            }
+        }
+        panic!("four reads of {ids:?} and none answered in process");
+    }
+
+    /// Reads by slug until one read needs no store call (the index hint and the record are
+    /// both held).
+    async fn warm_index(&self, slug: &str, probe: &ReadProbe) {
+        for _ in 0..4 {
+            let reads = probe.reads();
+            self.by_slug(slug).await;
+            if probe.reads() == reads {
+                return;
+            }
+        }
+        panic!("four index reads of {slug} and none answered in process");
+    }
+
     /// Reads `id` until the tier answers it: a miss fills redis (the fill's own write evicts),
     /// the next read comes from redis and is kept, the one after is a tier hit.
     async fn warm(&self, id: &str) {
@@ -64,7 +110,7 @@ impl Instance {
     }
 }
 
-async fn instance(h: &Harness, bus_url: &str, gate: Option<Arc<ReadGate>>) -> Instance {
+async fn instance(h: &Harness, bus_url: &str, probe: Option<Arc<ReadProbe>>) -> Instance {
     let redis = h.redis.as_ref().expect("a redis harness");
     let shared: Arc<dyn Store> = Arc::new(
         RedisStore::builder(redis.url())
@@ -73,10 +119,10 @@ async fn instance(h: &Harness, bus_url: &str, gate: Option<Arc<ReadGate>>) -> In
             .await
             .expect("redis store"),
     );
-    let shared: Arc<dyn Store> = match gate {
-        Some(gate) => Arc::new(GatedStore {
+    let shared: Arc<dyn Store> = match probe {
+        Some(probe) => Arc::new(ProbedStore {
             inner: shared,
-            gate,
+            probe,
         }),
         None => shared,
     };
@@ -205,7 +251,7 @@ async fn invalidate_and_sweep_removal_on_a_evict_on_b() {
 async fn fill_racing_an_invalidation_is_not_stored_in_the_tier() {
     let h = harness(StoreKind::Redis).records(1).start().await;
     let url = h.redis.as_ref().expect("redis").url();
-    let gate = ReadGate::new();
+    let gate = ReadProbe::new();
     let a = instance(&h, &url, None).await;
     let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
     let id = h.ids[0].clone();
@@ -244,7 +290,7 @@ async fn fill_racing_an_invalidation_is_not_stored_in_the_tier() {
 async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
     let h = harness(StoreKind::Redis).records(1).start().await;
     let url = h.redis.as_ref().expect("redis").url();
-    let gate = ReadGate::new();
+    let gate = ReadProbe::new();
     let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
     let id = h.ids[0].clone();
     let primed = h
@@ -307,8 +353,11 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
     let hits = b.tier().metrics().hits;
     assert_eq!(b.version(&id).await, Some(2));
     assert_eq!(b.version(&id).await, Some(2));
+    let ids = [id.clone()];
+    assert_eq!(b.versions(&ids).await, vec![Some(2)]);
+    assert_eq!(b.versions(&ids).await, vec![Some(2)]);
     assert_eq!(b.tier().metrics().hits, hits, "the tier is bypassed");
-    assert!(b.tier().metrics().bypassed >= 2);
+    assert!(b.tier().metrics().bypassed >= 4);
 
     // Resubscribed: the tier serves again and hears what follows.
     command(&mut admin, &["ACL", "SETUSER", "instance-b", "on"]).await;
@@ -421,21 +470,301 @@ async fn settings_put_the_tier_in_front_of_redis_only_when_asked() {
     assert!(store.typed_tier().is_none());
 }
 
-/// Holds one `get_many` answer of the shared store (after redis answered) until released:
-/// makes "a read that raced a write" happen exactly.
-struct ReadGate {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_serves_tier_hits_without_a_store_round_trip() {
+    let h = harness(StoreKind::Redis).records(3).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let probe = ReadProbe::new();
+    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    b.warm(&h.ids[0]).await;
+    b.warm(&h.ids[1]).await;
+
+    let held = vec![h.ids[0].clone(), h.ids[1].clone()];
+    let (reads, calls_airtable) = (probe.reads(), h.calls());
+    assert_eq!(b.versions(&held).await, vec![Some(1), Some(1)]);
+    assert_eq!(probe.reads(), reads, "both answered in process");
+    assert_eq!(h.calls(), calls_airtable);
+
+    // A third id, never read: only its keys go to redis, in one round trip, and one source
+    // call fetches it. The read after keeps it; the one after that needs no store at all.
+    let all = h.ids.clone();
+    let (calls, keys) = probe.reads();
+    assert_eq!(b.versions(&all).await, vec![Some(1); 3]);
+    assert_eq!(
+        probe.reads(),
+        (calls + 1, keys + 3),
+        "one store round trip, for the keys of the one id not held"
+    );
+    assert_eq!(h.calls(), calls_airtable + 1);
+    assert_eq!(b.versions(&all).await, vec![Some(1); 3]);
+    let settled = probe.reads();
+    let hits = b.tier().metrics().hits;
+    assert_eq!(b.versions(&all).await, vec![Some(1); 3]);
+    assert_eq!(probe.reads(), settled, "all three answered in process");
+    assert_eq!(b.tier().metrics().hits, hits + 3);
+    assert_eq!(h.calls(), calls_airtable + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_after_update_on_other_instance_is_fresh() {
+    let h = harness(StoreKind::Redis).records(2).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let probe = ReadProbe::new();
+    let a = instance(&h, &url, None).await;
+    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let ids = h.ids.clone();
+    b.warm_many(&ids, &probe).await;
+
+    a.cache
+        .upsert(&event(&ids[0], 2), now_ms())
+        .await
+        .expect("upsert");
+    eventually("B hears of the update", || {
+        b.tier().metrics().broadcasts_received >= 1
+    })
+    .await;
+    let calls = h.calls();
+    let (reads, _) = probe.reads();
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+    assert_eq!(
+        probe.reads().0,
+        reads + 1,
+        "the evicted record is read from redis"
+    );
+    assert_eq!(h.calls(), calls, "and needs no source call");
+    b.warm_many(&ids, &probe).await;
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+
+    // Deleted on A: B's tier never answers the tombstoned record.
+    a.cache
+        .remove_gone(Event::meta(), Event::schema_hash(), &ids[1])
+        .await
+        .expect("remove");
+    eventually("B hears of the removal", || {
+        b.tier().metrics().broadcasts_received >= 2
+    })
+    .await;
+    assert_eq!(b.versions(&ids).await, vec![Some(2), None]);
+    assert_eq!(b.versions(&ids).await, vec![Some(2), None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_fill_racing_an_invalidation_is_not_stored_in_the_tier() {
+    let h = harness(StoreKind::Redis).records(2).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let gate = ReadProbe::new();
+    let a = instance(&h, &url, None).await;
+    let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
+    let ids = h.ids.clone();
+    assert_eq!(
+        a.versions(&ids).await,
+        vec![Some(1), Some(1)],
+        "redis holds v1"
+    );
+
+    // B reads both from redis; before it can keep them, A stores v2 of the first.
+    gate.arm();
+    let reader = {
+        let cache = b.cache.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move { cache.get_many::<Event>(&ids).await })
+    };
+    gate.wait_held().await;
+    a.cache
+        .upsert(&event(&ids[0], 2), now_ms())
+        .await
+        .expect("upsert");
+    eventually("B hears of the update", || {
+        b.tier().metrics().broadcasts_received >= 1
+    })
+    .await;
+    gate.release();
+    let raced = reader.await.expect("reader task").expect("read");
+    let raced: Vec<_> = raced.into_iter().map(|e| e.map(|e| e.version)).collect();
+    assert_eq!(
+        raced,
+        vec![Some(1), Some(1)],
+        "the read that began before the write answers what it read"
+    );
+    let m = b.tier().metrics();
+    assert_eq!(
+        (m.inserts, m.inserts_refused),
+        (1, 1),
+        "the untouched record is kept, the raced one refused"
+    );
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_read_after_update_on_other_instance_is_fresh() {
+    let h = harness(StoreKind::Redis).records(2).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let probe = ReadProbe::new();
+    let a = instance(&h, &url, None).await;
+    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let id = h.ids[0].clone();
+    b.warm_index("event-0", &probe).await;
+    assert_eq!(
+        b.by_slug("EVENT-0 ").await,
+        Some(1),
+        "normalised, in process"
+    );
+
+    // A changes the record but not its slug: B finds the new version by the same value,
+    // from redis (the record was evicted), with no source call.
+    let updated = Event {
+        slug: "event-0".into(),
+        ..event(&id, 2)
+    };
+    a.cache.upsert(&updated, now_ms()).await.expect("upsert");
+    eventually("B hears of the update", || {
+        b.tier().metrics().broadcasts_received >= 1
+    })
+    .await;
+    let calls = h.calls();
+    assert_eq!(b.by_slug("event-0").await, Some(2));
+    assert_eq!(h.calls(), calls);
+    b.warm_index("event-0", &probe).await;
+
+    // A moves the slug (Airtable first, then the webhook's upsert): B's hint for the old value
+    // leads to a record that no longer has it, so B no longer finds it there, and finds it
+    // under the new value.
+    assert!(h
+        .airtable
+        .update(BASE, TABLE, &id, fields("v3", "slug-3", 3)));
+    a.cache
+        .upsert(&event(&id, 3), now_ms() + 1)
+        .await
+        .expect("upsert");
+    eventually("B hears of the move", || {
+        b.tier().metrics().broadcasts_received >= 2
+    })
+    .await;
+    assert_eq!(b.by_slug("event-0").await, None);
+    assert_eq!(b.by_slug("slug-3").await, Some(3));
+    b.warm_index("slug-3", &probe).await;
+    assert_eq!(b.by_slug("slug-3").await, Some(3));
+    assert_eq!(b.by_slug("event-0").await, None);
+
+    // Another record takes the old value over: B's hint for it leads to the first record,
+    // which no longer has it; B drops the hint, finds the new owner of the value and keeps
+    // that instead.
+    b.warm_index("slug-3", &probe).await;
+    let other = h.ids[1].clone();
+    let takeover = Event {
+        slug: "slug-3".into(),
+        ..event(&other, 4)
+    };
+    assert!(h
+        .airtable
+        .update(BASE, TABLE, &id, fields("v5", "slug-5", 5)));
+    a.cache
+        .upsert(
+            &Event {
+                slug: "slug-5".into(),
+                ..event(&id, 5)
+            },
+            now_ms() + 2,
+        )
+        .await
+        .expect("upsert");
+    assert!(h
+        .airtable
+        .update(BASE, TABLE, &other, fields("v4", "slug-3", 4)));
+    a.cache
+        .upsert(&takeover, now_ms() + 3)
+        .await
+        .expect("upsert");
+    eventually("B hears of both", || {
+        b.tier().metrics().broadcasts_received >= 4
+    })
+    .await;
+    let calls = h.calls();
+    assert_eq!(b.by_slug("slug-3").await, Some(4));
+    assert_eq!(
+        h.calls(),
+        calls,
+        "the store's entry for the value led to it"
+    );
+    b.warm_index("slug-3", &probe).await;
+    assert_eq!(b.by_slug("slug-3").await, Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_serves_its_id_list_from_the_tier_and_sees_updates_on_other_instances() {
+    let h = harness(StoreKind::Redis).records(3).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let probe = ReadProbe::new();
+    let a = instance(&h, &url, None).await;
+    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let owned = Query::links_to("owner", "recUSER0000000001");
+
+    // A miss (source), then a hit from redis (the list and the records are kept), then only
+    // the entity's generation is read from redis.
+    let calls = h.calls();
+    assert_eq!(b.query(&owned).await, vec![1, 1, 1]);
+    assert_eq!(h.calls(), calls + 1);
+    assert_eq!(b.query(&owned).await, vec![1, 1, 1]);
+    let (reads, keys) = probe.reads();
+    assert_eq!(b.query(&owned).await, vec![1, 1, 1]);
+    assert_eq!(
+        probe.reads(),
+        (reads + 1, keys + 1),
+        "one read: the entity generation"
+    );
+    assert_eq!(h.calls(), calls + 1);
+
+    // A change on A takes a record out of the result and moves the entity's generation: B's
+    // next query asks the source again and no longer lists it.
+    let mut unowned = fields("v2", "slug-2", 2);
+    unowned.insert("owner".into(), serde_json::json!([]));
+    assert!(h.airtable.update(BASE, TABLE, &h.ids[0], unowned));
+    a.cache
+        .upsert(&event(&h.ids[0], 2), now_ms())
+        .await
+        .expect("upsert");
+    eventually("B hears of the update", || {
+        b.tier().metrics().broadcasts_received >= 1
+    })
+    .await;
+    assert_eq!(b.query(&owned).await, vec![1, 1]);
+    assert_eq!(h.calls(), calls + 2);
+    assert_eq!(b.query(&owned).await, vec![1, 1]);
+    assert_eq!(b.query(&owned).await, vec![1, 1]);
+    assert_eq!(h.calls(), calls + 2);
+}
+
+/// Counts the reads of the shared store (calls and keys), and holds one `get_many` answer
+/// (after redis answered) until released: makes "a read that raced a write" happen exactly.
+struct ReadProbe {
     armed: AtomicBool,
     held: AtomicUsize,
     release: Semaphore,
+    calls: AtomicUsize,
+    keys: AtomicUsize,
 }
 
-impl ReadGate {
+impl ReadProbe {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             armed: AtomicBool::new(false),
             held: AtomicUsize::new(0),
             release: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+            keys: AtomicUsize::new(0),
         })
+    }
+    /// `(calls, keys)` read from the shared store so far.
+    fn reads(&self) -> (usize, usize) {
+        (
+            self.calls.load(Ordering::SeqCst),
+            self.keys.load(Ordering::SeqCst),
+        )
+    }
+    fn count(&self, keys: usize) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.keys.fetch_add(keys, Ordering::SeqCst);
     }
     fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
@@ -457,23 +786,26 @@ impl ReadGate {
     }
 }
 
-/// A store whose reads can be held at a [`ReadGate`]; everything else passes through.
-struct GatedStore {
+/// A store whose reads are counted and can be held by a [`ReadProbe`]; everything else
+/// passes through.
+struct ProbedStore {
     inner: Arc<dyn Store>,
-    gate: Arc<ReadGate>,
+    probe: Arc<ReadProbe>,
 }
 
 #[async_trait]
-impl Store for GatedStore {
+impl Store for ProbedStore {
     fn name(&self) -> &'static str {
-        "gated"
+        "probed"
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.probe.count(1);
         self.inner.get(key).await
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        self.probe.count(keys.len());
         let answer = self.inner.get_many(keys).await;
-        self.gate.pass().await;
+        self.probe.pass().await;
         answer
     }
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
