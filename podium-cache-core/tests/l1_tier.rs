@@ -73,27 +73,13 @@ impl Instance {
 
     /// Reads `ids` together until one read needs no store call.
     async fn warm_many(&self, ids: &[String], probe: &ReadProbe) {
-        for _ in 0..4 {
-            let reads = probe.reads();
-            self.versions(ids).await;
-            if probe.reads() == reads {
-                return;
-            }
-        }
-        panic!("four reads of {ids:?} and none answered in process");
+        settle(&format!("{ids:?}"), probe, || self.versions(ids)).await;
     }
 
     /// Reads by slug until one read needs no store call (the index hint and the record are
     /// both held).
     async fn warm_index(&self, slug: &str, probe: &ReadProbe) {
-        for _ in 0..4 {
-            let reads = probe.reads();
-            self.by_slug(slug).await;
-            if probe.reads() == reads {
-                return;
-            }
-        }
-        panic!("four index reads of {slug} and none answered in process");
+        settle(&format!("slug {slug}"), probe, || self.by_slug(slug)).await;
     }
 
     /// Reads `id` until the tier answers it: a miss fills redis (the fill's own write evicts),
@@ -108,6 +94,22 @@ impl Instance {
         }
         panic!("three reads of {id} and none answered in process");
     }
+}
+
+/// Repeats `read` until one needs no store call (at most four times).
+async fn settle<F, Fut>(what: &str, probe: &ReadProbe, read: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future,
+{
+    for _ in 0..4 {
+        let reads = probe.reads();
+        read().await;
+        if probe.reads() == reads {
+            return;
+        }
+    }
+    panic!("four reads of {what} and none answered in process");
 }
 
 async fn instance(h: &Harness, bus_url: &str, probe: Option<Arc<ReadProbe>>) -> Instance {
