@@ -71,6 +71,18 @@ impl Instance {
         versions
     }
 
+    async fn upsert(&self, record: &Event, at_ms: i64) {
+        self.cache.upsert(record, at_ms).await.expect("upsert");
+    }
+
+    /// Waits until this instance has received `n` broadcasts.
+    async fn heard(&self, n: u64) {
+        eventually(&format!("{n} broadcasts received"), || {
+            self.tier().metrics().broadcasts_received >= n
+        })
+        .await;
+    }
+
     /// Reads `ids` together until one read needs no store call.
     async fn warm_many(&self, ids: &[String], probe: &ReadProbe) {
         settle(&format!("{ids:?}"), probe, || self.versions(ids)).await;
@@ -94,6 +106,24 @@ impl Instance {
         }
         panic!("three reads of {id} and none answered in process");
     }
+}
+
+/// A harness with `records` records and one instance on its redis whose store reads go through
+/// the returned probe.
+async fn probed(records: usize) -> (Harness, Instance, Arc<ReadProbe>) {
+    let h = harness(StoreKind::Redis).records(records).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let probe = ReadProbe::new();
+    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    (h, b, probe)
+}
+
+/// [`probed`] with a second instance, A (unprobed), on the same redis.
+async fn pair(records: usize) -> (Harness, Instance, Instance, Arc<ReadProbe>) {
+    let (h, b, probe) = probed(records).await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let a = instance(&h, &url, None).await;
+    (h, a, b, probe)
 }
 
 /// Repeats `read` until one needs no store call (at most four times).
@@ -260,13 +290,11 @@ async fn fill_racing_an_invalidation_is_not_stored_in_the_tier() {
     assert_eq!(a.version(&id).await, Some(1), "redis now holds v1");
 
     // B reads v1 from redis; before it can keep it, A stores v2 and B hears of it.
-    gate.arm();
     let reader = {
-        let cache = b.cache.clone();
-        let id = id.clone();
-        tokio::spawn(async move { cache.get::<Event>(&id).await })
+        let (cache, id) = (b.cache.clone(), id.clone());
+        gate.hold(async move { cache.get::<Event>(&id).await })
+            .await
     };
-    gate.wait_held().await;
     a.cache
         .upsert(&event(&id, 2), now_ms())
         .await
@@ -290,10 +318,7 @@ async fn fill_racing_an_invalidation_is_not_stored_in_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
-    let h = harness(StoreKind::Redis).records(1).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let gate = ReadProbe::new();
-    let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
+    let (h, b, gate) = probed(1).await;
     let id = h.ids[0].clone();
     let primed = h
         .cache
@@ -303,13 +328,11 @@ async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
         .map(|e| e.version);
     assert_eq!(primed, Some(1), "redis now holds v1");
 
-    gate.arm();
     let reader = {
-        let cache = b.cache.clone();
-        let id = id.clone();
-        tokio::spawn(async move { cache.get::<Event>(&id).await })
+        let (cache, id) = (b.cache.clone(), id.clone());
+        gate.hold(async move { cache.get::<Event>(&id).await })
+            .await
     };
-    gate.wait_held().await;
     b.cache
         .upsert(&event(&id, 2), now_ms())
         .await
@@ -474,10 +497,7 @@ async fn settings_put_the_tier_in_front_of_redis_only_when_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_many_serves_tier_hits_without_a_store_round_trip() {
-    let h = harness(StoreKind::Redis).records(3).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let probe = ReadProbe::new();
-    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let (h, b, probe) = probed(3).await;
     b.warm(&h.ids[0]).await;
     b.warm(&h.ids[1]).await;
 
@@ -509,22 +529,12 @@ async fn get_many_serves_tier_hits_without_a_store_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_many_after_update_on_other_instance_is_fresh() {
-    let h = harness(StoreKind::Redis).records(2).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let probe = ReadProbe::new();
-    let a = instance(&h, &url, None).await;
-    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let (h, a, b, probe) = pair(2).await;
     let ids = h.ids.clone();
     b.warm_many(&ids, &probe).await;
 
-    a.cache
-        .upsert(&event(&ids[0], 2), now_ms())
-        .await
-        .expect("upsert");
-    eventually("B hears of the update", || {
-        b.tier().metrics().broadcasts_received >= 1
-    })
-    .await;
+    a.upsert(&event(&ids[0], 2), now_ms()).await;
+    b.heard(1).await;
     let calls = h.calls();
     let (reads, _) = probe.reads();
     assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
@@ -542,21 +552,14 @@ async fn get_many_after_update_on_other_instance_is_fresh() {
         .remove_gone(Event::meta(), Event::schema_hash(), &ids[1])
         .await
         .expect("remove");
-    eventually("B hears of the removal", || {
-        b.tier().metrics().broadcasts_received >= 2
-    })
-    .await;
+    b.heard(2).await;
     assert_eq!(b.versions(&ids).await, vec![Some(2), None]);
     assert_eq!(b.versions(&ids).await, vec![Some(2), None]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_many_fill_racing_an_invalidation_is_not_stored_in_the_tier() {
-    let h = harness(StoreKind::Redis).records(2).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let gate = ReadProbe::new();
-    let a = instance(&h, &url, None).await;
-    let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
+    let (h, a, b, gate) = pair(2).await;
     let ids = h.ids.clone();
     assert_eq!(
         a.versions(&ids).await,
@@ -565,21 +568,13 @@ async fn get_many_fill_racing_an_invalidation_is_not_stored_in_the_tier() {
     );
 
     // B reads both from redis; before it can keep them, A stores v2 of the first.
-    gate.arm();
     let reader = {
-        let cache = b.cache.clone();
-        let ids = ids.clone();
-        tokio::spawn(async move { cache.get_many::<Event>(&ids).await })
+        let (cache, ids) = (b.cache.clone(), ids.clone());
+        gate.hold(async move { cache.get_many::<Event>(&ids).await })
+            .await
     };
-    gate.wait_held().await;
-    a.cache
-        .upsert(&event(&ids[0], 2), now_ms())
-        .await
-        .expect("upsert");
-    eventually("B hears of the update", || {
-        b.tier().metrics().broadcasts_received >= 1
-    })
-    .await;
+    a.upsert(&event(&ids[0], 2), now_ms()).await;
+    b.heard(1).await;
     gate.release();
     let raced = reader.await.expect("reader task").expect("read");
     let raced: Vec<_> = raced.into_iter().map(|e| e.map(|e| e.version)).collect();
@@ -600,11 +595,7 @@ async fn get_many_fill_racing_an_invalidation_is_not_stored_in_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_read_after_update_on_other_instance_is_fresh() {
-    let h = harness(StoreKind::Redis).records(2).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let probe = ReadProbe::new();
-    let a = instance(&h, &url, None).await;
-    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let (h, a, b, probe) = pair(2).await;
     let id = h.ids[0].clone();
     b.warm_index("event-0", &probe).await;
     assert_eq!(
@@ -619,11 +610,8 @@ async fn index_read_after_update_on_other_instance_is_fresh() {
         slug: "event-0".into(),
         ..event(&id, 2)
     };
-    a.cache.upsert(&updated, now_ms()).await.expect("upsert");
-    eventually("B hears of the update", || {
-        b.tier().metrics().broadcasts_received >= 1
-    })
-    .await;
+    a.upsert(&updated, now_ms()).await;
+    b.heard(1).await;
     let calls = h.calls();
     assert_eq!(b.by_slug("event-0").await, Some(2));
     assert_eq!(h.calls(), calls);
@@ -635,14 +623,8 @@ async fn index_read_after_update_on_other_instance_is_fresh() {
     assert!(h
         .airtable
         .update(BASE, TABLE, &id, fields("v3", "slug-3", 3)));
-    a.cache
-        .upsert(&event(&id, 3), now_ms() + 1)
-        .await
-        .expect("upsert");
-    eventually("B hears of the move", || {
-        b.tier().metrics().broadcasts_received >= 2
-    })
-    .await;
+    a.upsert(&event(&id, 3), now_ms() + 1).await;
+    b.heard(2).await;
     assert_eq!(b.by_slug("event-0").await, None);
     assert_eq!(b.by_slug("slug-3").await, Some(3));
     b.warm_index("slug-3", &probe).await;
@@ -661,27 +643,12 @@ async fn index_read_after_update_on_other_instance_is_fresh() {
     assert!(h
         .airtable
         .update(BASE, TABLE, &id, fields("v5", "slug-5", 5)));
-    a.cache
-        .upsert(
-            &Event {
-                slug: "slug-5".into(),
-                ..event(&id, 5)
-            },
-            now_ms() + 2,
-        )
-        .await
-        .expect("upsert");
+    a.upsert(&event(&id, 5), now_ms() + 2).await;
     assert!(h
         .airtable
         .update(BASE, TABLE, &other, fields("v4", "slug-3", 4)));
-    a.cache
-        .upsert(&takeover, now_ms() + 3)
-        .await
-        .expect("upsert");
-    eventually("B hears of both", || {
-        b.tier().metrics().broadcasts_received >= 4
-    })
-    .await;
+    a.upsert(&takeover, now_ms() + 3).await;
+    b.heard(4).await;
     let calls = h.calls();
     assert_eq!(b.by_slug("slug-3").await, Some(4));
     assert_eq!(
@@ -695,11 +662,7 @@ async fn index_read_after_update_on_other_instance_is_fresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_serves_its_id_list_from_the_tier_and_sees_updates_on_other_instances() {
-    let h = harness(StoreKind::Redis).records(3).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let probe = ReadProbe::new();
-    let a = instance(&h, &url, None).await;
-    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    let (h, a, b, probe) = pair(3).await;
     let owned = Query::links_to("owner", "recUSER0000000001");
 
     // A miss (source), then a hit from redis (the list and the records are kept), then only
@@ -722,14 +685,8 @@ async fn query_serves_its_id_list_from_the_tier_and_sees_updates_on_other_instan
     let mut unowned = fields("v2", "slug-2", 2);
     unowned.insert("owner".into(), serde_json::json!([]));
     assert!(h.airtable.update(BASE, TABLE, &h.ids[0], unowned));
-    a.cache
-        .upsert(&event(&h.ids[0], 2), now_ms())
-        .await
-        .expect("upsert");
-    eventually("B hears of the update", || {
-        b.tier().metrics().broadcasts_received >= 1
-    })
-    .await;
+    a.upsert(&event(&h.ids[0], 2), now_ms()).await;
+    b.heard(1).await;
     assert_eq!(b.query(&owned).await, vec![1, 1]);
     assert_eq!(h.calls(), calls + 2);
     assert_eq!(b.query(&owned).await, vec![1, 1]);
@@ -776,6 +733,17 @@ impl ReadProbe {
             self.held.load(Ordering::SeqCst) >= 1
         })
         .await;
+    }
+    /// Spawns `read` with the next store read held here; returns once it is held.
+    async fn hold<F>(&self, read: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.arm();
+        let task = tokio::spawn(read);
+        self.wait_held().await;
+        task
     }
     fn release(&self) {
         self.release.add_permits(1);
