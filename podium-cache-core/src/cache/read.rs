@@ -219,30 +219,21 @@ impl Cache {
                 .filter(|(_, slot)| matches!(slot, Slot::Read(_)))
                 .flat_map(|(id, _)| self.record_keys::<T>(id))
                 .collect();
-            let mut lookups: Vec<Lookup<T>> = match self.inner.store.get_many(&keys).await {
-                Ok(values) => values
-                    .chunks(3)
-                    .zip(
-                        ids.iter()
-                            .zip(&slots)
-                            .filter(|(_, s)| matches!(s, Slot::Read(_))),
-                    )
-                    .map(|(values, (id, _))| self.classify::<T>(id, values.to_vec()))
-                    .collect(),
+            // `None`: the store failed, every read is a blind miss.
+            let mut values = match self.inner.store.get_many(&keys).await {
+                Ok(values) => Some(values.into_iter()),
                 Err(err) => {
                     self.store_failed(&err, "reading records");
                     scope::note(Event::StoreError, meta.entity, None);
-                    (0..reads).map(|_| Lookup::blind_miss()).collect()
+                    None
                 }
             };
-            // In `ids` order, so popping from the back pairs each lookup with its slot.
-            lookups.reverse();
             let resolved = futures::future::join_all(ids.iter().zip(slots).map(|(id, slot)| {
-                // A store that answered fewer values than asked leaves the rest blind misses.
-                let lookup = match slot {
-                    Slot::Read(_) => Some(lookups.pop().unwrap_or_else(Lookup::blind_miss)),
-                    Slot::Answered(_) => None,
-                };
+                // The values come in `ids` order, three per id read.
+                let lookup = matches!(slot, Slot::Read(_)).then(|| match values.as_mut() {
+                    Some(values) => self.classify::<T>(id, values.by_ref().take(3).collect()),
+                    None => Lookup::blind_miss(),
+                });
                 async move {
                     match (slot, lookup) {
                         (Slot::Read(ticket), Some(lookup)) => {
