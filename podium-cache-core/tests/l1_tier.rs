@@ -144,8 +144,18 @@ where
 
 async fn instance(h: &Harness, bus_url: &str, probe: Option<Arc<ReadProbe>>) -> Instance {
     let redis = h.redis.as_ref().expect("a redis harness");
+    instance_on(h, &redis.url(), bus_url, probe).await
+}
+
+/// An instance whose data connections use `data_url` (e.g. a redis user of its own).
+async fn instance_on(
+    h: &Harness,
+    data_url: &str,
+    bus_url: &str,
+    probe: Option<Arc<ReadProbe>>,
+) -> Instance {
     let shared: Arc<dyn Store> = Arc::new(
-        RedisStore::builder(redis.url())
+        RedisStore::builder(data_url)
             .call_timeout(Duration::from_secs(2))
             .connect()
             .await
@@ -692,6 +702,35 @@ async fn query_serves_its_id_list_from_the_tier_and_sees_updates_on_other_instan
     assert_eq!(b.query(&owned).await, vec![1, 1]);
     assert_eq!(b.query(&owned).await, vec![1, 1]);
     assert_eq!(h.calls(), calls + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_after_a_retried_upsert_on_other_instance_is_fresh() {
+    let h = harness(StoreKind::Redis).records(2).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let mut admin = admin(&h).await;
+    let a_url = link_user(&mut admin, &h, "writer-a").await;
+    let a = instance_on(&h, &a_url, &url, None).await;
+    let b = instance(&h, &url, None).await;
+    let owned = Query::links_to("owner", "recUSER0000000001");
+    for _ in 0..3 {
+        assert_eq!(b.query(&owned).await, vec![1, 1]);
+    }
+
+    // The record is stored and announced, then moving the entity's generation fails: the
+    // delivery is not acknowledged. Its retry is not newer, and must finish the job.
+    let mut unowned = fields("v2", "slug-2", 2);
+    unowned.insert("owner".into(), serde_json::json!([]));
+    assert!(h.airtable.update(BASE, TABLE, &h.ids[0], unowned));
+    command(&mut admin, &["ACL", "SETUSER", "writer-a", "-incr"]).await;
+    let t = now_ms();
+    let failed = a.cache.upsert(&event(&h.ids[0], 2), t).await;
+    assert!(failed.is_err(), "{failed:?}");
+    command(&mut admin, &["ACL", "SETUSER", "writer-a", "+incr"]).await;
+    let retried = a.cache.upsert(&event(&h.ids[0], 2), t).await;
+    assert_eq!(retried.expect("retried upsert"), UpsertOutcome::Stale);
+    b.heard(2).await;
+    assert_eq!(b.query(&owned).await, vec![1], "the record left the result");
 }
 
 /// Counts the reads of the shared store (calls and keys), and holds one `get_many` answer

@@ -22,7 +22,9 @@ impl Cache {
     /// timestamp) if that is strictly newer than the newest change already applied to it.
     /// Bumps the record's generation (so no fill that started earlier can overwrite it), removes
     /// a tombstone, moves its index entries, invalidates the entity's cached queries and tells
-    /// every listener. Returns only after all of that, so a 2xx sent after it is honest.
+    /// every listener. Returns only after all of that, so a 2xx sent after it is honest. A change
+    /// that is not newer ([`UpsertOutcome::Stale`]) still invalidates the entity's queries and
+    /// tells the listeners, so a retried delivery finishes what a failed attempt began.
     pub async fn upsert<T: Cacheable>(
         &self,
         record: &T,
@@ -68,6 +70,18 @@ impl Cache {
                     stored = stored.timestamp_ms,
                     "upsert is not newer; ignored"
                 );
+                // It may be the retry of a delivery whose first attempt was stored and then
+                // failed (so it was not acknowledged) before the entity's generation moved or
+                // the listeners heard of it: both are done again, as the record's broadcast is,
+                // so no cached query or response outlives the change. For a delivery that is
+                // merely out of order they cost one counter bump and one purge.
+                self.bump_entity(meta).await?;
+                self.notify(Change {
+                    entity: meta.entity.to_owned(),
+                    id: id.to_owned(),
+                    kind: ChangeKind::Upserted,
+                })
+                .await;
                 return Ok(UpsertOutcome::Stale);
             }
             Metrics::inc(&self.inner.metrics.upserts_applied);
