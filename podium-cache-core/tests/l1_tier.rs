@@ -203,6 +203,14 @@ async fn admin(h: &Harness) -> redis::aio::MultiplexedConnection {
         .expect("admin connection")
 }
 
+/// A harness with `records` records, its redis URL and an admin connection to it.
+async fn administered(records: usize) -> (Harness, String, redis::aio::MultiplexedConnection) {
+    let h = harness(StoreKind::Redis).records(records).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let admin = admin(&h).await;
+    (h, url, admin)
+}
+
 async fn command(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> redis::Value {
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
@@ -356,9 +364,7 @@ async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
-    let h = harness(StoreKind::Redis).records(1).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let mut admin = admin(&h).await;
+    let (h, url, mut admin) = administered(1).await;
     let b_url = link_user(&mut admin, &h, "instance-b").await;
     let a = instance(&h, &url, None).await;
     let b = instance(&h, &b_url, None).await;
@@ -413,9 +419,7 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_fails_until_its_broadcast_is_published() {
-    let h = harness(StoreKind::Redis).records(1).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let mut admin = admin(&h).await;
+    let (h, url, mut admin) = administered(1).await;
     let a_url = link_user(&mut admin, &h, "instance-a").await;
     let a = instance(&h, &a_url, None).await;
     let b = instance(&h, &url, None).await;
@@ -644,7 +648,6 @@ async fn index_read_after_update_on_other_instance_is_fresh() {
     // Another record takes the old value over: B's hint for it leads to the first record,
     // which no longer has it; B drops the hint, finds the new owner of the value and keeps
     // that instead.
-    b.warm_index("slug-3", &probe).await;
     let other = h.ids[1].clone();
     let takeover = Event {
         slug: "slug-3".into(),
@@ -706,9 +709,7 @@ async fn query_serves_its_id_list_from_the_tier_and_sees_updates_on_other_instan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_after_a_retried_upsert_on_other_instance_is_fresh() {
-    let h = harness(StoreKind::Redis).records(2).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let mut admin = admin(&h).await;
+    let (h, url, mut admin) = administered(2).await;
     let a_url = link_user(&mut admin, &h, "writer-a").await;
     let a = instance_on(&h, &a_url, &url, None).await;
     let b = instance(&h, &url, None).await;
