@@ -12,7 +12,7 @@ use common::{
     fields, harness, now_ms, tiered, Event, Harness, ObservedStore, ReadHook, StoreKind, BASE,
     TABLE,
 };
-use podium_cache_core::cache::Cache;
+use podium_cache_core::cache::{Cache, Query};
 use podium_cache_core::config::Settings;
 use podium_cache_core::store::{RedisStore, Store, TieredStore, TypedTier};
 use podium_cache_core::{Cacheable, UpsertOutcome};
@@ -50,6 +50,50 @@ impl Instance {
             .map(|e| e.version)
     }
 
+    async fn versions(&self, ids: &[String]) -> Vec<Option<i64>> {
+        let records = self.cache.get_many::<Event>(ids).await.expect("read");
+        records.into_iter().map(|e| e.map(|e| e.version)).collect()
+    }
+
+    async fn by_slug(&self, slug: &str) -> Option<i64> {
+        self.cache
+            .get_by_index::<Event>("slug", slug)
+            .await
+            .expect("index read")
+            .map(|e| e.version)
+    }
+
+    /// Versions of the records `query` finds, sorted.
+    async fn query(&self, query: &Query) -> Vec<i64> {
+        let records = self.cache.query::<Event>(query).await.expect("query");
+        let mut versions: Vec<i64> = records.into_iter().map(|e| e.version).collect();
+        versions.sort_unstable();
+        versions
+    }
+
+    async fn upsert(&self, record: &Event, at_ms: i64) {
+        self.cache.upsert(record, at_ms).await.expect("upsert");
+    }
+
+    /// Waits until this instance has received `n` broadcasts.
+    async fn heard(&self, n: u64) {
+        eventually(&format!("{n} broadcasts received"), || {
+            self.tier().metrics().broadcasts_received >= n
+        })
+        .await;
+    }
+
+    /// Reads `ids` together until one read needs no store call.
+    async fn warm_many(&self, ids: &[String], probe: &ReadProbe) {
+        settle(&format!("{ids:?}"), probe, || self.versions(ids)).await;
+    }
+
+    /// Reads by slug until one read needs no store call (the index hint and the record are
+    /// both held).
+    async fn warm_index(&self, slug: &str, probe: &ReadProbe) {
+        settle(&format!("slug {slug}"), probe, || self.by_slug(slug)).await;
+    }
+
     /// Reads `id` until the tier answers it: a miss fills redis (the fill's own write evicts),
     /// the next read comes from redis and is kept, the one after is a tier hit.
     async fn warm(&self, id: &str) {
@@ -64,17 +108,61 @@ impl Instance {
     }
 }
 
-async fn instance(h: &Harness, bus_url: &str, gate: Option<Arc<ReadGate>>) -> Instance {
+/// A harness with `records` records and one instance on its redis whose store reads go through
+/// the returned probe.
+async fn probed(records: usize) -> (Harness, Instance, Arc<ReadProbe>) {
+    let h = harness(StoreKind::Redis).records(records).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let probe = ReadProbe::new();
+    let b = instance(&h, &url, Some(Arc::clone(&probe))).await;
+    (h, b, probe)
+}
+
+/// [`probed`] with a second instance, A (unprobed), on the same redis.
+async fn pair(records: usize) -> (Harness, Instance, Instance, Arc<ReadProbe>) {
+    let (h, b, probe) = probed(records).await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let a = instance(&h, &url, None).await;
+    (h, a, b, probe)
+}
+
+/// Repeats `read` until one needs no store call (at most four times).
+async fn settle<F, Fut>(what: &str, probe: &ReadProbe, read: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future,
+{
+    for _ in 0..4 {
+        let reads = probe.reads();
+        read().await;
+        if probe.reads() == reads {
+            return;
+        }
+    }
+    panic!("four reads of {what} and none answered in process");
+}
+
+async fn instance(h: &Harness, bus_url: &str, probe: Option<Arc<ReadProbe>>) -> Instance {
     let redis = h.redis.as_ref().expect("a redis harness");
+    instance_on(h, &redis.url(), bus_url, probe).await
+}
+
+/// An instance whose data connections use `data_url` (e.g. a redis user of its own).
+async fn instance_on(
+    h: &Harness,
+    data_url: &str,
+    bus_url: &str,
+    probe: Option<Arc<ReadProbe>>,
+) -> Instance {
     let shared: Arc<dyn Store> = Arc::new(
-        RedisStore::builder(redis.url())
+        RedisStore::builder(data_url)
             .call_timeout(Duration::from_secs(2))
             .connect()
             .await
             .expect("redis store"),
     );
-    let shared: Arc<dyn Store> = match gate {
-        Some(gate) => ObservedStore::with_read_hook(shared, gate),
+    let shared: Arc<dyn Store> = match probe {
+        Some(probe) => ObservedStore::with_read_hook(shared, probe),
         None => shared,
     };
     let store = tiered(shared, bus_url, PATIENCE).await;
@@ -101,6 +189,14 @@ async fn admin(h: &Harness) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("admin connection")
+}
+
+/// A harness with `records` records, its redis URL and an admin connection to it.
+async fn administered(records: usize) -> (Harness, String, redis::aio::MultiplexedConnection) {
+    let h = harness(StoreKind::Redis).records(records).start().await;
+    let url = h.redis.as_ref().expect("redis").url();
+    let admin = admin(&h).await;
+    (h, url, admin)
 }
 
 async fn command(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> redis::Value {
@@ -193,20 +289,18 @@ async fn invalidate_and_sweep_removal_on_a_evict_on_b() {
 async fn fill_racing_an_invalidation_is_not_stored_in_the_tier() {
     let h = harness(StoreKind::Redis).records(1).start().await;
     let url = h.redis.as_ref().expect("redis").url();
-    let gate = ReadGate::new();
+    let gate = ReadProbe::new();
     let a = instance(&h, &url, None).await;
     let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
     let id = h.ids[0].clone();
     assert_eq!(a.version(&id).await, Some(1), "redis now holds v1");
 
     // B reads v1 from redis; before it can keep it, A stores v2 and B hears of it.
-    gate.arm();
     let reader = {
-        let cache = b.cache.clone();
-        let id = id.clone();
-        tokio::spawn(async move { cache.get::<Event>(&id).await })
+        let (cache, id) = (b.cache.clone(), id.clone());
+        gate.hold(async move { cache.get::<Event>(&id).await })
+            .await
     };
-    gate.wait_held().await;
     a.cache
         .upsert(&event(&id, 2), now_ms())
         .await
@@ -230,10 +324,7 @@ async fn fill_racing_an_invalidation_is_not_stored_in_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
-    let h = harness(StoreKind::Redis).records(1).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let gate = ReadGate::new();
-    let b = instance(&h, &url, Some(Arc::clone(&gate))).await;
+    let (h, b, gate) = probed(1).await;
     let id = h.ids[0].clone();
     let primed = h
         .cache
@@ -243,13 +334,11 @@ async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
         .map(|e| e.version);
     assert_eq!(primed, Some(1), "redis now holds v1");
 
-    gate.arm();
     let reader = {
-        let cache = b.cache.clone();
-        let id = id.clone();
-        tokio::spawn(async move { cache.get::<Event>(&id).await })
+        let (cache, id) = (b.cache.clone(), id.clone());
+        gate.hold(async move { cache.get::<Event>(&id).await })
+            .await
     };
-    gate.wait_held().await;
     b.cache
         .upsert(&event(&id, 2), now_ms())
         .await
@@ -263,9 +352,7 @@ async fn fill_racing_a_local_write_is_not_stored_in_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
-    let h = harness(StoreKind::Redis).records(1).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let mut admin = admin(&h).await;
+    let (h, url, mut admin) = administered(1).await;
     let b_url = link_user(&mut admin, &h, "instance-b").await;
     let a = instance(&h, &url, None).await;
     let b = instance(&h, &b_url, None).await;
@@ -295,12 +382,18 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
         .await
         .expect("upsert");
     let hits = b.tier().metrics().hits;
-    let reads_while_down = [b.version(&id).await, b.version(&id).await];
+    let ids = [id.clone()];
+    let reads_while_down = [
+        b.version(&id).await,
+        b.version(&id).await,
+        b.versions(&ids).await[0],
+        b.versions(&ids).await[0],
+    ];
     let stale_reads = reads_while_down.iter().filter(|v| **v != Some(2)).count();
     let tier_hits_while_down = b.tier().metrics().hits - hits;
     assert_eq!(stale_reads, 0, "{reads_while_down:?}");
     assert_eq!(tier_hits_while_down, 0, "the tier is bypassed");
-    assert!(b.tier().metrics().bypassed >= 2);
+    assert!(b.tier().metrics().bypassed >= 4);
 
     // Resubscribed: the tier serves again and hears what follows.
     command(&mut admin, &["ACL", "SETUSER", "instance-b", "on"]).await;
@@ -334,9 +427,7 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_fails_until_its_broadcast_is_published() {
-    let h = harness(StoreKind::Redis).records(1).start().await;
-    let url = h.redis.as_ref().expect("redis").url();
-    let mut admin = admin(&h).await;
+    let (h, url, mut admin) = administered(1).await;
     let a_url = link_user(&mut admin, &h, "instance-a").await;
     let a = instance(&h, &a_url, None).await;
     let b = instance(&h, &url, None).await;
@@ -426,21 +517,261 @@ async fn settings_put_the_tier_in_front_of_redis_only_when_asked() {
     assert!(store.typed_tier().is_none());
 }
 
-/// Holds one `get_many` answer of the shared store (after redis answered) until released:
-/// makes "a read that raced a write" happen exactly.
-struct ReadGate {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_serves_tier_hits_without_a_store_round_trip() {
+    let (h, b, probe) = probed(3).await;
+    b.warm(&h.ids[0]).await;
+    b.warm(&h.ids[1]).await;
+
+    let held = vec![h.ids[0].clone(), h.ids[1].clone()];
+    let (reads, calls_airtable) = (probe.reads(), h.calls());
+    assert_eq!(b.versions(&held).await, vec![Some(1), Some(1)]);
+    assert_eq!(probe.reads(), reads, "both answered in process");
+    assert_eq!(h.calls(), calls_airtable);
+
+    // A third id, never read: only its keys go to redis, in one round trip, and one source
+    // call fetches it. The read after keeps it; the one after that needs no store at all.
+    let all = h.ids.clone();
+    let (calls, keys) = probe.reads();
+    assert_eq!(b.versions(&all).await, vec![Some(1); 3]);
+    assert_eq!(
+        probe.reads(),
+        (calls + 1, keys + 3),
+        "one store round trip, for the keys of the one id not held"
+    );
+    assert_eq!(h.calls(), calls_airtable + 1);
+    assert_eq!(b.versions(&all).await, vec![Some(1); 3]);
+    let settled = probe.reads();
+    let hits = b.tier().metrics().hits;
+    assert_eq!(b.versions(&all).await, vec![Some(1); 3]);
+    assert_eq!(probe.reads(), settled, "all three answered in process");
+    assert_eq!(b.tier().metrics().hits, hits + 3);
+    assert_eq!(h.calls(), calls_airtable + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_after_update_on_other_instance_is_fresh() {
+    let (h, a, b, probe) = pair(2).await;
+    let ids = h.ids.clone();
+    b.warm_many(&ids, &probe).await;
+
+    a.upsert(&event(&ids[0], 2), now_ms()).await;
+    b.heard(1).await;
+    let calls = h.calls();
+    let (reads, _) = probe.reads();
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+    assert_eq!(
+        probe.reads().0,
+        reads + 1,
+        "the evicted record is read from redis"
+    );
+    assert_eq!(h.calls(), calls, "and needs no source call");
+    b.warm_many(&ids, &probe).await;
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+
+    // Deleted on A: B's tier never answers the tombstoned record.
+    a.cache
+        .remove_gone(Event::meta(), Event::schema_hash(), &ids[1])
+        .await
+        .expect("remove");
+    b.heard(2).await;
+    assert_eq!(b.versions(&ids).await, vec![Some(2), None]);
+    assert_eq!(b.versions(&ids).await, vec![Some(2), None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_fill_racing_an_invalidation_is_not_stored_in_the_tier() {
+    let (h, a, b, gate) = pair(2).await;
+    let ids = h.ids.clone();
+    assert_eq!(
+        a.versions(&ids).await,
+        vec![Some(1), Some(1)],
+        "redis holds v1"
+    );
+
+    // B reads both from redis; before it can keep them, A stores v2 of the first.
+    let reader = {
+        let (cache, ids) = (b.cache.clone(), ids.clone());
+        gate.hold(async move { cache.get_many::<Event>(&ids).await })
+            .await
+    };
+    a.upsert(&event(&ids[0], 2), now_ms()).await;
+    b.heard(1).await;
+    gate.release();
+    let raced = reader.await.expect("reader task").expect("read");
+    let raced: Vec<_> = raced.into_iter().map(|e| e.map(|e| e.version)).collect();
+    assert_eq!(
+        raced,
+        vec![Some(1), Some(1)],
+        "the read that began before the write answers what it read"
+    );
+    let m = b.tier().metrics();
+    assert_eq!(
+        (m.inserts, m.inserts_refused),
+        (1, 1),
+        "the untouched record is kept, the raced one refused"
+    );
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+    assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_read_after_update_on_other_instance_is_fresh() {
+    let (h, a, b, probe) = pair(2).await;
+    let id = h.ids[0].clone();
+    b.warm_index("event-0", &probe).await;
+    assert_eq!(
+        b.by_slug("EVENT-0 ").await,
+        Some(1),
+        "normalised, in process"
+    );
+
+    // A changes the record but not its slug: B finds the new version by the same value,
+    // from redis (the record was evicted), with no source call.
+    let updated = Event {
+        slug: "event-0".into(),
+        ..event(&id, 2)
+    };
+    a.upsert(&updated, now_ms()).await;
+    b.heard(1).await;
+    let calls = h.calls();
+    assert_eq!(b.by_slug("event-0").await, Some(2));
+    assert_eq!(h.calls(), calls);
+    b.warm_index("event-0", &probe).await;
+
+    // A moves the slug (Airtable first, then the webhook's upsert): B's hint for the old value
+    // leads to a record that no longer has it, so B no longer finds it there, and finds it
+    // under the new value.
+    assert!(h
+        .airtable
+        .update(BASE, TABLE, &id, fields("v3", "slug-3", 3)));
+    a.upsert(&event(&id, 3), now_ms() + 1).await;
+    b.heard(2).await;
+    assert_eq!(b.by_slug("event-0").await, None);
+    assert_eq!(b.by_slug("slug-3").await, Some(3));
+    b.warm_index("slug-3", &probe).await;
+    assert_eq!(b.by_slug("slug-3").await, Some(3));
+    assert_eq!(b.by_slug("event-0").await, None);
+
+    // Another record takes the old value over: B's hint for it leads to the first record,
+    // which no longer has it; B drops the hint, finds the new owner of the value and keeps
+    // that instead.
+    let other = h.ids[1].clone();
+    let takeover = Event {
+        slug: "slug-3".into(),
+        ..event(&other, 4)
+    };
+    assert!(h
+        .airtable
+        .update(BASE, TABLE, &id, fields("v5", "slug-5", 5)));
+    a.upsert(&event(&id, 5), now_ms() + 2).await;
+    assert!(h
+        .airtable
+        .update(BASE, TABLE, &other, fields("v4", "slug-3", 4)));
+    a.upsert(&takeover, now_ms() + 3).await;
+    b.heard(4).await;
+    let calls = h.calls();
+    assert_eq!(b.by_slug("slug-3").await, Some(4));
+    assert_eq!(
+        h.calls(),
+        calls,
+        "the store's entry for the value led to it"
+    );
+    b.warm_index("slug-3", &probe).await;
+    assert_eq!(b.by_slug("slug-3").await, Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_serves_its_id_list_from_the_tier_and_sees_updates_on_other_instances() {
+    let (h, a, b, probe) = pair(3).await;
+    let owned = Query::links_to("owner", "recUSER0000000001");
+
+    // A miss (source), then a hit from redis (the list and the records are kept), then only
+    // the entity's generation is read from redis.
+    let calls = h.calls();
+    assert_eq!(b.query(&owned).await, vec![1, 1, 1]);
+    assert_eq!(h.calls(), calls + 1);
+    assert_eq!(b.query(&owned).await, vec![1, 1, 1]);
+    let (reads, keys) = probe.reads();
+    assert_eq!(b.query(&owned).await, vec![1, 1, 1]);
+    assert_eq!(
+        probe.reads(),
+        (reads + 1, keys + 1),
+        "one read: the entity generation"
+    );
+    assert_eq!(h.calls(), calls + 1);
+
+    // A change on A takes a record out of the result and moves the entity's generation: B's
+    // next query asks the source again and no longer lists it.
+    let mut unowned = fields("v2", "slug-2", 2);
+    unowned.insert("owner".into(), serde_json::json!([]));
+    assert!(h.airtable.update(BASE, TABLE, &h.ids[0], unowned));
+    a.upsert(&event(&h.ids[0], 2), now_ms()).await;
+    b.heard(1).await;
+    assert_eq!(b.query(&owned).await, vec![1, 1]);
+    assert_eq!(h.calls(), calls + 2);
+    assert_eq!(b.query(&owned).await, vec![1, 1]);
+    assert_eq!(b.query(&owned).await, vec![1, 1]);
+    assert_eq!(h.calls(), calls + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_after_a_retried_upsert_on_other_instance_is_fresh() {
+    let (h, url, mut admin) = administered(2).await;
+    let a_url = link_user(&mut admin, &h, "writer-a").await;
+    let a = instance_on(&h, &a_url, &url, None).await;
+    let b = instance(&h, &url, None).await;
+    let owned = Query::links_to("owner", "recUSER0000000001");
+    for _ in 0..3 {
+        assert_eq!(b.query(&owned).await, vec![1, 1]);
+    }
+
+    // The record is stored and announced, then moving the entity's generation fails: the
+    // delivery is not acknowledged. Its retry is not newer, and must finish the job.
+    let mut unowned = fields("v2", "slug-2", 2);
+    unowned.insert("owner".into(), serde_json::json!([]));
+    assert!(h.airtable.update(BASE, TABLE, &h.ids[0], unowned));
+    command(&mut admin, &["ACL", "SETUSER", "writer-a", "-incr"]).await;
+    let t = now_ms();
+    let failed = a.cache.upsert(&event(&h.ids[0], 2), t).await;
+    assert!(failed.is_err(), "{failed:?}");
+    command(&mut admin, &["ACL", "SETUSER", "writer-a", "+incr"]).await;
+    let retried = a.cache.upsert(&event(&h.ids[0], 2), t).await;
+    assert_eq!(retried.expect("retried upsert"), UpsertOutcome::Stale);
+    b.heard(2).await;
+    assert_eq!(b.query(&owned).await, vec![1], "the record left the result");
+}
+
+/// Counts the reads of the shared store (calls and keys), and holds one `get_many` answer
+/// (after redis answered) until released: makes "a read that raced a write" happen exactly.
+struct ReadProbe {
     armed: AtomicBool,
     held: AtomicUsize,
     release: Semaphore,
+    calls: AtomicUsize,
+    keys: AtomicUsize,
 }
 
-impl ReadGate {
+impl ReadProbe {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             armed: AtomicBool::new(false),
             held: AtomicUsize::new(0),
             release: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+            keys: AtomicUsize::new(0),
         })
+    }
+    /// `(calls, keys)` read from the shared store so far.
+    fn reads(&self) -> (usize, usize) {
+        (
+            self.calls.load(Ordering::SeqCst),
+            self.keys.load(Ordering::SeqCst),
+        )
+    }
+    fn count(&self, keys: usize) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.keys.fetch_add(keys, Ordering::SeqCst);
     }
     fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
@@ -451,14 +782,30 @@ impl ReadGate {
         })
         .await;
     }
+    /// Spawns `read` with the next store read held here; returns once it is held.
+    async fn hold<F>(&self, read: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.arm();
+        let task = tokio::spawn(read);
+        self.wait_held().await;
+        task
+    }
     fn release(&self) {
         self.release.add_permits(1);
     }
 }
 
-/// Holds the first read after [`ReadGate::arm`] (after redis answered it) until released.
+/// Counts every read; holds the first `get_many` after [`ReadProbe::arm`] (after redis
+/// answered it) until released.
 #[async_trait]
-impl ReadHook for ReadGate {
+impl ReadHook for ReadProbe {
+    fn before_read(&self, keys: usize) {
+        self.count(keys);
+    }
+
     async fn after_get_many(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.held.fetch_add(1, Ordering::SeqCst);

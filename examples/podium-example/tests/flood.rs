@@ -414,5 +414,9 @@ async fn random_query_strings_are_answered_from_the_entry_of_their_path_and_stor
         keys_before,
         "random query strings grew the store"
     );
-    assert_eq!(setup.airtable.calls().total, calls_before, "no Airtable call");
+    assert_eq!(
+        setup.airtable.calls().total,
+        calls_before,
+        "no Airtable call"
+    );
 }

@@ -2,7 +2,9 @@
 //!
 //! - **Reads** ([`Cache::get`], [`Cache::get_many`], [`Cache::get_by_index`], [`Cache::query`])
 //!   answer from the store; a miss is one coalesced, batched source call, stored with the data
-//!   TTL (±jitter); a record known to be gone answers `None` from its tombstone.
+//!   TTL (±jitter); a record known to be gone answers `None` from its tombstone. With an
+//!   in-process tier ([`TieredStore`]) every read asks it first and keeps what it read (see
+//!   [`Store::typed_tier`]).
 //! - **Writes** ([`Cache::upsert`], [`Cache::invalidate`], [`Cache::delete`]) bump the record's
 //!   generation, so a fill that started before them can never overwrite them (the stale-set
 //!   guard), and are ordered by the change's timestamp.

@@ -5,6 +5,7 @@
 //! miss that answers the expired record if the source fails), gone (a tombstone: never served
 //! stale), or absent (a miss).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use super::{now_ms, Cache, CacheError};
 use crate::entity::{normalize_index_value, Cacheable};
 use crate::scope::{self, Event, Scope};
 use crate::source::{formula, ListQuery};
-use crate::store::Version;
+use crate::store::{TierLookup, Version};
 
 /// A cached list query: the records of one entity matching an Airtable formula.
 ///
@@ -76,8 +77,6 @@ fn decode_list<T: Cacheable>(bytes: &[u8]) -> Result<Vec<T>, serde_json::Error> 
 
 /// What the store said about one record.
 enum Lookup<T> {
-    /// Not an id of the source's shape: not found, nothing asked.
-    Invalid,
     /// Fresh.
     Hit(T),
     /// A tombstone: not found.
@@ -109,6 +108,24 @@ impl<T> Lookup<T> {
 struct Answer<T> {
     value: Option<T>,
     stale: bool,
+}
+
+/// One id of a [`Cache::get_many`]: answered before any store call (not an id of the source's
+/// shape, or held by the in-process tier), or to be read from the store, with the tier's ticket
+/// for offering back what is read.
+enum Slot<T> {
+    Answered(Option<T>),
+    Read(Option<crate::store::Ticket>),
+}
+
+impl<T> Slot<T> {
+    /// The answer of a slot that needed no read (`None` for one that did and was not read).
+    fn into_answer(self) -> Option<T> {
+        match self {
+            Slot::Answered(value) => value,
+            Slot::Read(_) => None,
+        }
+    }
 }
 
 /// `-ln` of the smallest draw [`Cache::draws_early_refresh`] makes (2^-53): beyond this many
@@ -170,8 +187,11 @@ impl Cache {
         .await
     }
 
-    /// Several records, in the order of `ids`: one store round trip for all of them, and the
-    /// misses fetched from the source in batches.
+    /// Several records, in the order of `ids`: the ones the in-process tier holds (see
+    /// [`Store::typed_tier`](crate::store::Store::typed_tier)) without any store call, the
+    /// rest in one store round trip, and the misses fetched from the source in batches. What
+    /// was read from the store or the source is offered back to the tier under the same rules
+    /// as [`Cache::get`] (kept only if no invalidation of the record raced the read).
     pub async fn get_many<T: Cacheable>(
         &self,
         ids: &[String],
@@ -179,47 +199,65 @@ impl Cache {
         let meta = T::meta();
         let span = tracing::debug_span!("cache.get_many", entity = meta.entity, ids = ids.len());
         async {
-            // Ids that are not the source's shape are "not found" with no I/O at all.
-            let valid = |id: &String| self.inner.source.is_valid_id(id);
+            // Ids that are not the source's shape are "not found" with no I/O at all; the
+            // tier answers what it holds; only the others are read from the store.
+            let slots: Vec<Slot<T>> = ids
+                .iter()
+                .map(|id| {
+                    if !self.inner.source.is_valid_id(id) {
+                        return Slot::Answered(None);
+                    }
+                    match self.tier_read::<T>(id) {
+                        super::TierRead::Hit(value) => Slot::Answered(Some(T::clone(&value))),
+                        super::TierRead::Miss(ticket) => Slot::Read(ticket),
+                    }
+                })
+                .collect();
+            let reads = slots.iter().filter(|s| matches!(s, Slot::Read(_))).count();
+            if reads == 0 {
+                return Ok(slots.into_iter().map(Slot::into_answer).collect());
+            }
             let keys: Vec<String> = ids
                 .iter()
-                .filter(|id| valid(id))
-                .flat_map(|id| self.record_keys::<T>(id))
+                .zip(&slots)
+                .filter(|(_, slot)| matches!(slot, Slot::Read(_)))
+                .flat_map(|(id, _)| self.record_keys::<T>(id))
                 .collect();
+            // `None`: the store failed, every read is a blind miss.
             let epoch = self.inner.store.epoch();
-            let lookups: Vec<Lookup<T>> = match self.inner.store.get_many(&keys).await {
-                Ok(values) => {
-                    let mut values = values.into_iter();
-                    ids.iter()
-                        .map(|id| match valid(id) {
-                            true => {
-                                self.classify::<T>(id, values.by_ref().take(3).collect(), epoch)
-                            }
-                            false => Lookup::Invalid,
-                        })
-                        .collect()
-                }
+            let mut values = match self.inner.store.get_many(&keys).await {
+                Ok(values) => Some(values.into_iter()),
                 Err(err) => {
                     self.store_failed(&err, "reading records");
                     scope::note(Event::StoreError, meta.entity, None);
-                    ids.iter()
-                        .map(|id| match valid(id) {
-                            true => Lookup::blind_miss(),
-                            false => Lookup::Invalid,
-                        })
-                        .collect()
+                    None
                 }
             };
-            let resolved = futures::future::join_all(
-                ids.iter()
-                    .zip(lookups)
-                    .map(|(id, lookup)| self.resolve(id, lookup)),
-            )
+            let resolved = futures::future::join_all(ids.iter().zip(slots).map(|(id, slot)| {
+                // The values come in `ids` order, three per id read.
+                let lookup = matches!(slot, Slot::Read(_)).then(|| match values.as_mut() {
+                    Some(values) => {
+                        self.classify::<T>(id, values.by_ref().take(3).collect(), epoch)
+                    }
+                    None => Lookup::blind_miss(),
+                });
+                async move {
+                    match (slot, lookup) {
+                        (Slot::Read(ticket), Some(lookup)) => {
+                            let found = self.resolve(id, lookup).await?;
+                            // An expired record answered because the source failed is not
+                            // offered to the tier.
+                            if !found.stale {
+                                self.tier_offer(ticket, &found.value);
+                            }
+                            Ok(found.value)
+                        }
+                        (slot, _) => Ok(slot.into_answer()),
+                    }
+                }
+            }))
             .await;
-            resolved
-                .into_iter()
-                .map(|answer| answer.map(|a| a.value))
-                .collect()
+            resolved.into_iter().collect()
         }
         .instrument(span)
         .await
@@ -247,16 +285,34 @@ impl Cache {
             let index_key = self
                 .keys()
                 .index(meta.entity, T::schema_hash(), field, &normalized);
+            // The in-process tier may hold the id this value led to when it was last read
+            // here: a hint, checked against the record (itself coherent across instances)
+            // exactly as the store's entry is. Index entries are not announced to other
+            // instances; a hint whose record moved away from the value, or is gone, is dropped
+            // here and the store asked.
+            let tier = self.inner.store.typed_tier();
+            let mut ticket = None;
+            if let Some(tier) = tier {
+                if let TierLookup::Hit(id) = tier.lookup::<String>(index_key.clone()) {
+                    if let Some(record) = self.indexed_record::<T>(&id, field, &normalized).await? {
+                        return Ok(Some(record));
+                    }
+                    tier.invalidate(&index_key);
+                }
+                if let TierLookup::Miss(taken) = tier.lookup::<String>(index_key.clone()) {
+                    ticket = taken;
+                }
+            }
             let store_ok = match self.inner.store.get(&index_key).await {
                 Ok(Some(raw)) => {
                     if let Ok(id) = std::str::from_utf8(&raw) {
-                        if let Some(record) = self.get::<T>(id).await? {
-                            let matches = record.index_values().iter().any(|(f, v)| {
-                                *f == field && normalize_index_value(v) == normalized
-                            });
-                            if matches {
-                                return Ok(Some(record));
+                        if let Some(record) =
+                            self.indexed_record::<T>(id, field, &normalized).await?
+                        {
+                            if let (Some(tier), Some(ticket)) = (tier, ticket) {
+                                tier.insert(ticket, Arc::new(id.to_owned()));
                             }
+                            return Ok(Some(record));
                         }
                     }
                     true
@@ -308,11 +364,28 @@ impl Cache {
             let list_key =
                 generation.map(|g| keys.query(meta.entity, T::schema_hash(), g, query.formula()));
             if let Some(list_key) = &list_key {
+                // The in-process tier holds the id list under the same key, which names the
+                // entity's generation: any change in the entity moves it, so a list kept here is
+                // never reached again once it is out of date, and needs no announcement. The
+                // records come through `get_many` (the tier again, each record coherent).
+                let tier = self.inner.store.typed_tier();
+                let ticket = match tier.map(|t| t.lookup::<Vec<String>>(list_key.clone())) {
+                    Some(TierLookup::Hit(ids)) => {
+                        scope::note(Event::Hit, meta.entity, None);
+                        let records = self.get_many::<T>(&ids).await?;
+                        return Ok(records.into_iter().flatten().collect());
+                    }
+                    Some(TierLookup::Miss(ticket)) => ticket,
+                    None => None,
+                };
                 match self.inner.store.get(list_key).await {
                     Ok(Some(raw)) => {
                         if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&raw) {
                             scope::note(Event::Hit, meta.entity, None);
                             let records = self.get_many::<T>(&ids).await?;
+                            if let (Some(tier), Some(ticket)) = (tier, ticket) {
+                                tier.insert(ticket, Arc::new(ids));
+                            }
                             return Ok(records.into_iter().flatten().collect());
                         }
                     }
@@ -432,6 +505,24 @@ impl Cache {
             Scope::with_current(|s| s.add_tag(meta.entity, value.id()));
         }
         Ok(out)
+    }
+
+    /// The record `id` (read as [`Cache::get`] reads it) if its indexed `field` still has
+    /// the `normalized` value an index entry led to it by.
+    async fn indexed_record<T: Cacheable>(
+        &self,
+        id: &str,
+        field: &str,
+        normalized: &str,
+    ) -> Result<Option<T>, CacheError> {
+        let Some(record) = self.get::<T>(id).await? else {
+            return Ok(None);
+        };
+        let matches = record
+            .index_values()
+            .iter()
+            .any(|(f, v)| *f == field && normalize_index_value(v) == normalized);
+        Ok(matches.then_some(record))
     }
 
     /// `[data, tombstone, version]` keys of a record.
@@ -622,7 +713,6 @@ impl Cache {
             stale: false,
         };
         match lookup {
-            Lookup::Invalid => Ok(fresh(None)),
             Lookup::Hit(value) => {
                 Metrics::inc(&self.inner.metrics.hits);
                 scope::note(Event::Hit, entity, Some(id));

@@ -22,7 +22,9 @@ impl Cache {
     /// timestamp) if that is strictly newer than the newest change already applied to it.
     /// Bumps the record's generation (so no fill that started earlier can overwrite it), removes
     /// a tombstone, moves its index entries, invalidates the entity's cached queries and tells
-    /// every listener. Returns only after all of that, so a 2xx sent after it is honest.
+    /// every listener. Returns only after all of that, so a 2xx sent after it is honest. A change
+    /// that is not newer ([`UpsertOutcome::Stale`]) still invalidates the entity's queries and
+    /// tells the listeners, so a retried delivery finishes what a failed attempt began.
     pub async fn upsert<T: Cacheable>(
         &self,
         record: &T,
@@ -68,6 +70,12 @@ impl Cache {
                     stored = stored.timestamp_ms,
                     "upsert is not newer; ignored"
                 );
+                // It may be the retry of a delivery whose first attempt was stored and then
+                // failed (so it was not acknowledged) before the entity's generation moved or
+                // the listeners heard of it: both are done again, as the record's broadcast is,
+                // so no cached query or response outlives the change. For a delivery that is
+                // merely out of order they cost one counter bump and one purge.
+                self.changed(meta, id, ChangeKind::Upserted).await?;
                 return Ok(UpsertOutcome::Stale);
             }
             Metrics::inc(&self.inner.metrics.upserts_applied);
@@ -94,13 +102,7 @@ impl Cache {
                 self.inner.store.delete(&stale).await?;
             }
             self.write_index_entries(record).await;
-            self.bump_entity(meta).await?;
-            self.notify(Change {
-                entity: meta.entity.to_owned(),
-                id: id.to_owned(),
-                kind: ChangeKind::Upserted,
-            })
-            .await;
+            self.changed(meta, id, ChangeKind::Upserted).await?;
             Ok(UpsertOutcome::Applied)
         }
         .instrument(span)
@@ -138,13 +140,7 @@ impl Cache {
             };
             self.inner.store.write_record(&write).await?;
             Metrics::inc(&self.inner.metrics.invalidations);
-            self.bump_entity(meta).await?;
-            self.notify(Change {
-                entity: meta.entity.to_owned(),
-                id: id.to_owned(),
-                kind: ChangeKind::Invalidated,
-            })
-            .await;
+            self.changed(meta, id, ChangeKind::Invalidated).await?;
             Ok(())
         }
         .instrument(span)
@@ -200,20 +196,26 @@ impl Cache {
         self.inner.store.write_record(&write).await?;
         self.inner.store.delete(&index_keys).await?;
         Metrics::inc(&self.inner.metrics.deletes);
-        self.bump_entity(meta).await?;
-        self.notify(Change {
-            entity: meta.entity.to_owned(),
-            id: id.to_owned(),
-            kind: ChangeKind::Deleted,
-        })
-        .await;
+        self.changed(meta, id, ChangeKind::Deleted).await?;
         Ok(())
     }
 
-    /// Moves the entity's generation, so every cached query of it is asked again.
-    async fn bump_entity(&self, meta: &EntityMeta) -> Result<(), CacheError> {
+    /// After a change of record `id`: moves the entity's generation, so every cached query of
+    /// it is asked again, then tells every listener.
+    async fn changed(
+        &self,
+        meta: &EntityMeta,
+        id: &str,
+        kind: ChangeKind,
+    ) -> Result<(), CacheError> {
         let key = self.keys().query_generation(meta.entity);
         self.inner.store.increment(&key, self.version_ttl()).await?;
+        self.notify(Change {
+            entity: meta.entity.to_owned(),
+            id: id.to_owned(),
+            kind,
+        })
+        .await;
         Ok(())
     }
 }

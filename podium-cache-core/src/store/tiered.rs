@@ -164,7 +164,11 @@ impl TieredStoreBuilder {
 /// - **Typed values**: the engine asks the tier first through [`Store::typed_tier`] and offers
 ///   back what it decoded from the shared store; see [`TypedTier`] for the placeholder rule (a
 ///   read that raced an invalidation is not kept) and the link rule (while the subscription is
-///   down the tier is flushed and bypassed, because invalidations may have been missed).
+///   down the tier is flushed and bypassed, because invalidations may have been missed). Every
+///   read path uses it: `get` and `get_many` (records, under their data keys), `get_by_index`
+///   (the id an index value led to, a hint that is checked against the record, so index writes
+///   need no announcement) and `query` (the id list, under the query key, which names the
+///   entity's generation: a change makes it unreachable rather than stale).
 ///
 /// Why pub/sub and not RESP3 client tracking: the link's health is then something this store
 /// sees itself (its own subscriber connection, pinged), whereas tracking state lives on the data

@@ -333,10 +333,13 @@ pub async fn tiered(shared: Arc<dyn Store>, bus_url: &str, link_wait: Duration) 
     store
 }
 
-/// Runs after an [`ObservedStore`]'s wrapped store answered a `get_many`, before the answer
-/// is handed back: lets a test hold a read that raced a write exactly where it wants it.
+/// Watches an [`ObservedStore`]'s reads: `before_read` sees every `get` (1 key) and
+/// `get_many` (its keys) as it starts; `after_get_many` runs after the wrapped store answered a
+/// `get_many`, before the answer is handed back, so a test can hold a read that raced a write
+/// exactly where it wants it.
 #[async_trait]
 pub trait ReadHook: Send + Sync + 'static {
+    fn before_read(&self, _keys: usize) {}
     async fn after_get_many(&self);
 }
 
@@ -400,10 +403,16 @@ impl Store for ObservedStore {
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let _call = self.call();
+        if let Some(hook) = &self.read_hook {
+            hook.before_read(1);
+        }
         self.inner.get(key).await
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
         let _call = self.call();
+        if let Some(hook) = &self.read_hook {
+            hook.before_read(keys.len());
+        }
         let answer = self.inner.get_many(keys).await;
         if let Some(hook) = &self.read_hook {
             hook.after_get_many().await;

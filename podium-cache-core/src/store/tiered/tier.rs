@@ -20,8 +20,8 @@ const STRIPES: usize = 256;
 type Shared = Arc<dyn Any + Send + Sync>;
 
 /// The in-process tier of a [`TieredStore`](super::TieredStore): decoded, typed values
-/// (`Arc<T>`) keyed by the record's data key, bounded by entry count (moka), each living at most
-/// the tier's TTL.
+/// (`Arc<T>`) keyed by the store key they were read from (a record's data key; an index entry;
+/// a query's id list), bounded by entry count (moka), each living at most the tier's TTL.
 ///
 /// Coherence follows Redis's client-side caching guide:
 /// - **Placeholders.** A reader takes a [`Ticket`] *before* it reads the shared store; the ticket
