@@ -122,6 +122,7 @@ pub struct HarnessBuilder {
     records: usize,
     latency: Duration,
     rate_limit: Option<u32>,
+    source_rate: Option<(usize, Duration)>,
     gate: Option<Arc<Gate>>,
 }
 
@@ -131,6 +132,7 @@ pub fn harness(kind: StoreKind) -> HarnessBuilder {
         records: 10,
         latency: Duration::ZERO,
         rate_limit: Some(5),
+        source_rate: None,
         gate: None,
     }
 }
@@ -146,6 +148,12 @@ impl HarnessBuilder {
     }
     pub fn rate_limit(mut self, limit: Option<u32>) -> Self {
         self.rate_limit = limit;
+        self
+    }
+    /// The Airtable client's own limit (default Airtable's 5 requests/s), for tests that
+    /// write through the source much faster than that.
+    pub fn source_rate(mut self, max: usize, window: Duration) -> Self {
+        self.source_rate = Some((max, window));
         self
     }
     pub fn gate(mut self, gate: Arc<Gate>) -> Self {
@@ -170,7 +178,11 @@ impl HarnessBuilder {
             })
             .collect();
         airtable.declare_fields(BASE, TABLE, &["name", "slug", "version", "owner"]);
-        let airtable_source = AirtableSource::builder(airtable.api_key(), BASE)
+        let mut airtable_source = AirtableSource::builder(airtable.api_key(), BASE);
+        if let Some((max, window)) = self.source_rate {
+            airtable_source = airtable_source.rate_limit(max, window);
+        }
+        let airtable_source = airtable_source
             .api_url(airtable.url())
             .rate_limit_pause(Duration::from_millis(1_100))
             .retries(4, Duration::from_millis(20), Duration::from_millis(200))

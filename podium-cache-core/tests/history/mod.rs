@@ -1,0 +1,671 @@
+//! The history check of issue 10 (item 6), shared by `tests/history.rs` and
+//! `benches/history.rs`:
+//! - [`run`]: two engine instances, each with its own in-process tier (`TieredStore`, coherent
+//!   through pub/sub), over one real redis-server and the local Airtable server; concurrent
+//!   readers, webhook-style upserts (Airtable changed first, then `Cache::upsert` with an
+//!   increasing record timestamp), deletes and invalidations on a small key space, every
+//!   operation recorded with its start, end and result;
+//! - [`check`]: per key, no read returns a value older than the newest one acknowledged before
+//!   the read started (a deleted record included) on the instance that wrote it, nor on the
+//!   other instance once the spread bound has passed; the largest lag seen on the other
+//!   instance is reported;
+//! - [`Delays`], [`DelayedStore`], [`DelayedSource`]: random sleeps after a store read and after
+//!   a source fetch, to widen the windows in which fills race writes.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use podium_cache_core::cache::Cache;
+use podium_cache_core::source::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
+use podium_cache_core::store::{
+    RecordWrite, RedisStore, ScanPage, Store, StoreError, TieredStore, WriteOutcome,
+};
+use podium_cache_core::UpsertOutcome;
+use rand::Rng;
+use tokio::sync::Mutex;
+
+use crate::common::{fields, harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
+
+/// The instance of the seed writes: the records as they were before the run, known to both.
+pub const SEED: u8 = u8::MAX;
+
+/// What an operation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `Cache::get`; `value` is the version read (`None`: not found).
+    Read,
+    /// Airtable changed, then `Cache::upsert`; `value` is the version written.
+    Upsert,
+    /// `Cache::delete` (Airtable and cache); `value` is `None`.
+    Delete,
+    /// `Cache::invalidate`: changes no value, only drops cached copies.
+    Invalidate,
+}
+
+/// One operation as it happened. Times are since the run's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// Which engine instance ran it ([`SEED`] for the seed).
+    pub instance: u8,
+    /// Which record (an index into the key space).
+    pub key: u32,
+    pub kind: Kind,
+    pub start: Duration,
+    pub end: Duration,
+    /// The version read or written; `None` for "not found" and for a delete.
+    pub value: Option<i64>,
+    /// Whether it answered `Ok` (a write: and was applied). A write that did not is never
+    /// taken as acknowledged, but its value may show up in reads that began after it did.
+    pub ok: bool,
+}
+
+impl Op {
+    fn is_write(&self) -> bool {
+        matches!(self.kind, Kind::Upsert | Kind::Delete)
+    }
+}
+
+/// Why a read broke the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breach {
+    /// It returned an older version than one acknowledged before it started.
+    Stale,
+    /// It returned a record whose deletion was acknowledged before it started (and that was
+    /// not written again since).
+    Resurrected,
+    /// It returned a version no write had begun to write by the time it ended.
+    Phantom,
+    /// Two writes of the key overlapped: the history is not one the checker can judge (a
+    /// generator bug, reported rather than guessed around).
+    OverlappingWrites,
+}
+
+/// One broken rule: the read, and the acknowledged write it did not reflect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub breach: Breach,
+    pub read: Op,
+    pub missed: Option<Op>,
+}
+
+/// What [`check`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Checked {
+    pub reads: u64,
+    pub upserts: u64,
+    pub deletes: u64,
+    pub invalidations: u64,
+    /// Operations that answered an error (or an upsert refused as stale).
+    pub failed: u64,
+    pub violations: Vec<Violation>,
+    /// Reads on one instance that had not yet seen a write the other instance acknowledged
+    /// before they started (allowed within the bound).
+    pub lagging_reads: u64,
+    /// The largest observed spread: from the other instance's acknowledgement of a write until
+    /// the start of the last read here that still did not reflect it.
+    pub max_spread: Duration,
+}
+
+/// Checks every key of `history` (seed writes included, see [`SEED`]) against the rules, with
+/// `bound` as the cross-instance spread allowed.
+///
+/// For a read of key K on instance I that started at `s` and ended at `e`, take K's writes in
+/// order (they never overlap) and find the last one, up to those that began before `e`, whose
+/// value the read returned. Every write after it that was acknowledged before `s` is one the
+/// read missed: a breach if it was acknowledged on I (or is the seed), or on the other instance
+/// more than `bound` before `s`; otherwise a lag, counted towards [`Checked::max_spread`].
+///
+/// ```ignore
+/// let checked = check(&history, Duration::from_secs(1));
+/// assert!(checked.violations.is_empty());
+/// ```
+pub fn check(history: &[Op], bound: Duration) -> Checked {
+    let mut checked = Checked::default();
+    let keys = history
+        .iter()
+        .map(|op| op.key as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut writes: Vec<Vec<Op>> = vec![Vec::new(); keys];
+    let mut reads: Vec<Vec<Op>> = vec![Vec::new(); keys];
+    for op in history {
+        let seeded = op.instance == SEED;
+        match op.kind {
+            Kind::Read if op.ok => checked.reads += 1,
+            Kind::Upsert if !seeded => checked.upserts += 1,
+            Kind::Delete => checked.deletes += 1,
+            Kind::Invalidate => checked.invalidations += 1,
+            _ => {}
+        }
+        if !op.ok {
+            checked.failed += 1;
+        }
+        match op.kind {
+            _ if op.is_write() => writes[op.key as usize].push(*op),
+            Kind::Read if op.ok => reads[op.key as usize].push(*op),
+            _ => {}
+        }
+    }
+    for (writes, reads) in writes.iter_mut().zip(&reads) {
+        writes.sort_by_key(|w| (w.start, w.end));
+        if let Some(pair) = writes.windows(2).find(|p| p[1].start < p[0].end) {
+            checked.violations.push(Violation {
+                breach: Breach::OverlappingWrites,
+                read: pair[1],
+                missed: Some(pair[0]),
+            });
+            continue;
+        }
+        for read in reads {
+            check_read(read, writes, bound, &mut checked);
+        }
+    }
+    checked
+}
+
+fn check_read(read: &Op, writes: &[Op], bound: Duration, checked: &mut Checked) {
+    // Writes that began before the read ended: the read may reflect any of them.
+    let begun = writes.partition_point(|w| w.start < read.end);
+    let Some(seen) = writes[..begun].iter().rposition(|w| w.value == read.value) else {
+        checked.violations.push(Violation {
+            breach: Breach::Phantom,
+            read: *read,
+            missed: None,
+        });
+        return;
+    };
+    for (n, missed) in writes[seen + 1..begun].iter().enumerate() {
+        if !missed.ok || missed.end >= read.start {
+            continue;
+        }
+        let lag = read.start - missed.end;
+        let here = missed.instance == read.instance || missed.instance == SEED;
+        if here || lag > bound {
+            let breach = match (missed.kind, read.value) {
+                (Kind::Delete, Some(_)) => Breach::Resurrected,
+                _ => Breach::Stale,
+            };
+            checked.violations.push(Violation {
+                breach,
+                read: *read,
+                missed: Some(*missed),
+            });
+            return;
+        }
+        if n == 0 {
+            checked.lagging_reads += 1;
+        }
+        checked.max_spread = checked.max_spread.max(lag);
+    }
+}
+
+/// Random sleeps injected after a store read and after a source fetch (none by default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delays {
+    /// The share of calls delayed (0 to 1).
+    pub chance: f64,
+    /// The longest delay; each is uniform up to it.
+    pub max: Duration,
+}
+
+impl Delays {
+    async fn maybe(&self) {
+        if self.max.is_zero() || self.chance <= 0.0 {
+            return;
+        }
+        let pause = {
+            let mut rng = rand::thread_rng();
+            rng.gen_bool(self.chance.min(1.0))
+                .then(|| self.max.mul_f64(rng.gen::<f64>()))
+        };
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// A store whose reads sometimes answer late (after the shared store answered), widening the
+/// window between a read and the in-process tier keeping what it read; everything else passes
+/// straight through.
+pub struct DelayedStore {
+    pub inner: Arc<dyn Store>,
+    pub delays: Delays,
+}
+
+#[async_trait]
+impl Store for DelayedStore {
+    fn name(&self) -> &'static str {
+        "delayed"
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let answer = self.inner.get(key).await;
+        self.delays.maybe().await;
+        answer
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let answer = self.inner.get_many(keys).await;
+        self.delays.maybe().await;
+        answer
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        self.inner.set_many(entries).await
+    }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.inner.delete_if_equals(key, expected).await
+    }
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.expire_if_equals(key, expected, ttl).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        self.inner.delete(keys).await
+    }
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        self.inner.increment(key, ttl).await
+    }
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.add_to_set(key, members, ttl).await
+    }
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.set_members(key).await
+    }
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        self.inner.write_record(write).await
+    }
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        self.inner.scan(pattern, cursor, count).await
+    }
+}
+
+/// The real Airtable client whose answers sometimes arrive late (after Airtable answered),
+/// widening the window between a fill's fetch and its store.
+pub struct DelayedSource {
+    pub inner: Arc<dyn Source>,
+    pub delays: Delays,
+}
+
+#[async_trait]
+impl Source for DelayedSource {
+    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
+        let answer = self.inner.get(table, id).await;
+        self.delays.maybe().await;
+        answer
+    }
+    async fn get_many(
+        &self,
+        table: &str,
+        ids: &[String],
+    ) -> Result<Vec<SourceRecord>, SourceError> {
+        let answer = self.inner.get_many(table, ids).await;
+        self.delays.maybe().await;
+        answer
+    }
+    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
+        let answer = self.inner.list(table, query).await;
+        self.delays.maybe().await;
+        answer
+    }
+    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError> {
+        self.inner.delete(table, ids).await
+    }
+    fn stats(&self) -> SourceStats {
+        self.inner.stats()
+    }
+}
+
+/// What a run does.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Operations in all (the seed not counted).
+    pub ops: u64,
+    /// Records operated on (few, so operations collide).
+    pub keys: usize,
+    /// Concurrent tasks on each of the two instances.
+    pub tasks_per_instance: usize,
+    /// Shares of upserts, deletes and invalidations (the rest are reads).
+    pub upserts: f64,
+    pub deletes: f64,
+    pub invalidations: f64,
+    /// Injected delays (see [`Delays`]).
+    pub delays: Delays,
+    /// Airtable's answer latency.
+    pub airtable_latency: Duration,
+    /// The data TTL (short, so records expire and are filled again during the run) and the
+    /// in-process tier's TTL.
+    pub data_ttl: Duration,
+    /// The run stops here even if not every operation was made.
+    pub deadline: Duration,
+    /// The cross-instance spread allowed (the issue's bound: 1 s).
+    pub bound: Duration,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self {
+            ops: 100_000,
+            keys: 50,
+            tasks_per_instance: 24,
+            upserts: 0.03,
+            deletes: 0.005,
+            invalidations: 0.005,
+            delays: Delays::default(),
+            airtable_latency: Duration::ZERO,
+            data_ttl: Duration::from_secs(2),
+            deadline: Duration::from_secs(120),
+            bound: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One app instance: its own redis connections, its own tier, the shared source.
+struct Instance {
+    cache: Cache,
+    store: TieredStore,
+}
+
+async fn instance(h: &Harness, plan: &Plan) -> Instance {
+    let url = h.redis.as_ref().expect("a redis harness").url();
+    let redis: Arc<dyn Store> = Arc::new(
+        RedisStore::builder(&url)
+            .call_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .expect("redis store"),
+    );
+    let shared: Arc<dyn Store> = Arc::new(DelayedStore {
+        inner: redis,
+        delays: plan.delays,
+    });
+    let store = TieredStore::builder(shared)
+        .capacity(10_000)
+        .ttl(plan.data_ttl)
+        .bus_url(url)
+        .call_timeout(Duration::from_secs(2))
+        .ping_interval(Duration::from_millis(200))
+        .link_wait(Duration::from_secs(15))
+        .connect()
+        .await
+        .expect("tiered store");
+    assert!(store.tier().is_serving(), "subscribed before serving");
+    let source: Arc<dyn Source> = Arc::new(DelayedSource {
+        inner: Arc::clone(&h.source),
+        delays: plan.delays,
+    });
+    let cache = Cache::builder(Arc::new(store.clone()), source)
+        .data_ttl(plan.data_ttl)
+        .build();
+    Instance { cache, store }
+}
+
+/// The writer's view of one record: the next version and the last record timestamp used.
+struct KeyState {
+    next_version: i64,
+    last_ms: i64,
+}
+
+/// Everything the tasks of a run share.
+struct Shared {
+    h: Harness,
+    instances: Vec<Instance>,
+    keys: Vec<Mutex<KeyState>>,
+    plan: Plan,
+    claimed: AtomicU64,
+    epoch: Instant,
+}
+
+/// What [`run`] did: the history, its check, and the engines' counters.
+pub struct Run {
+    pub history: Vec<Op>,
+    pub checked: Checked,
+    pub elapsed: Duration,
+    /// Reads answered from the in-process tiers, both instances.
+    pub tier_hits: u64,
+    /// Values the tiers refused because an invalidation raced their read.
+    pub tier_refused: u64,
+    /// Fills not stored because a write raced them.
+    pub fills_discarded: u64,
+    /// Calls the local Airtable server answered.
+    pub airtable_calls: u64,
+}
+
+impl Run {
+    /// Operations made (the seed not counted).
+    pub fn ops(&self) -> u64 {
+        self.history.iter().filter(|op| op.instance != SEED).count() as u64
+    }
+
+    pub fn ops_per_second(&self) -> f64 {
+        self.ops() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The figures as a markdown table.
+    pub fn table(&self) -> String {
+        let c = &self.checked;
+        format!(
+            "| operations | reads | upserts | deletes | invalidations | failed | violations | lagging reads | max spread | ops/s |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} ms | {:.0} |\n",
+            self.ops(),
+            c.reads,
+            c.upserts,
+            c.deletes,
+            c.invalidations,
+            c.failed,
+            c.violations.len(),
+            c.lagging_reads,
+            c.max_spread.as_secs_f64() * 1e3,
+            self.ops_per_second(),
+        )
+    }
+
+    /// The figures as JSON.
+    pub fn json(&self, plan: &Plan) -> serde_json::Value {
+        let c = &self.checked;
+        serde_json::json!({
+            "operations": self.ops(),
+            "reads": c.reads,
+            "writes": c.upserts,
+            "deletes": c.deletes,
+            "invalidations": c.invalidations,
+            "failed": c.failed,
+            "violations": c.violations.len(),
+            "lagging_reads": c.lagging_reads,
+            "max_spread_ms": c.max_spread.as_secs_f64() * 1e3,
+            "spread_bound_ms": plan.bound.as_secs_f64() * 1e3,
+            "ops_per_second": self.ops_per_second(),
+            "seconds": self.elapsed.as_secs_f64(),
+            "tier_hits": self.tier_hits,
+            "tier_inserts_refused": self.tier_refused,
+            "fills_discarded": self.fills_discarded,
+            "airtable_calls": self.airtable_calls,
+            "keys": plan.keys,
+            "tasks": plan.tasks_per_instance * 2,
+            "injected_delay": {"chance": plan.delays.chance, "max_ms": plan.delays.max.as_secs_f64() * 1e3},
+        })
+    }
+}
+
+/// Runs `plan` on fresh servers and checks the history.
+pub async fn run(plan: Plan) -> Run {
+    let h = harness(StoreKind::Redis)
+        .records(plan.keys)
+        .rate_limit(None)
+        .latency(plan.airtable_latency)
+        .source_rate(100_000, Duration::from_secs(1))
+        .start()
+        .await;
+    let instances = vec![instance(&h, &plan).await, instance(&h, &plan).await];
+    let keys = (0..plan.keys)
+        .map(|_| {
+            Mutex::new(KeyState {
+                next_version: 2,
+                last_ms: now_ms(),
+            })
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        h,
+        instances,
+        keys,
+        plan: plan.clone(),
+        claimed: AtomicU64::new(0),
+        epoch: Instant::now(),
+    });
+    // The seed: every record exists at version 1 before anything starts.
+    let mut history: Vec<Op> = (0..plan.keys as u32)
+        .map(|key| Op {
+            instance: SEED,
+            key,
+            kind: Kind::Upsert,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            value: Some(1),
+            ok: true,
+        })
+        .collect();
+    let tasks: Vec<_> = (0..plan.tasks_per_instance * 2)
+        .map(|n| {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move { worker(&shared, (n % 2) as u8).await })
+        })
+        .collect();
+    for task in tasks {
+        history.extend(task.await.expect("worker task"));
+    }
+    let elapsed = shared.epoch.elapsed();
+    let checked = check(&history, plan.bound);
+    let tiers = shared.instances.iter().map(|i| i.store.tier().metrics());
+    let (tier_hits, tier_refused) =
+        tiers.fold((0, 0), |(h, r), m| (h + m.hits, r + m.inserts_refused));
+    Run {
+        history,
+        checked,
+        elapsed,
+        tier_hits,
+        tier_refused,
+        fills_discarded: shared
+            .instances
+            .iter()
+            .map(|i| i.cache.metrics().fills_discarded)
+            .sum(),
+        airtable_calls: shared.h.calls(),
+    }
+}
+
+/// One task: claims operations until the plan's count or deadline, all on one instance.
+async fn worker(shared: &Shared, instance: u8) -> Vec<Op> {
+    let plan = &shared.plan;
+    let mut ops = Vec::new();
+    while shared.claimed.fetch_add(1, Ordering::Relaxed) < plan.ops
+        && shared.epoch.elapsed() < plan.deadline
+    {
+        let (key, draw) = {
+            let mut rng = rand::thread_rng();
+            (rng.gen_range(0..plan.keys), rng.gen::<f64>())
+        };
+        let kind = if draw < plan.upserts {
+            Kind::Upsert
+        } else if draw < plan.upserts + plan.deletes {
+            Kind::Delete
+        } else if draw < plan.upserts + plan.deletes + plan.invalidations {
+            Kind::Invalidate
+        } else {
+            Kind::Read
+        };
+        ops.push(operate(shared, instance, key, kind).await);
+    }
+    ops
+}
+
+async fn operate(shared: &Shared, instance: u8, key: usize, kind: Kind) -> Op {
+    let cache = &shared.instances[instance as usize].cache;
+    let id = shared.h.ids[key].as_str();
+    let at = || shared.epoch.elapsed();
+    let done = |start: Duration, value: Option<i64>, ok: bool| Op {
+        instance,
+        key: key as u32,
+        kind,
+        start,
+        end: at(),
+        value,
+        ok,
+    };
+    match kind {
+        Kind::Read => {
+            let start = at();
+            match cache.get::<Event>(id).await {
+                Ok(found) => done(start, found.map(|e| e.version), true),
+                Err(err) => {
+                    tracing::warn!(%err, "history read failed");
+                    done(start, None, false)
+                }
+            }
+        }
+        Kind::Invalidate => {
+            let start = at();
+            let ok = cache.invalidate::<Event>(id).await.is_ok();
+            done(start, None, ok)
+        }
+        Kind::Upsert => {
+            // Writes of one record never overlap: its versions and timestamps increase.
+            let mut state = shared.keys[key].lock().await;
+            let version = state.next_version;
+            state.next_version += 1;
+            let timestamp = now_ms().max(state.last_ms + 1);
+            state.last_ms = timestamp;
+            let slug = format!("event-{key}");
+            let record = Event {
+                id: id.to_owned(),
+                name: format!("v{version}"),
+                slug: slug.clone(),
+                version,
+                owner: vec!["recUSER0000000001".to_owned()],
+            };
+            let start = at();
+            // The change happens in Airtable, then its webhook reaches this instance.
+            shared
+                .h
+                .airtable
+                .insert_with_id(BASE, TABLE, id, fields(&record.name, &slug, version));
+            let outcome = cache.upsert(&record, timestamp).await;
+            let ok = matches!(outcome, Ok(UpsertOutcome::Applied));
+            if !ok {
+                tracing::warn!(?outcome, id, version, "history upsert not applied");
+            }
+            done(start, Some(version), ok)
+        }
+        Kind::Delete => {
+            let mut state = shared.keys[key].lock().await;
+            let start = at();
+            let outcome = cache.delete::<Event>(id).await;
+            let op = done(start, None, outcome.is_ok());
+            // The tombstone's timestamp is the delete's clock: a later upsert must be newer.
+            state.last_ms = state.last_ms.max(now_ms());
+            op
+        }
+    }
+}
