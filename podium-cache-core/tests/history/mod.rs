@@ -9,8 +9,8 @@
 //!   the read started (a deleted record included) on the instance that wrote it, nor on the
 //!   other instance once the spread bound has passed; the largest lag seen on the other
 //!   instance is reported;
-//! - [`Delays`], [`DelayedStore`], [`DelayedSource`]: random sleeps after a store read and after
-//!   a source fetch, to widen the windows in which fills race writes.
+//! - [`Delays`]: random sleeps after a store read ([`DelayedStore`]) and after a source fetch
+//!   (the harness's gated source), to widen the windows in which fills race writes.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use podium_cache_core::cache::Cache;
-use podium_cache_core::source::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
 use podium_cache_core::store::{
     RecordWrite, RedisStore, ScanPage, Store, StoreError, TieredStore, WriteOutcome,
 };
@@ -28,7 +27,7 @@ use podium_cache_core::UpsertOutcome;
 use rand::Rng;
 use tokio::sync::Mutex;
 
-use crate::common::{fields, harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
+use crate::common::{fields, harness, now_ms, Event, Gate, Harness, StoreKind, BASE, TABLE};
 
 /// The instance of the seed writes: the records as they were before the run, known to both.
 pub const SEED: u8 = u8::MAX;
@@ -203,7 +202,8 @@ fn check_read(read: &Op, writes: &[Op], bound: Duration, checked: &mut Checked) 
     }
 }
 
-/// Random sleeps injected after a store read and after a source fetch (none by default).
+/// Random sleeps injected after a store read and after a source fetch (none by default), by a
+/// [`Gate::delaying`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Delays {
     /// The share of calls delayed (0 to 1).
@@ -212,28 +212,12 @@ pub struct Delays {
     pub max: Duration,
 }
 
-impl Delays {
-    async fn maybe(&self) {
-        if self.max.is_zero() || self.chance <= 0.0 {
-            return;
-        }
-        let pause = {
-            let mut rng = rand::thread_rng();
-            rng.gen_bool(self.chance.min(1.0))
-                .then(|| self.max.mul_f64(rng.gen::<f64>()))
-        };
-        if let Some(pause) = pause {
-            tokio::time::sleep(pause).await;
-        }
-    }
-}
-
 /// A store whose reads sometimes answer late (after the shared store answered), widening the
 /// window between a read and the in-process tier keeping what it read; everything else passes
 /// straight through.
 pub struct DelayedStore {
     pub inner: Arc<dyn Store>,
-    pub delays: Delays,
+    pub gate: Arc<Gate>,
 }
 
 #[async_trait]
@@ -243,12 +227,12 @@ impl Store for DelayedStore {
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let answer = self.inner.get(key).await;
-        self.delays.maybe().await;
+        self.gate.pass().await;
         answer
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
         let answer = self.inner.get_many(keys).await;
-        self.delays.maybe().await;
+        self.gate.pass().await;
         answer
     }
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
@@ -298,42 +282,6 @@ impl Store for DelayedStore {
     }
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
         self.inner.scan(pattern, cursor, count).await
-    }
-}
-
-/// The real Airtable client whose answers sometimes arrive late (after Airtable answered),
-/// widening the window between a fill's fetch and its store.
-pub struct DelayedSource {
-    pub inner: Arc<dyn Source>,
-    pub delays: Delays,
-}
-
-#[async_trait]
-impl Source for DelayedSource {
-    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
-        let answer = self.inner.get(table, id).await;
-        self.delays.maybe().await;
-        answer
-    }
-    async fn get_many(
-        &self,
-        table: &str,
-        ids: &[String],
-    ) -> Result<Vec<SourceRecord>, SourceError> {
-        let answer = self.inner.get_many(table, ids).await;
-        self.delays.maybe().await;
-        answer
-    }
-    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
-        let answer = self.inner.list(table, query).await;
-        self.delays.maybe().await;
-        answer
-    }
-    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.inner.delete(table, ids).await
-    }
-    fn stats(&self) -> SourceStats {
-        self.inner.stats()
     }
 }
 
@@ -387,7 +335,7 @@ struct Instance {
     store: TieredStore,
 }
 
-async fn instance(h: &Harness, plan: &Plan) -> Instance {
+async fn instance(h: &Harness, gate: &Arc<Gate>, plan: &Plan) -> Instance {
     let url = h.redis.as_ref().expect("a redis harness").url();
     let redis: Arc<dyn Store> = Arc::new(
         RedisStore::builder(&url)
@@ -398,7 +346,7 @@ async fn instance(h: &Harness, plan: &Plan) -> Instance {
     );
     let shared: Arc<dyn Store> = Arc::new(DelayedStore {
         inner: redis,
-        delays: plan.delays,
+        gate: Arc::clone(gate),
     });
     let store = TieredStore::builder(shared)
         .capacity(10_000)
@@ -411,11 +359,7 @@ async fn instance(h: &Harness, plan: &Plan) -> Instance {
         .await
         .expect("tiered store");
     assert!(store.tier().is_serving(), "subscribed before serving");
-    let source: Arc<dyn Source> = Arc::new(DelayedSource {
-        inner: Arc::clone(&h.source),
-        delays: plan.delays,
-    });
-    let cache = Cache::builder(Arc::new(store.clone()), source)
+    let cache = Cache::builder(Arc::new(store.clone()), Arc::clone(&h.source))
         .data_ttl(plan.data_ttl)
         .build();
     Instance { cache, store }
@@ -511,14 +455,19 @@ impl Run {
 
 /// Runs `plan` on fresh servers and checks the history.
 pub async fn run(plan: Plan) -> Run {
+    let gate = Gate::delaying(plan.delays.chance, plan.delays.max);
     let h = harness(StoreKind::Redis)
+        .gate(Arc::clone(&gate))
         .records(plan.keys)
         .rate_limit(None)
         .latency(plan.airtable_latency)
         .source_rate(100_000, Duration::from_secs(1))
         .start()
         .await;
-    let instances = vec![instance(&h, &plan).await, instance(&h, &plan).await];
+    let instances = vec![
+        instance(&h, &gate, &plan).await,
+        instance(&h, &gate, &plan).await,
+    ];
     let keys = (0..plan.keys)
         .map(|_| {
             Mutex::new(KeyState {
