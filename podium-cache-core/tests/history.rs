@@ -11,24 +11,12 @@ mod history;
 
 use std::time::Duration;
 
-use history::{check, Breach, Delays, Kind, Op, Plan, SEED};
+use history::{check, seed, Breach, Delays, Kind, Op, Plan};
 
 const BOUND: Duration = Duration::from_secs(1);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn seed(key: u32) -> Op {
-    Op {
-        instance: SEED,
-        key,
-        kind: Kind::Upsert,
-        start: Duration::ZERO,
-        end: Duration::ZERO,
-        value: Some(1),
-        ok: true,
-    }
 }
 
 fn write(instance: u8, kind: Kind, value: Option<i64>, start: u64, end: u64) -> Op {

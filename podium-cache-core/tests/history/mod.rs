@@ -62,6 +62,19 @@ pub struct Op {
     pub ok: bool,
 }
 
+/// The seed write of `key`: version 1, there before anything started, known to every instance.
+pub fn seed(key: u32) -> Op {
+    Op {
+        instance: SEED,
+        key,
+        kind: Kind::Upsert,
+        start: Duration::ZERO,
+        end: Duration::ZERO,
+        value: Some(1),
+        ok: true,
+    }
+}
+
 impl Op {
     fn is_write(&self) -> bool {
         matches!(self.kind, Kind::Upsert | Kind::Delete)
@@ -485,17 +498,7 @@ pub async fn run(plan: Plan) -> Run {
         epoch: Instant::now(),
     });
     // The seed: every record exists at version 1 before anything starts.
-    let mut history: Vec<Op> = (0..plan.keys as u32)
-        .map(|key| Op {
-            instance: SEED,
-            key,
-            kind: Kind::Upsert,
-            start: Duration::ZERO,
-            end: Duration::ZERO,
-            value: Some(1),
-            ok: true,
-        })
-        .collect();
+    let mut history: Vec<Op> = (0..plan.keys as u32).map(seed).collect();
     let tasks: Vec<_> = (0..plan.tasks_per_instance * 2)
         .map(|n| {
             let shared = Arc::clone(&shared);
