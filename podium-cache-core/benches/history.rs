@@ -2,7 +2,8 @@
 //! invalidations on 50 records) from two engine instances with their in-process tiers over one
 //! real redis-server and the local Airtable server, with injected delays (a random sleep after
 //! some store reads and source fetches, and Airtable latency) so fills and tier inserts race
-//! writes far more often than on a quiet loopback. Prints operations, violations (must be 0),
+//! writes far more often than on a quiet loopback; and the invalidation links cut every 5 s for 1.5 s
+//! (`CLIENT KILL TYPE pubsub`), so each tier flushes, is bypassed and resubscribes. Prints operations, violations (must be 0),
 //! the largest cross-instance spread observed and throughput; the checker is
 //! `tests/history/mod.rs`, the same one `cargo test --test history` runs.
 //!
@@ -38,6 +39,7 @@ fn main() {
         airtable_latency: Duration::from_millis(2),
         data_ttl: Duration::from_secs(1),
         deadline: Duration::from_secs(300),
+        link_kills: Some(Duration::from_secs(5)),
         ..Plan::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -163,6 +163,8 @@ async fn two_instances_never_serve_an_acknowledged_overwrite_or_delete() {
             chance: 0.02,
             max: Duration::from_millis(2),
         },
+        // And the invalidation links cut now and then: flushed, bypassed, resubscribed.
+        link_kills: Some(Duration::from_secs(4)),
         ..Plan::default()
     };
     let run = history::run(plan.clone()).await;
@@ -182,4 +184,5 @@ async fn two_instances_never_serve_an_acknowledged_overwrite_or_delete() {
     assert!(checked.upserts > 0 && checked.deletes > 0 && checked.invalidations > 0);
     assert!(run.tier_hits > 0, "reads were answered in process");
     assert!(run.airtable_calls > 0, "reads filled from Airtable");
+    assert!(run.link_drops > 0, "the links were cut and came back");
 }

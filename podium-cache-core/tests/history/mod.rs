@@ -320,6 +320,13 @@ pub struct Plan {
     pub data_ttl: Duration,
     /// The run stops here even if not every operation was made.
     pub deadline: Duration,
+    /// Every this often the invalidation links are cut (`CLIENT KILL TYPE pubsub`) and kept
+    /// out for `link_outage` (their redis users switched off), while writes go on: each tier
+    /// must flush and stay bypassed until it has resubscribed. `None`: never.
+    pub link_kills: Option<Duration>,
+    /// How long a cut link stays out: longer than the bound, so a tier that kept serving
+    /// through it would be caught.
+    pub link_outage: Duration,
     /// The cross-instance spread allowed (the issue's bound: 1 s).
     pub bound: Duration,
 }
@@ -337,6 +344,8 @@ impl Default for Plan {
             airtable_latency: Duration::ZERO,
             data_ttl: Duration::from_secs(2),
             deadline: Duration::from_secs(120),
+            link_kills: None,
+            link_outage: Duration::from_millis(1_500),
             bound: Duration::from_secs(1),
         }
     }
@@ -348,8 +357,31 @@ struct Instance {
     store: TieredStore,
 }
 
-async fn instance(h: &Harness, gate: &Arc<Gate>, plan: &Plan) -> Instance {
+/// The redis user of instance `n`'s invalidation link (see [`cut_links`]).
+fn link_user(n: usize) -> String {
+    format!("history-{n}")
+}
+
+async fn admin(h: &Harness) -> redis::aio::MultiplexedConnection {
     let url = h.redis.as_ref().expect("a redis harness").url();
+    redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+/// Instance `n`: its data connections as the default user, its invalidation link as its own.
+async fn instance(h: &Harness, n: usize, gate: &Arc<Gate>, plan: &Plan) -> Instance {
+    let server = h.redis.as_ref().expect("a redis harness");
+    let url = server.url();
+    let user = link_user(n);
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", &user, "on", ">pw", "~*", "&*", "+@all"])
+        .query_async(&mut admin(h).await)
+        .await
+        .expect("link user");
+    let bus_url = format!("redis://{user}:pw@127.0.0.1:{}/", server.port());
     let redis: Arc<dyn Store> = Arc::new(
         RedisStore::builder(&url)
             .call_timeout(Duration::from_secs(2))
@@ -364,7 +396,7 @@ async fn instance(h: &Harness, gate: &Arc<Gate>, plan: &Plan) -> Instance {
     let store = TieredStore::builder(shared)
         .capacity(10_000)
         .ttl(plan.data_ttl)
-        .bus_url(url)
+        .bus_url(bus_url)
         .call_timeout(Duration::from_secs(2))
         .ping_interval(Duration::from_millis(200))
         .link_wait(Duration::from_secs(15))
@@ -407,6 +439,8 @@ pub struct Run {
     pub fills_discarded: u64,
     /// Calls the local Airtable server answered.
     pub airtable_calls: u64,
+    /// Invalidation links lost (and tiers flushed), both instances.
+    pub link_drops: u64,
 }
 
 impl Run {
@@ -423,9 +457,9 @@ impl Run {
     pub fn table(&self) -> String {
         let c = &self.checked;
         format!(
-            "| operations | reads | upserts | deletes | invalidations | failed | violations | lagging reads | max spread | ops/s |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n\
-             | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} ms | {:.0} |\n",
+            "| operations | reads | writes (upserts) | deletes | invalidations | failed | violations | lagging reads | max spread | link drops | ops/s |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} ms | {} | {:.0} |\n",
             self.ops(),
             c.reads,
             c.upserts,
@@ -435,6 +469,7 @@ impl Run {
             c.violations.len(),
             c.lagging_reads,
             c.max_spread.as_secs_f64() * 1e3,
+            self.link_drops,
             self.ops_per_second(),
         )
     }
@@ -459,6 +494,7 @@ impl Run {
             "tier_inserts_refused": self.tier_refused,
             "fills_discarded": self.fills_discarded,
             "airtable_calls": self.airtable_calls,
+            "link_drops": self.link_drops,
             "keys": plan.keys,
             "tasks": plan.tasks_per_instance * 2,
             "injected_delay": {"chance": plan.delays.chance, "max_ms": plan.delays.max.as_secs_f64() * 1e3},
@@ -478,8 +514,8 @@ pub async fn run(plan: Plan) -> Run {
         .start()
         .await;
     let instances = vec![
-        instance(&h, &gate, &plan).await,
-        instance(&h, &gate, &plan).await,
+        instance(&h, 0, &gate, &plan).await,
+        instance(&h, 1, &gate, &plan).await,
     ];
     let keys = (0..plan.keys)
         .map(|_| {
@@ -505,14 +541,21 @@ pub async fn run(plan: Plan) -> Run {
             tokio::spawn(async move { worker(&shared, (n % 2) as u8).await })
         })
         .collect();
+    let killer = plan
+        .link_kills
+        .map(|every| tokio::spawn(cut_links(Arc::clone(&shared), every)));
     for task in tasks {
         history.extend(task.await.expect("worker task"));
     }
     let elapsed = shared.epoch.elapsed();
+    if let Some(killer) = killer {
+        killer.abort();
+    }
     let checked = check(&history, plan.bound);
     let tiers = shared.instances.iter().map(|i| i.store.tier().metrics());
-    let (tier_hits, tier_refused) =
-        tiers.fold((0, 0), |(h, r), m| (h + m.hits, r + m.inserts_refused));
+    let (tier_hits, tier_refused, link_drops) = tiers.fold((0, 0, 0), |(h, r, d), m| {
+        (h + m.hits, r + m.inserts_refused, d + m.link_drops)
+    });
     Run {
         history,
         checked,
@@ -525,6 +568,35 @@ pub async fn run(plan: Plan) -> Run {
             .map(|i| i.cache.metrics().fills_discarded)
             .sum(),
         airtable_calls: shared.h.calls(),
+        link_drops,
+    }
+}
+
+/// Every `every`: switches the link users off, cuts every pub/sub connection, waits the plan's
+/// outage and lets the links back; until aborted.
+async fn cut_links(shared: Arc<Shared>, every: Duration) {
+    let mut admin = admin(&shared.h).await;
+    let users: Vec<String> = (0..shared.instances.len()).map(link_user).collect();
+    loop {
+        tokio::time::sleep(every).await;
+        for user in &users {
+            let _: redis::RedisResult<()> = redis::cmd("ACL")
+                .arg(&["SETUSER", user, "off"])
+                .query_async(&mut admin)
+                .await;
+        }
+        let killed: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "pubsub"])
+            .query_async(&mut admin)
+            .await;
+        tracing::info!(?killed, "invalidation links cut");
+        tokio::time::sleep(shared.plan.link_outage).await;
+        for user in &users {
+            let _: redis::RedisResult<()> = redis::cmd("ACL")
+                .arg(&["SETUSER", user, "on"])
+                .query_async(&mut admin)
+                .await;
+        }
     }
 }
 
