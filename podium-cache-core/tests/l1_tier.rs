@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use common::{fields, harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
+use common::{
+    fields, harness, now_ms, tiered, Event, Harness, ObservedStore, ReadHook, StoreKind, BASE,
+    TABLE,
+};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::config::Settings;
-use podium_cache_core::store::{
-    RecordWrite, RedisStore, ScanPage, Store, StoreError, TieredStore, TypedTier, WriteOutcome,
-};
+use podium_cache_core::store::{RedisStore, Store, TieredStore, TypedTier};
 use podium_cache_core::{Cacheable, UpsertOutcome};
 use tokio::sync::Semaphore;
 
@@ -74,22 +74,10 @@ async fn instance(h: &Harness, bus_url: &str, gate: Option<Arc<ReadGate>>) -> In
             .expect("redis store"),
     );
     let shared: Arc<dyn Store> = match gate {
-        Some(gate) => Arc::new(GatedStore {
-            inner: shared,
-            gate,
-        }),
+        Some(gate) => ObservedStore::with_read_hook(shared, gate),
         None => shared,
     };
-    let store = TieredStore::builder(shared)
-        .capacity(1_000)
-        .bus_url(bus_url)
-        .call_timeout(Duration::from_secs(2))
-        .ping_interval(Duration::from_millis(200))
-        .link_wait(PATIENCE)
-        .connect()
-        .await
-        .expect("tiered store");
-    assert!(store.tier().is_serving(), "subscribed before serving");
+    let store = tiered(shared, bus_url, PATIENCE).await;
     let cache = Cache::builder(Arc::new(store.clone()), Arc::clone(&h.source)).build();
     Instance { cache, store }
 }
@@ -288,6 +276,7 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
     // are killed (the data connections stay up).
     command(&mut admin, &["ACL", "SETUSER", "instance-b", "off"]).await;
     let killed = command(&mut admin, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    let killed_at = std::time::Instant::now();
     assert!(
         matches!(killed, redis::Value::Int(n) if n >= 2),
         "{killed:?}"
@@ -296,6 +285,7 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
         b.tier().wait_bypassed(PATIENCE).await,
         "B notices the lost link"
     );
+    let noticed = killed_at.elapsed();
     let m = b.tier().metrics();
     assert!(!m.serving && m.link_drops == 1 && m.flushes == 1, "{m:?}");
 
@@ -305,14 +295,18 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
         .await
         .expect("upsert");
     let hits = b.tier().metrics().hits;
-    assert_eq!(b.version(&id).await, Some(2));
-    assert_eq!(b.version(&id).await, Some(2));
-    assert_eq!(b.tier().metrics().hits, hits, "the tier is bypassed");
+    let reads_while_down = [b.version(&id).await, b.version(&id).await];
+    let stale_reads = reads_while_down.iter().filter(|v| **v != Some(2)).count();
+    let tier_hits_while_down = b.tier().metrics().hits - hits;
+    assert_eq!(stale_reads, 0, "{reads_while_down:?}");
+    assert_eq!(tier_hits_while_down, 0, "the tier is bypassed");
     assert!(b.tier().metrics().bypassed >= 2);
 
     // Resubscribed: the tier serves again and hears what follows.
     command(&mut admin, &["ACL", "SETUSER", "instance-b", "on"]).await;
+    let allowed_at = std::time::Instant::now();
     assert!(b.tier().wait_serving(PATIENCE).await, "B resubscribes");
+    let resubscribed = allowed_at.elapsed();
     b.warm(&id).await;
     assert_eq!(b.version(&id).await, Some(2));
     let received = b.tier().metrics().broadcasts_received;
@@ -325,6 +319,17 @@ async fn dropped_pubsub_link_flushes_and_bypasses_the_tier() {
     })
     .await;
     assert_eq!(b.version(&id).await, Some(3));
+    let m = b.tier().metrics();
+    println!(
+        "FAULT pubsub_killed: stale_reads={stale_reads} \
+         tier_hits_while_down={tier_hits_while_down} noticed_s={:.3} bypassed_reads={} \
+         link_drops={} flushes={} recovery_s={:.2}",
+        noticed.as_secs_f64(),
+        m.bypassed,
+        m.link_drops,
+        m.flushes,
+        resubscribed.as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,79 +454,15 @@ impl ReadGate {
     fn release(&self) {
         self.release.add_permits(1);
     }
-    async fn pass(&self) {
+}
+
+/// Holds the first read after [`ReadGate::arm`] (after redis answered it) until released.
+#[async_trait]
+impl ReadHook for ReadGate {
+    async fn after_get_many(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.held.fetch_add(1, Ordering::SeqCst);
             let _ = self.release.acquire().await.map(|p| p.forget());
         }
-    }
-}
-
-/// A store whose reads can be held at a [`ReadGate`]; everything else passes through.
-struct GatedStore {
-    inner: Arc<dyn Store>,
-    gate: Arc<ReadGate>,
-}
-
-#[async_trait]
-impl Store for GatedStore {
-    fn name(&self) -> &'static str {
-        "gated"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let answer = self.inner.get_many(keys).await;
-        self.gate.pass().await;
-        answer
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.set(key, value, ttl).await
-    }
-    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
-        self.inner.set_many(entries).await
-    }
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_if_absent(key, value, ttl).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.expire_if_equals(key, expected, ttl).await
-    }
-    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        self.inner.delete(keys).await
-    }
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        self.inner.increment(key, ttl).await
-    }
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.add_to_set(key, members, ttl).await
-    }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.set_members(key).await
-    }
-    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
-        self.inner.write_record(write).await
-    }
-    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        self.inner.scan(pattern, cursor, count).await
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod airtable;
 mod error;
+pub mod proxy;
 pub mod redis;
 pub mod redis_cluster;
 

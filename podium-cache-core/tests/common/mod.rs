@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use podium_cache_core::cache::Cache;
 use podium_cache_core::entity::{
     schema_hash_of, Cacheable, EntityMeta, FieldKind, FieldMeta, Reference,
@@ -15,7 +16,10 @@ use podium_cache_core::entity::{
 use podium_cache_core::source::{
     AirtableSource, ListQuery, Source, SourceError, SourceRecord, SourceStats,
 };
-use podium_cache_core::store::{MemoryStore, RedisStore, Store};
+use podium_cache_core::store::{
+    MemoryStore, RateLimitCall, RateLimitReply, RecordWrite, RedisStore, ScanPage, Store,
+    StoreError, TieredStore, WriteOutcome,
+};
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;
 use rand::Rng;
@@ -123,7 +127,7 @@ pub struct HarnessBuilder {
     records: usize,
     latency: Duration,
     rate_limit: Option<u32>,
-    source_rate: Option<(usize, Duration)>,
+    source_limit: Option<(usize, Duration)>,
     gate: Option<Arc<Gate>>,
 }
 
@@ -133,7 +137,7 @@ pub fn harness(kind: StoreKind) -> HarnessBuilder {
         records: 10,
         latency: Duration::ZERO,
         rate_limit: Some(5),
-        source_rate: None,
+        source_limit: None,
         gate: None,
     }
 }
@@ -151,10 +155,9 @@ impl HarnessBuilder {
         self.rate_limit = limit;
         self
     }
-    /// The Airtable client's own limit (default Airtable's 5 requests/s), for tests that
-    /// write through the source much faster than that.
-    pub fn source_rate(mut self, max: usize, window: Duration) -> Self {
-        self.source_rate = Some((max, window));
+    /// The source's own limit, `max` requests per `window` (default Airtable's 5 per second).
+    pub fn source_limit(mut self, max: usize, window: Duration) -> Self {
+        self.source_limit = Some((max, window));
         self
     }
     pub fn gate(mut self, gate: Arc<Gate>) -> Self {
@@ -179,16 +182,14 @@ impl HarnessBuilder {
             })
             .collect();
         airtable.declare_fields(BASE, TABLE, &["name", "slug", "version", "owner"]);
-        let mut airtable_source = AirtableSource::builder(airtable.api_key(), BASE);
-        if let Some((max, window)) = self.source_rate {
-            airtable_source = airtable_source.rate_limit(max, window);
-        }
-        let airtable_source = airtable_source
+        let mut airtable_source = AirtableSource::builder(airtable.api_key(), BASE)
             .api_url(airtable.url())
             .rate_limit_pause(Duration::from_millis(1_100))
-            .retries(4, Duration::from_millis(20), Duration::from_millis(200))
-            .build()
-            .expect("source");
+            .retries(4, Duration::from_millis(20), Duration::from_millis(200));
+        if let Some((max, window)) = self.source_limit {
+            airtable_source = airtable_source.rate_limit(max, window);
+        }
+        let airtable_source = airtable_source.build().expect("source");
         let source: Arc<dyn Source> = match self.gate {
             Some(gate) => Arc::new(GatedSource {
                 inner: airtable_source,
@@ -327,4 +328,176 @@ impl Source for GatedSource {
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+impl Harness {
+    /// The same Airtable server and source with the cache on `store` instead (e.g. a cluster
+    /// store, or a store behind a proxy).
+    pub fn on_store(mut self, store: Arc<dyn Store>) -> Harness {
+        self.cache = Cache::builder(Arc::clone(&store), Arc::clone(&self.source)).build();
+        self.store = store;
+        self
+    }
+}
+
+/// The in-process tier in front of `shared`, its invalidation link on `bus_url`, subscribed
+/// (within `link_wait`) before it is returned; settings for a loaded test machine.
+pub async fn tiered(shared: Arc<dyn Store>, bus_url: &str, link_wait: Duration) -> TieredStore {
+    let store = TieredStore::builder(shared)
+        .capacity(1_000)
+        .bus_url(bus_url)
+        .call_timeout(Duration::from_secs(2))
+        .ping_interval(Duration::from_millis(200))
+        .link_wait(link_wait)
+        .connect()
+        .await
+        .expect("tiered store");
+    assert!(store.tier().is_serving(), "subscribed before serving");
+    store
+}
+
+/// Runs after an [`ObservedStore`]'s wrapped store answered a `get_many`, before the answer
+/// is handed back: lets a test hold a read that raced a write exactly where it wants it.
+#[async_trait]
+pub trait ReadHook: Send + Sync + 'static {
+    async fn after_get_many(&self);
+}
+
+/// A store that forwards every call to the store it wraps, counts the calls in flight (and
+/// the most at once: a test can show that calls end, time out, instead of piling up), and
+/// runs an optional [`ReadHook`] on reads.
+pub struct ObservedStore {
+    inner: Arc<dyn Store>,
+    read_hook: Option<Arc<dyn ReadHook>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Ends one counted call when dropped (also when the call's future is dropped).
+struct CallGuard<'a>(&'a ObservedStore);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ObservedStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Self::build(inner, None)
+    }
+    /// The store with `hook` run after every `get_many`.
+    pub fn with_read_hook(inner: Arc<dyn Store>, hook: Arc<dyn ReadHook>) -> Arc<Self> {
+        Self::build(inner, Some(hook))
+    }
+    fn build(inner: Arc<dyn Store>, read_hook: Option<Arc<dyn ReadHook>>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            read_hook,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+    /// Calls started and not finished now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+    /// The most calls in flight at once since the last [`reset_max`](Self::reset_max).
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+    pub fn reset_max(&self) {
+        self.max_in_flight.store(self.in_flight(), Ordering::SeqCst);
+    }
+    fn call(&self) -> CallGuard<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        CallGuard(self)
+    }
+}
+
+#[async_trait]
+impl Store for ObservedStore {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let _call = self.call();
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let _call = self.call();
+        let answer = self.inner.get_many(keys).await;
+        if let Some(hook) = &self.read_hook {
+            hook.after_get_many().await;
+        }
+        answer
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        let _call = self.call();
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        let _call = self.call();
+        self.inner.set_many(entries).await
+    }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _call = self.call();
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let _call = self.call();
+        self.inner.delete_if_equals(key, expected).await
+    }
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _call = self.call();
+        self.inner.expire_if_equals(key, expected, ttl).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        let _call = self.call();
+        self.inner.delete(keys).await
+    }
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let _call = self.call();
+        self.inner.increment(key, ttl).await
+    }
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _call = self.call();
+        self.inner.add_to_set(key, members, ttl).await
+    }
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let _call = self.call();
+        self.inner.set_members(key).await
+    }
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        let _call = self.call();
+        self.inner.write_record(write).await
+    }
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        let _call = self.call();
+        self.inner.scan(pattern, cursor, count).await
+    }
+    async fn rate_limit(
+        &self,
+        key: &str,
+        call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        let _call = self.call();
+        self.inner.rate_limit(key, call).await
+    }
 }

@@ -9,8 +9,8 @@
 //!   the read started (a deleted record included) on the instance that wrote it, nor on the
 //!   other instance once the spread bound has passed; the largest lag seen on the other
 //!   instance is reported;
-//! - [`Delays`]: random sleeps after a store read ([`DelayedStore`]) and after a source fetch
-//!   (the harness's gated source), to widen the windows in which fills race writes.
+//! - [`Delays`]: random sleeps after a store read (a [`ReadHook`]) and after a source fetch (the
+//!   harness's gated source), to widen the windows in which fills race writes.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +18,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use podium_cache_core::cache::Cache;
-use podium_cache_core::store::{
-    RecordWrite, RedisStore, ScanPage, Store, StoreError, TieredStore, WriteOutcome,
-};
+use podium_cache_core::store::{RedisStore, Store, TieredStore};
 use podium_cache_core::UpsertOutcome;
 use rand::Rng;
 use tokio::sync::Mutex;
 
-use crate::common::{fields, harness, now_ms, Event, Gate, Harness, StoreKind, BASE, TABLE};
+use crate::common::{
+    fields, harness, now_ms, tiered, Event, Gate, Harness, ObservedStore, ReadHook, StoreKind,
+    BASE, TABLE,
+};
 
 /// The instance of the seed writes: the records as they were before the run, known to both.
 pub const SEED: u8 = u8::MAX;
@@ -225,76 +225,12 @@ pub struct Delays {
     pub max: Duration,
 }
 
-/// A store whose reads sometimes answer late (after the shared store answered), widening the
-/// window between a read and the in-process tier keeping what it read; everything else passes
-/// straight through.
-pub struct DelayedStore {
-    pub inner: Arc<dyn Store>,
-    pub gate: Arc<Gate>,
-}
-
+/// Store reads (after the shared store answered) pass the run's delaying [`Gate`], widening
+/// the window between a read and the in-process tier keeping what it read.
 #[async_trait]
-impl Store for DelayedStore {
-    fn name(&self) -> &'static str {
-        "delayed"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let answer = self.inner.get(key).await;
-        self.gate.pass().await;
-        answer
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let answer = self.inner.get_many(keys).await;
-        self.gate.pass().await;
-        answer
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.set(key, value, ttl).await
-    }
-    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
-        self.inner.set_many(entries).await
-    }
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_if_absent(key, value, ttl).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.expire_if_equals(key, expected, ttl).await
-    }
-    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        self.inner.delete(keys).await
-    }
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        self.inner.increment(key, ttl).await
-    }
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.add_to_set(key, members, ttl).await
-    }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.set_members(key).await
-    }
-    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
-        self.inner.write_record(write).await
-    }
-    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        self.inner.scan(pattern, cursor, count).await
+impl ReadHook for Gate {
+    async fn after_get_many(&self) {
+        self.pass().await;
     }
 }
 
@@ -315,8 +251,7 @@ pub struct Plan {
     pub delays: Delays,
     /// Airtable's answer latency.
     pub airtable_latency: Duration,
-    /// The data TTL (short, so records expire and are filled again during the run) and the
-    /// in-process tier's TTL.
+    /// The data TTL: short, so records expire and are filled from Airtable again during the run.
     pub data_ttl: Duration,
     /// The run stops here even if not every operation was made.
     pub deadline: Duration,
@@ -389,21 +324,8 @@ async fn instance(h: &Harness, n: usize, gate: &Arc<Gate>, plan: &Plan) -> Insta
             .await
             .expect("redis store"),
     );
-    let shared: Arc<dyn Store> = Arc::new(DelayedStore {
-        inner: redis,
-        gate: Arc::clone(gate),
-    });
-    let store = TieredStore::builder(shared)
-        .capacity(10_000)
-        .ttl(plan.data_ttl)
-        .bus_url(bus_url)
-        .call_timeout(Duration::from_secs(2))
-        .ping_interval(Duration::from_millis(200))
-        .link_wait(Duration::from_secs(15))
-        .connect()
-        .await
-        .expect("tiered store");
-    assert!(store.tier().is_serving(), "subscribed before serving");
+    let shared: Arc<dyn Store> = ObservedStore::with_read_hook(redis, Arc::clone(gate) as _);
+    let store = tiered(shared, &bus_url, Duration::from_secs(15)).await;
     let cache = Cache::builder(Arc::new(store.clone()), Arc::clone(&h.source))
         .data_ttl(plan.data_ttl)
         .build();
@@ -510,7 +432,7 @@ pub async fn run(plan: Plan) -> Run {
         .records(plan.keys)
         .rate_limit(None)
         .latency(plan.airtable_latency)
-        .source_rate(100_000, Duration::from_secs(1))
+        .source_limit(100_000, Duration::from_secs(1))
         .start()
         .await;
     let instances = vec![
