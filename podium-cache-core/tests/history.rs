@@ -136,7 +136,7 @@ fn checker_never_takes_a_failed_write_as_acknowledged() {
     ];
     let checked = check(&history, BOUND);
     assert!(checked.violations.is_empty(), "{:?}", checked.violations);
-    assert_eq!(checked.failed, 1);
+    assert_eq!((checked.failed_writes, checked.failed_reads), (1, 0));
 }
 
 #[test]
@@ -178,7 +178,14 @@ async fn two_instances_never_serve_an_acknowledged_overwrite_or_delete() {
         &checked.violations[..checked.violations.len().min(5)]
     );
     assert_eq!(run.ops(), ops, "every operation made before the deadline");
-    assert_eq!(checked.failed, 0, "no read or write failed");
+    assert_eq!(checked.failed_reads, 0, "no read failed");
+    // A write fails only if its broadcast could not be published; it then counts as never
+    // acknowledged. It should be rare: the publisher keeps its connection through link cuts.
+    assert!(
+        checked.failed_writes * 100 <= checked.upserts + checked.deletes,
+        "{} writes failed",
+        checked.failed_writes
+    );
     assert!(checked.max_spread <= BOUND);
     // The run exercised what it claims to: every kind, the tiers, and races.
     assert!(checked.upserts > 0 && checked.deletes > 0 && checked.invalidations > 0);
