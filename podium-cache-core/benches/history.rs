@@ -33,10 +33,15 @@ fn main() {
     let plan = Plan {
         ops,
         tasks_per_instance: 24,
-        delays: Delays {
+        store_delays: Delays {
             chance: 0.1,
             max: Duration::from_millis(5),
         },
+        source_delays: Delays {
+            chance: 1.0,
+            max: Duration::from_millis(5),
+        },
+        invalidations: 0.02,
         airtable_latency: Duration::from_millis(2),
         data_ttl: Duration::from_secs(1),
         deadline: Duration::from_secs(300),

@@ -158,11 +158,16 @@ async fn two_instances_never_serve_an_acknowledged_overwrite_or_delete() {
         .unwrap_or(100_000);
     let plan = Plan {
         ops,
-        // A few races made wider, so fills and tier inserts really meet writes.
-        delays: Delays {
+        // Races made wider, so fills and tier inserts really meet writes.
+        store_delays: Delays {
             chance: 0.02,
             max: Duration::from_millis(2),
         },
+        source_delays: Delays {
+            chance: 1.0,
+            max: Duration::from_millis(4),
+        },
+        invalidations: 0.02,
         // And the invalidation links cut now and then: flushed, bypassed, resubscribed.
         link_kills: Some(Duration::from_secs(4)),
         ..Plan::default()

@@ -254,8 +254,11 @@ pub struct Plan {
     pub upserts: f64,
     pub deletes: f64,
     pub invalidations: f64,
-    /// Injected delays (see [`Delays`]).
-    pub delays: Delays,
+    /// Injected delays after store reads (see [`Delays`]).
+    pub store_delays: Delays,
+    /// Injected delays after source fetches, between a fill's fetch and its store: fills are
+    /// few (misses only), so these can be frequent at little cost.
+    pub source_delays: Delays,
     /// Airtable's answer latency.
     pub airtable_latency: Duration,
     /// The data TTL: short, so records expire and are filled from Airtable again during the run.
@@ -282,7 +285,8 @@ impl Default for Plan {
             upserts: 0.03,
             deletes: 0.005,
             invalidations: 0.005,
-            delays: Delays::default(),
+            store_delays: Delays::default(),
+            source_delays: Delays::default(),
             airtable_latency: Duration::ZERO,
             data_ttl: Duration::from_secs(2),
             deadline: Duration::from_secs(120),
@@ -428,16 +432,18 @@ impl Run {
             "link_drops": self.link_drops,
             "keys": plan.keys,
             "tasks": plan.tasks_per_instance * 2,
-            "injected_delay": {"chance": plan.delays.chance, "max_ms": plan.delays.max.as_secs_f64() * 1e3},
+            "store_delay": {"chance": plan.store_delays.chance, "max_ms": plan.store_delays.max.as_secs_f64() * 1e3},
+            "source_delay": {"chance": plan.source_delays.chance, "max_ms": plan.source_delays.max.as_secs_f64() * 1e3},
         })
     }
 }
 
 /// Runs `plan` on fresh servers and checks the history.
 pub async fn run(plan: Plan) -> Run {
-    let gate = Gate::delaying(plan.delays.chance, plan.delays.max);
+    let source_gate = Gate::delaying(plan.source_delays.chance, plan.source_delays.max);
+    let gate = Gate::delaying(plan.store_delays.chance, plan.store_delays.max);
     let h = harness(StoreKind::Redis)
-        .gate(Arc::clone(&gate))
+        .gate(source_gate)
         .records(plan.keys)
         .rate_limit(None)
         .latency(plan.airtable_latency)
