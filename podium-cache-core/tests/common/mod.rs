@@ -22,6 +22,7 @@ use podium_cache_core::store::{
 };
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
@@ -234,6 +235,8 @@ pub struct Gate {
     permits: Semaphore,
     waiting: AtomicUsize,
     closed: std::sync::atomic::AtomicBool,
+    /// When open: the share of answers delayed, and the longest delay (uniform up to it).
+    delays: Option<(f64, Duration)>,
 }
 
 impl Gate {
@@ -242,6 +245,17 @@ impl Gate {
             permits: Semaphore::new(0),
             waiting: AtomicUsize::new(0),
             closed: std::sync::atomic::AtomicBool::new(true),
+            delays: None,
+        })
+    }
+    /// Holds nothing, but delays a random `chance` of answers by up to `max`, widening the
+    /// windows in which reads race writes.
+    pub fn delaying(chance: f64, max: Duration) -> Arc<Self> {
+        Arc::new(Gate {
+            permits: Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            delays: Some((chance.clamp(0.0, 1.0), max)),
         })
     }
     /// Waits until `n` answers are held.
@@ -259,10 +273,19 @@ impl Gate {
         self.closed.store(false, Ordering::SeqCst);
         self.permits.add_permits(10_000);
     }
-    async fn pass(&self) {
+    /// Where an answer waits: held while the gate is closed, else maybe delayed.
+    pub async fn pass(&self) {
         if self.closed.load(Ordering::SeqCst) {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             let _ = self.permits.acquire().await.map(|p| p.forget());
+        } else if let Some((chance, max)) = self.delays {
+            let pause = {
+                let mut rng = rand::thread_rng();
+                rng.gen_bool(chance).then(|| max.mul_f64(rng.gen::<f64>()))
+            };
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 }
