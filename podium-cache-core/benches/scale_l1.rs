@@ -5,12 +5,17 @@
 //!   moment its 2xx would be sent) until instance B, which held the old version in its tier,
 //!   returns the new one; 1,000 updates (goal p99 ≤ 50 ms on loopback, max ≤ 1 s).
 //!
+//! - scale out (`scale/instances.rs`): two instances on a 3-master Redis Cluster beside one
+//!   standalone Redis, and four cold instances sharing one Airtable budget.
+//!
 //! `cargo bench -p podium-cache-core --bench scale_l1 [-- --json PATH]`. Hit percentiles come
 //! from one timed call each (the clock read included, for all three alike), single task, after
 //! warm-up.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "scale/instances.rs"]
+mod instances;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -223,6 +228,7 @@ fn main() {
         let h = harness(StoreKind::Redis).records(1).rate_limit(None).start().await;
         let hits = hits(&h).await;
         let (spread, polls) = spread(&h).await;
+        drop(h);
 
         let ms = |ns: f64| ns / 1e6;
         println!("## In-process tier (one task, after warm-up, {HIT_SAMPLES} timed calls each)\n");
@@ -236,6 +242,9 @@ fn main() {
         println!("| p50 | p99 | max | reads of B until it saw the update (total) |");
         println!("|---|---|---|---|");
         println!("| {:.2} ms | {:.2} ms | {:.2} ms | {polls} |", ms(spread.p50_ns), ms(spread.p99_ns), ms(spread.max_ns));
+
+        println!();
+        let scale_out = instances::measure().await;
 
         let results = json!({
             "l1_hit": {
@@ -253,6 +262,7 @@ fn main() {
                 "reads_until_seen": polls,
                 "goal": {"p99_ms": 50, "max_ms": 1000},
             },
+            "scale_out": scale_out,
         });
         if let Some(path) = json_path {
             match serde_json::to_vec_pretty(&results) {

@@ -12,12 +12,16 @@ use std::time::Instant;
 
 /// One sweep over a fresh 10,000-record fixture at Airtable's real limit.
 async fn run(strategy: Strategy) -> serde_json::Value {
+    let setup = Instant::now();
     let fx = Fixture::start(1, REAL, every_33rd).await;
+    let setup_seconds = setup.elapsed().as_secs_f64();
+    eprintln!("sweep bench: {strategy:?} fixture ready in {setup_seconds:.1} s");
     let before = fx.calls();
     let started = Instant::now();
     let report = fx.sweep().strategy(strategy).run().await.expect("sweep");
     let seconds = started.elapsed().as_secs_f64();
     let calls = fx.calls() - before;
+    eprintln!("sweep bench: {strategy:?} sweep done in {seconds:.1} s");
     println!("{report}");
     serde_json::json!({
         "strategy": format!("{strategy:?}"),
@@ -30,11 +34,13 @@ async fn run(strategy: Strategy) -> serde_json::Value {
         "naive_calls": report.totals.naive_calls,
         "savings_percent": report.totals.savings_percent,
         "seconds": seconds,
+        "setup_seconds": setup_seconds,
         "airtable_429": fx.airtable.calls().rate_limited,
     })
 }
 
 fn main() {
+    let process = Instant::now();
     let json_path = std::env::args().skip_while(|a| a != "--json").nth(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,12 +52,16 @@ fn main() {
         let (references, full) = tokio::join!(run(Strategy::References), run(Strategy::Full));
         vec![references, full]
     });
+    eprintln!(
+        "sweep bench: both runs done {:.1} s after the start (fixtures dropped)",
+        process.elapsed().as_secs_f64()
+    );
     println!("## Sweep (10,000 cached records, 3% deleted in Airtable, 5 requests/s)\n");
-    println!("| strategy | Airtable calls | naive calls | savings | removed of deleted | 429s | seconds |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| strategy | Airtable calls | naive calls | savings | removed of deleted | 429s | seconds | fixture setup (s) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in &results {
         println!(
-            "| {} | {} | {} | {:.1}% | {} of {} | {} | {:.1} |",
+            "| {} | {} | {} | {:.1}% | {} of {} | {} | {:.1} | {:.1} |",
             row["strategy"].as_str().unwrap_or("?"),
             row["airtable_calls"],
             row["naive_calls"],
@@ -60,6 +70,7 @@ fn main() {
             row["deleted_in_airtable"],
             row["airtable_429"],
             row["seconds"].as_f64().unwrap_or(f64::NAN),
+            row["setup_seconds"].as_f64().unwrap_or(f64::NAN),
         );
     }
     if let Some(path) = json_path {

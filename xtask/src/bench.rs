@@ -10,7 +10,7 @@
 //! | `webhooks` | `examples/podium-example/benches/webhooks.rs` | verification cost beside bare HMAC; deliveries/s of the endpoint |
 //! | `offload` | `examples/podium-example/benches/offload.rs` | the example app under a Zipf read load with updates and deletes, beside the cache bypassed |
 //! | `sweep` | `podium-cache-core/benches/sweep.rs` | the 10,000-record sweep: calls beside the naive per-record check |
-//! | `scale` | `podium-cache-core/benches/scale_l1.rs` | the in-process tier beside bare moka; invalidation spread between instances |
+//! | `scale` | `podium-cache-core/benches/scale_l1.rs` | the in-process tier beside bare moka; invalidation spread between instances; two instances on a 3-master Redis Cluster beside one standalone Redis; four cold instances sharing one Airtable budget |
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -75,6 +75,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
              (Debian/Ubuntu: `sudo apt-get install -y redis-server`)"
             .into());
     }
+    forget_cargo_run_env();
     let root = workspace_root();
     let out = root.join("target").join("bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
@@ -149,6 +150,28 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR=…/xtask`, …) before this process starts cargo again. Build scripts such
+/// as ring's declare `rerun-if-env-changed` on several of them, and cargo compares those with
+/// its own environment: inherited, they made every `cargo xtask bench` rebuild ring and all
+/// that depends on it (the whole workspace) after a plain `cargo bench`, and the other way round.
+fn forget_cargo_run_env() {
+    let inherited: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name.as_str(),
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                )
+        })
+        .collect();
+    for name in inherited {
+        std::env::remove_var(name);
+    }
 }
 
 fn git_revision(root: &Path) -> String {
