@@ -10,7 +10,10 @@
 //! | `webhooks` | `examples/podium-example/benches/webhooks.rs` | verification cost beside bare HMAC; deliveries/s of the endpoint |
 //! | `offload` | `examples/podium-example/benches/offload.rs` | the example app under a Zipf read load with updates and deletes, beside the cache bypassed |
 //! | `sweep` | `podium-cache-core/benches/sweep.rs` | the 10,000-record sweep: calls beside the naive per-record check |
-//! | `scale` | `podium-cache-core/benches/scale_l1.rs` | the in-process tier beside bare moka; invalidation spread between instances; two instances on a 3-master Redis Cluster beside one standalone Redis; four cold instances sharing one Airtable budget |
+//! | `scale` | `podium-cache-core/benches/scale_l1.rs`, `podium-cache-core/benches/history.rs` | the in-process tier beside bare moka; invalidation spread between instances; two instances on a 3-master Redis Cluster beside one standalone Redis; four cold instances sharing one Airtable budget; the 1,000,000-operation history check with injected delays |
+//!
+//! Every run names the packages of every section, so cargo resolves one feature set and a
+//! section run alone reuses the release build of a full run (and the other way round).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -28,43 +31,44 @@ pub struct Args {
     pub bench_args: Vec<String>,
 }
 
-/// A section: its name, package and bench target.
+/// A section: its name, package and bench targets (run in this order; the first writes
+/// `{name}.json`, any other `{name}-{target}.json`).
 struct Section {
     name: &'static str,
     package: &'static str,
-    target: &'static str,
+    targets: &'static [&'static str],
 }
 
 const SECTIONS: &[Section] = &[
     Section {
         name: "read",
         package: "podium-cache-core",
-        target: "read_path",
+        targets: &["read_path"],
     },
     Section {
         name: "http",
         package: "podium-cache-tower",
-        target: "http",
+        targets: &["http"],
     },
     Section {
         name: "webhooks",
         package: "podium-example",
-        target: "webhooks",
+        targets: &["webhooks"],
     },
     Section {
         name: "offload",
         package: "podium-example",
-        target: "offload",
+        targets: &["offload"],
     },
     Section {
         name: "sweep",
         package: "podium-cache-core",
-        target: "sweep",
+        targets: &["sweep"],
     },
     Section {
         name: "scale",
         package: "podium-cache-core",
-        target: "scale_l1",
+        targets: &["scale_l1", "history"],
     },
 ];
 
@@ -75,7 +79,6 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
              (Debian/Ubuntu: `sudo apt-get install -y redis-server`)"
             .into());
     }
-    forget_cargo_run_env();
     let root = workspace_root();
     let out = root.join("target").join("bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
@@ -89,11 +92,11 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         })?],
         None => SECTIONS.iter().collect(),
     };
-    // Every cargo call names the same packages, so cargo resolves the same features each
-    // time and builds the release artifacts once (naming one package per call would rebuild
-    // shared dependencies with other features between sections).
+    // Every cargo call names the same packages (those of every section, whichever are
+    // chosen), so cargo resolves the same features each time and builds the release artifacts
+    // once (naming one package per call would rebuild shared dependencies with other features).
     let mut packages: Vec<&str> = Vec::new();
-    for section in &chosen {
+    for section in SECTIONS {
         if !packages.contains(&section.package) {
             packages.push(section.package);
         }
@@ -103,30 +106,39 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     let mut build = vec!["bench", "--quiet", "--no-run"];
     build.extend(package_args.iter().copied());
     for section in &chosen {
-        build.extend(["--bench", section.target]);
+        for target in section.targets {
+            build.extend(["--bench", *target]);
+        }
     }
     step(&root, "cargo", &build)?;
     let started = std::time::Instant::now();
     let mut results = serde_json::Map::new();
     for section in &chosen {
-        let json = out.join(format!("{}.json", section.name));
-        let json_arg = json.display().to_string();
-        let mut cargo_args = vec!["bench", "--quiet"];
-        cargo_args.extend(package_args.iter().copied());
-        cargo_args.extend(["--bench", section.target, "--", "--json", &json_arg]);
-        cargo_args.extend(args.bench_args.iter().map(String::as_str));
         let section_started = std::time::Instant::now();
-        step(&root, "cargo", &cargo_args)?;
+        for (i, target) in section.targets.iter().enumerate() {
+            let key = if i == 0 {
+                section.name.to_owned()
+            } else {
+                format!("{}-{target}", section.name)
+            };
+            let json = out.join(format!("{key}.json"));
+            let json_arg = json.display().to_string();
+            let mut cargo_args = vec!["bench", "--quiet"];
+            cargo_args.extend(package_args.iter().copied());
+            cargo_args.extend(["--bench", *target, "--", "--json", &json_arg]);
+            cargo_args.extend(args.bench_args.iter().map(String::as_str));
+            step(&root, "cargo", &cargo_args)?;
+            let figures = std::fs::read(&json)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .unwrap_or(serde_json::Value::Null);
+            results.insert(key, figures);
+        }
         println!(
             "({} section: {:.0} s)\n",
             section.name,
             section_started.elapsed().as_secs_f64()
         );
-        let figures = std::fs::read(&json)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .unwrap_or(serde_json::Value::Null);
-        results.insert(section.name.to_owned(), figures);
     }
     if args.section.is_none() {
         let summary = serde_json::json!({
@@ -150,28 +162,6 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,
-/// `CARGO_MANIFEST_DIR=…/xtask`, …) before this process starts cargo again. Build scripts such
-/// as ring's declare `rerun-if-env-changed` on several of them, and cargo compares those with
-/// its own environment: inherited, they made every `cargo xtask bench` rebuild ring and all
-/// that depends on it (the whole workspace) after a plain `cargo bench`, and the other way round.
-fn forget_cargo_run_env() {
-    let inherited: Vec<String> = std::env::vars_os()
-        .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| {
-            name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    name.as_str(),
-                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
-                )
-        })
-        .collect();
-    for name in inherited {
-        std::env::remove_var(name);
-    }
 }
 
 fn git_revision(root: &Path) -> String {

@@ -39,6 +39,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    forget_cargo_run_env();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test::run(args),
@@ -55,5 +56,27 @@ fn main() -> ExitCode {
             eprintln!("xtask: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR=…/xtask`, …) before this process starts cargo again. Build scripts such
+/// as ring's declare `rerun-if-env-changed` on several of them, and cargo compares those with
+/// its own environment: inherited, they made every `cargo xtask bench` rebuild ring and all
+/// that depends on it (the whole workspace) after a plain `cargo bench`, and the other way round.
+fn forget_cargo_run_env() {
+    let inherited: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name.as_str(),
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                )
+        })
+        .collect();
+    for name in inherited {
+        std::env::remove_var(name);
     }
 }
