@@ -136,10 +136,28 @@ fn assembled(texts: &[String]) -> String {
                     without_marker(raw)
                 }
             }
-            text => toml::Value::String(without_marker(text)).to_string(),
+            text => basic_string(&without_marker(text)),
         };
         out.push_str(&format!("{key} = {value}\n"));
     }
+    out
+}
+
+/// `text` as a TOML basic string (`"…"`, with `\\`, `\"` and control characters escaped).
+/// Written here rather than with `toml`'s serializer: toml_write 0.1.2 counts a run of quotes
+/// in a `u8` and overflows on 256 of them (found by this target; see its regressions).
+fn basic_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
 }
 
