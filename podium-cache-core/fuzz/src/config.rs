@@ -14,6 +14,7 @@
 use podium_cache_core::config::{Secret, Settings};
 
 use crate::input::{encode_text, Input};
+use crate::support::toml_basic_string;
 
 /// A secret value whose appearance in any output is a leak.
 pub const MARKER: &str = "s3cr3tMARKERvalue";
@@ -136,28 +137,10 @@ fn assembled(texts: &[String]) -> String {
                     without_marker(raw)
                 }
             }
-            text => basic_string(&without_marker(text)),
+            text => toml_basic_string(&without_marker(text)),
         };
         out.push_str(&format!("{key} = {value}\n"));
     }
-    out
-}
-
-/// `text` as a TOML basic string (`"…"`, with `\\`, `\"` and control characters escaped).
-/// Written here rather than with `toml`'s serializer: toml_write 0.1.2 counts a run of quotes
-/// in a `u8` and overflows on 256 of them (found by this target; see its regressions).
-fn basic_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 

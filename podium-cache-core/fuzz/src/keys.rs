@@ -22,6 +22,7 @@ use podium_example::models::{Event, Project, Referral, User, Vote};
 use sha2::{Digest, Sha256};
 
 use crate::input::{encode, encode_text, number_field, Input};
+use crate::support::toml_basic_string;
 
 /// The longest user-supplied component a key carries as it is (longer ones are hashed).
 const MAX_COMPONENT: usize = 64;
@@ -170,7 +171,7 @@ fn prefix_from(source: u8, text: &str) -> Option<String> {
         0 => Settings::default(),
         1 => Settings::from_sources(None, [("PODIUM_PREFIX".to_owned(), text.to_owned())]).ok()?,
         2 => {
-            let toml = format!("prefix = {}", toml::Value::String(text.to_owned()));
+            let toml = format!("prefix = {}", toml_basic_string(text));
             Settings::from_sources(Some(&toml), Vec::new()).ok()?
         }
         _ => Settings::from_sources(None, [("PODIUM_PREFIX".to_owned(), "p".to_owned())]).ok()?,

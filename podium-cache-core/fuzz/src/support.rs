@@ -91,3 +91,21 @@ pub async fn read_record(
         _ => return None,
     })
 }
+
+/// `text` as a TOML basic string (`"…"`, with `\\`, `\"` and control characters escaped).
+/// Written here rather than with `toml`'s serializer: toml_write 0.1.2 counts a run of quotes
+/// in a `u8` and overflows on 256 of them (found by the `config` and `keys` targets; see their regressions).
+pub fn toml_basic_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
