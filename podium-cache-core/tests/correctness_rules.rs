@@ -95,12 +95,7 @@ async fn fill_in_flight_during_delete_does_not_resurrect_the_record() {
         .start()
         .await;
     let id = h.ids[0].clone();
-    let reader = {
-        let cache = h.cache.clone();
-        let id = id.clone();
-        tokio::spawn(async move { cache.get::<Event>(&id).await })
-    };
-    gate.wait_for_held(1).await;
+    let reader = common::held_read(&h.cache, &gate, &id).await;
     h.cache.delete::<Event>(&id).await.unwrap();
     gate.open();
     let _overlapping = reader.await.unwrap().unwrap();
@@ -120,12 +115,7 @@ async fn fill_that_started_before_an_upsert_never_overwrites_it() {
             .await;
         let id = h.ids[0].clone();
         // 1. A read misses and fetches version 1; its answer is held at the gate.
-        let reader = {
-            let cache = h.cache.clone();
-            let id = id.clone();
-            tokio::spawn(async move { cache.get::<Event>(&id).await })
-        };
-        gate.wait_for_held(1).await;
+        let reader = common::held_read(&h.cache, &gate, &id).await;
         // 2. Meanwhile the record changes and the webhook is acknowledged.
         h.airtable
             .update(BASE, TABLE, &id, fields("v2", "the-slug", 2));

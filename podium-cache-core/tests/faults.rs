@@ -649,12 +649,7 @@ async fn fill_across_a_restart(probe: bool) {
         .start()
         .await;
     let id = h.ids[0].clone();
-    let reader = {
-        let cache = h.cache.clone();
-        let id = id.clone();
-        tokio::spawn(async move { cache.get::<Event>(&id).await })
-    };
-    gate.wait_for_held(1).await;
+    let reader = common::held_read(&h.cache, &gate, &id).await;
     h.airtable.update(BASE, TABLE, &id, fields("v2", "s", 2));
     let newer = Event {
         id: id.clone(),

@@ -290,6 +290,23 @@ impl Gate {
     }
 }
 
+/// Starts `cache.get::<Event>(id)` in a task and returns once its fetch from the source is
+/// held at `gate` (the harness must have been built with it): the read that misses before a
+/// racing write, in the correctness and fault tests.
+pub async fn held_read(
+    cache: &Cache,
+    gate: &Gate,
+    id: &str,
+) -> tokio::task::JoinHandle<Result<Option<Event>, podium_cache_core::CacheError>> {
+    let reader = {
+        let cache = cache.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { cache.get::<Event>(&id).await })
+    };
+    gate.wait_for_held(1).await;
+    reader
+}
+
 /// The real Airtable client with a [`Gate`] between its answers and the engine.
 pub struct GatedSource {
     inner: AirtableSource,
