@@ -58,6 +58,15 @@ pub type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// request bypasses the cache).
 pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
+/// The method a key names: `HEAD` counts as `GET` (a `HEAD` is answered from the `GET` entry).
+fn key_method(parts: &Parts) -> &str {
+    if parts.method == Method::HEAD {
+        "GET"
+    } else {
+        parts.method.as_str()
+    }
+}
+
 /// The default request key: the method (`HEAD` counts as `GET`), the path and the query with
 /// its `&`-separated pairs sorted, so `?b=2&a=1` and `?a=1&b=2` share an entry.
 ///
@@ -66,11 +75,7 @@ pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// assert_eq!(podium_cache_tower::policy::default_request_key(&parts), "GET /a?y=1&z");
 /// ```
 pub fn default_request_key(parts: &Parts) -> String {
-    let method = if parts.method == Method::HEAD {
-        "GET"
-    } else {
-        parts.method.as_str()
-    };
+    let method = key_method(parts);
     let path = parts.uri.path();
     match parts.uri.query() {
         Some(query) if !query.is_empty() => {
@@ -99,11 +104,7 @@ pub fn default_request_key(parts: &Parts) -> String {
 /// );
 /// ```
 pub fn allowed_request_key(parts: &Parts, allowed: &[impl AsRef<str>]) -> String {
-    let method = if parts.method == Method::HEAD {
-        "GET"
-    } else {
-        parts.method.as_str()
-    };
+    let method = key_method(parts);
     let path = parts.uri.path();
     let mut pairs = allowed_pairs(parts, allowed);
     if pairs.is_empty() {
@@ -139,11 +140,7 @@ pub(crate) fn route_of(parts: &Parts) -> &str {
 
 /// The group whose variants are capped: the method (`HEAD` counts as `GET`) and the path.
 pub(crate) fn variant_group(parts: &Parts) -> String {
-    let method = if parts.method == Method::HEAD {
-        "GET"
-    } else {
-        parts.method.as_str()
-    };
+    let method = key_method(parts);
     format!("{method} {}", parts.uri.path())
 }
 

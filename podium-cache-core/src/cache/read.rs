@@ -293,15 +293,22 @@ impl Cache {
             let tier = self.inner.store.typed_tier();
             let mut ticket = None;
             if let Some(tier) = tier {
-                if let TierLookup::Hit(id) = tier.lookup::<String>(index_key.clone()) {
-                    if let Some(record) = self.indexed_record::<T>(&id, field, &normalized).await? {
-                        return Ok(Some(record));
+                ticket = match tier.lookup::<String>(index_key.clone()) {
+                    TierLookup::Miss(taken) => taken,
+                    TierLookup::Hit(id) => {
+                        if let Some(record) =
+                            self.indexed_record::<T>(&id, field, &normalized).await?
+                        {
+                            return Ok(Some(record));
+                        }
+                        // A stale hint: dropped, and a ticket taken for the id read next.
+                        tier.invalidate(&index_key);
+                        match tier.lookup::<String>(index_key.clone()) {
+                            TierLookup::Miss(taken) => taken,
+                            TierLookup::Hit(_) => None,
+                        }
                     }
-                    tier.invalidate(&index_key);
-                }
-                if let TierLookup::Miss(taken) = tier.lookup::<String>(index_key.clone()) {
-                    ticket = taken;
-                }
+                };
             }
             let store_ok = match self.inner.store.get(&index_key).await {
                 Ok(Some(raw)) => {
