@@ -148,13 +148,22 @@ impl RedisStore {
         Ok(manager)
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        let result = tokio::time::timeout(self.inner.call_timeout, cmd.query_async::<T>(&mut conn))
+    /// Runs `call` within the call timeout, maps its error, and moves the epoch on a
+    /// disruption.
+    async fn within<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let result = tokio::time::timeout(self.inner.call_timeout, call)
             .await
             .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
             .and_then(|reply| reply.map_err(map_err));
         self.inner.epoch.watch(result)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        self.within(cmd.query_async::<T>(&mut conn)).await
     }
 }
 
@@ -164,12 +173,7 @@ impl RedisStore {
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        let result =
-            tokio::time::timeout(self.inner.call_timeout, pipe.query_async::<T>(&mut conn))
-                .await
-                .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
-                .and_then(|reply| reply.map_err(map_err));
-        self.inner.epoch.watch(result)
+        self.within(pipe.query_async::<T>(&mut conn)).await
     }
 }
 
@@ -280,12 +284,7 @@ impl Store for RedisStore {
             invocation.arg(arg);
         }
         let mut conn = self.connection().await?;
-        let result =
-            tokio::time::timeout(self.inner.call_timeout, invocation.invoke_async(&mut conn))
-                .await
-                .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
-                .and_then(|reply| reply.map_err(map_err));
-        let reply: (i64, u64, i64) = self.inner.epoch.watch(result)?;
+        let reply: (i64, u64, i64) = self.within(invocation.invoke_async(&mut conn)).await?;
         Ok(record_write_outcome(reply))
     }
 
