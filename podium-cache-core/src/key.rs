@@ -129,6 +129,23 @@ impl Keys {
         format!("{}:etag:{entity}", self.prefix)
     }
 
+    /// `{prefix}:dep:seq`: the purge sequence of derived entries (see
+    /// [`Dependents`](crate::cache::Dependents)).
+    pub fn dependents_sequence(&self) -> String {
+        format!("{}:dep:seq", self.prefix)
+    }
+
+    /// `{prefix}:dep:chg:{entity}:{id}`: "record changed at purge sequence N" (a version
+    /// value whose timestamp is N).
+    pub fn changed(&self, entity: &str, id: &str) -> String {
+        format!("{}:dep:chg:{entity}:{}", self.prefix, safe(id))
+    }
+
+    /// `{prefix}:dep:echg:{entity}`: "a record of the entity changed at purge sequence N".
+    pub fn entity_changed(&self, entity: &str) -> String {
+        format!("{}:dep:echg:{entity}", self.prefix)
+    }
+
     /// `{prefix}:wh:seen:{delivery id}`: replay guard for one webhook delivery.
     pub fn delivery_seen(&self, delivery_id: &str) -> String {
         format!("{}:wh:seen:{}", self.prefix, safe(delivery_id))

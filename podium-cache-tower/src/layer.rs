@@ -12,14 +12,14 @@ use http::header::HeaderName;
 use http::request::Parts;
 use http::StatusCode;
 use parking_lot::Mutex;
-use podium_cache_core::cache::Cache;
+use podium_cache_core::cache::{Cache, Dependents};
 use podium_cache_core::scope::Scope;
 use podium_cache_core::store::Store;
 use tower::Layer;
 
 use crate::coalesce::InFlight;
 use crate::policy::{default_principal, Policy};
-use crate::purge::{LayerKeys, ResponsePurger};
+use crate::purge::LayerKeys;
 use crate::service::CacheService;
 
 /// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
@@ -63,6 +63,8 @@ impl fmt::Debug for CacheLayer {
 /// What every [`CacheService`] made by one layer shares.
 pub(crate) struct LayerState {
     pub store: Arc<dyn Store>,
+    /// Where responses are registered against the records they read, and purged.
+    pub dependents: Dependents,
     pub keys: LayerKeys,
     pub policy: Policy,
     pub in_flight: Arc<InFlight>,
@@ -421,7 +423,8 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// Builds the layer and registers its purge listener with the core cache.
+    /// Builds the layer. Its responses are purged by the core cache's changes (see
+    /// [`purge`](crate::purge)); nothing is registered with the cache.
     pub fn build(mut self) -> CacheLayer {
         if self.per_principal && self.policy.principal.is_none() {
             let cookies = self.policy.private_cookies.clone();
@@ -429,13 +432,12 @@ impl CacheLayerBuilder {
                 default_principal(&cookies, parts)
             }));
         }
-        let purger = ResponsePurger::new(&self.cache);
-        let keys = purger.layer_keys().clone();
-        self.cache.add_listener(Arc::new(purger));
+        let keys = LayerKeys::new(self.cache.keys().clone());
         tracing::debug!(policy = ?self.policy, "http cache layer built");
         CacheLayer {
             state: Arc::new(LayerState {
                 store: Arc::clone(self.cache.store()),
+                dependents: self.cache.dependents().clone(),
                 keys,
                 policy: self.policy,
                 in_flight: Arc::new(InFlight::default()),

@@ -23,7 +23,9 @@
 //! 3. A miss runs the service once for all concurrent misses of the key, inside a core
 //!    [`Scope`](podium_cache_core::scope::Scope) that collects the records it read; a storable
 //!    answer is stored and added to the tag set of each of those records.
-//! 4. `cache.upsert/invalidate/delete` of a record → the registered [`ResponsePurger`]
+//! 4. Any change a core cache applies to a record (`upsert`/`invalidate`/`delete`, a webhook,
+//!    a sweep, in any process sharing the store) purges the responses tagged with it (see
+//!    [`purge`])
 //!    deletes the responses in its tag set (and its entity's list responses).
 //! 5. The store is down → requests pass through, nothing fails, `X-Cache: BYPASS`.
 //!
@@ -72,5 +74,5 @@ pub use body::{BodyError, CacheBody};
 pub use entry::EntryError;
 pub use future::ResponseFuture;
 pub use layer::{CacheLayer, CacheLayerBuilder};
-pub use purge::{CacheTags, PurgeError, PurgeReport, ResponsePurger};
+pub use purge::CacheTags;
 pub use service::CacheService;

@@ -19,7 +19,8 @@ use crate::entry::{self, Age, EntryError, Stored, StoredResponse};
 use crate::future::ResponseFuture;
 use crate::layer::{CacheLayer, LayerState};
 use crate::policy::{self, BypassReason, NotStored, Plan, Vary};
-use crate::purge::{counter, CacheTags};
+use crate::purge::CacheTags;
+use podium_cache_core::cache::Dependents;
 use crate::status::{CacheStatus, Forward, StatusHeaders};
 
 /// The middleware [`CacheLayer`] wraps a service in.
@@ -532,11 +533,11 @@ impl LayerState {
         let entry_key = self.keys.keys.http(key);
         let mut values = self
             .store
-            .get_many(&[entry_key.clone(), self.keys.sequence.clone()])
+            .get_many(&[entry_key.clone(), self.dependents.sequence_key().to_owned()])
             .await?
             .into_iter();
         let raw = values.next().flatten();
-        let sequence = counter(values.next().flatten().as_deref());
+        let sequence = Dependents::parse_sequence(values.next().flatten().as_deref());
         let found = match raw.map(entry::decode) {
             None => None,
             Some(Ok(Stored::Response(entry))) => Some((entry_key, entry)),
@@ -585,9 +586,7 @@ impl LayerState {
     }
 
     async fn read_sequence(&self) -> Result<u64, StoreError> {
-        Ok(counter(
-            self.store.get(&self.keys.sequence).await?.as_deref(),
-        ))
+        self.dependents.sequence().await
     }
 
     /// Stores `entry` under `request_key` (and a vary marker under `key`), tagged with `tags`.
@@ -608,16 +607,9 @@ impl LayerState {
         let entry_key = keys.http(request_key);
         let ttl = entry.store_ttl();
         let tag_ttl = self.policy.max_store_ttl().max(ttl);
-        let members = [entry_key.clone()];
-        let record_tags = tags.records.iter().map(|(entity, id)| keys.tag(entity, id));
-        let entity_tags = tags.entities.iter().map(|entity| keys.entity_tag(entity));
-        let tag_keys: Vec<String> = record_tags.chain(entity_tags).collect();
-        futures::future::try_join_all(
-            tag_keys
-                .iter()
-                .map(|tag| self.store.add_to_set(tag, &members, tag_ttl)),
-        )
-        .await?;
+        self.dependents
+            .register(&entry_key, &tags.records, &tags.entities, tag_ttl)
+            .await?;
 
         let encoded = entry.encode()?;
         if entry.vary.is_empty() {
@@ -635,28 +627,10 @@ impl LayerState {
             return Ok(true);
         }
 
-        let mut check = Vec::with_capacity(1 + tags.records.len() + tags.entities.len());
-        check.push(self.keys.sequence.clone());
-        check.extend(
-            tags.records
-                .iter()
-                .map(|(entity, id)| self.keys.record_marker(entity, id)),
-        );
-        check.extend(
-            tags.entities
-                .iter()
-                .map(|entity| self.keys.entity_marker(entity)),
-        );
-        let values = self.store.get_many(&check).await?;
-        let now = counter(values.first().and_then(|v| v.as_deref()));
-        if now == sequence {
-            return Ok(true);
-        }
-        let changed = now < sequence
-            || values
-                .iter()
-                .skip(1)
-                .any(|v| counter(v.as_deref()) > sequence);
+        let changed = self
+            .dependents
+            .changed_since(sequence, &tags.records, &tags.entities)
+            .await?;
         if changed {
             tracing::debug!("a record this response read changed meanwhile; not keeping it");
             self.store.delete(&[entry_key]).await?;

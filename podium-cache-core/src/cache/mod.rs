@@ -29,6 +29,7 @@
 //! ```
 
 mod batch;
+mod dependents;
 pub mod entry;
 mod fill;
 mod listener;
@@ -44,6 +45,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 
+pub use self::dependents::Dependents;
 pub use self::listener::{Change, ChangeKind, InvalidationListener};
 pub use self::metrics::MetricsSnapshot;
 pub use self::read::Query;
@@ -314,8 +316,10 @@ impl CacheBuilder {
             },
         );
         let negative = NegativeCache::new(self.config.negative_capacity, self.config.negative_ttl);
+        let dependents = Dependents::new(Arc::clone(&self.store), self.keys.clone());
         Cache {
             inner: Arc::new(Inner {
+                dependents,
                 store: self.store,
                 source: self.source,
                 keys: self.keys,
@@ -339,6 +343,8 @@ pub struct Cache {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Entries derived from records (HTTP responses), purged by every change.
+    dependents: Dependents,
     source: Arc<dyn Source>,
     keys: Keys,
     config: CacheConfig,
@@ -536,6 +542,12 @@ impl Cache {
             .prefix(&settings.prefix)
             .config(config)
             .build())
+    }
+
+    /// The entries derived from records (the HTTP layer's responses), purged by every change
+    /// this cache applies.
+    pub fn dependents(&self) -> &Dependents {
+        &self.inner.dependents
     }
 
     /// Registers a listener after construction (e.g. the HTTP layer's purge).

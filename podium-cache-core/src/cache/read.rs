@@ -338,7 +338,13 @@ impl Cache {
                 max_records: Some(1),
             };
             let found = self.list_and_store::<T>(index_key, query, store_ok).await?;
-            Ok(found.into_iter().next())
+            let found = found.into_iter().next();
+            if found.is_none() {
+                // "No record has this value" changes when one is created or renamed to it: an
+                // answer built from it depends on the entity, as a list does.
+                Scope::with_current(|s| s.add_entity(meta.entity));
+            }
+            Ok(found)
         }
         .instrument(span)
         .await

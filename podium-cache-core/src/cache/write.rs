@@ -201,7 +201,8 @@ impl Cache {
     }
 
     /// After a change of record `id`: moves the entity's generation, so every cached query of
-    /// it is asked again, then tells every listener.
+    /// it is asked again, purges the entries derived from the record or the entity's lists
+    /// (HTTP responses, in every instance sharing the store), then tells every listener.
     async fn changed(
         &self,
         meta: &EntityMeta,
@@ -210,6 +211,7 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let key = self.keys().query_generation(meta.entity);
         self.inner.store.increment(&key, self.version_ttl()).await?;
+        self.inner.dependents.purge(meta.entity, id).await?;
         self.notify(Change {
             entity: meta.entity.to_owned(),
             id: id.to_owned(),

@@ -1,4 +1,13 @@
 //! [`MemoryStore`]: the embedded default store, a bounded moka cache with per-entry TTL.
+//!
+//! Two kinds of entry live apart. **Data** (what [`Store::set`] / [`Store::set_many`] and a
+//! record write's `set` store: records, tombstones, responses) is bounded by entry count and
+//! evicted least recently / least frequently used first. **State** (versions and generations,
+//! counters, sets, bounded claims, `set_if_absent` locks and replay guards) only expires: an
+//! eviction of state would break a guarantee rather than cost a miss (a generation evicted
+//! back to 0 lets an older fill pass its check; an evicted purge tag set leaves its response
+//! served after the change; an evicted replay guard lets a delivery apply twice). State is
+//! small and its growth is bounded by the rate of writes times its TTL, never by reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
@@ -63,7 +72,10 @@ pub struct MemoryStore {
 }
 
 struct Inner {
+    /// Data: bounded by count.
     cache: Cache<String, Entry>,
+    /// State: never evicted for capacity, only expired.
+    pinned: Cache<String, Entry>,
     stripes: Vec<Mutex<()>>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -72,6 +84,7 @@ impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("entries", &self.inner.cache.entry_count())
+            .field("state_entries", &self.inner.pinned.entry_count())
             .finish()
     }
 }
@@ -83,19 +96,48 @@ impl MemoryStore {
             .max_capacity(max_entries)
             .expire_after(PerEntryTtl)
             .build();
+        let pinned = Cache::builder().expire_after(PerEntryTtl).build();
         Self {
             inner: Arc::new(Inner {
                 cache,
+                pinned,
                 stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
                 hasher: Default::default(),
             }),
         }
     }
 
-    /// How many entries are held (approximate until pending maintenance has run).
+    /// How many entries are held, data and state (approximate until pending maintenance has
+    /// run).
     pub fn entry_count(&self) -> u64 {
         self.inner.cache.run_pending_tasks();
-        self.inner.cache.entry_count()
+        self.inner.pinned.run_pending_tasks();
+        self.inner.cache.entry_count() + self.inner.pinned.entry_count()
+    }
+
+    /// The entry under `key`, data or state.
+    fn entry(&self, key: &str) -> Option<Entry> {
+        self.inner
+            .cache
+            .get(key)
+            .or_else(|| self.inner.pinned.get(key))
+    }
+
+    /// The state entry under `key`.
+    fn state(&self, key: &str) -> Option<Value> {
+        self.inner.pinned.get(key).map(|e| e.value)
+    }
+
+    fn put_state(&self, key: &str, value: Value, ttl: Duration) {
+        self.inner
+            .pinned
+            .insert(key.to_owned(), Entry { value, ttl });
+    }
+
+    fn remove(&self, key: &str) -> bool {
+        let data = self.inner.cache.remove(key).is_some();
+        let state = self.inner.pinned.remove(key).is_some();
+        data || state
     }
 
     fn stripe(&self, key: &str) -> &Mutex<()> {
@@ -104,13 +146,17 @@ impl MemoryStore {
     }
 
     fn bytes(&self, key: &str) -> Option<Bytes> {
-        match self.inner.cache.get(key)?.value {
+        match self.entry(key)?.value {
             Value::Bytes(bytes) => Some(bytes),
             Value::Set(_) | Value::Bounded(_) => None,
         }
     }
 
     fn put(&self, key: &str, value: Value, ttl: Duration) {
+        if self.inner.pinned.contains_key(key) {
+            // Data written over state: the state must not resurface when the data is evicted.
+            self.inner.pinned.remove(key);
+        }
         self.inner
             .cache
             .insert(key.to_owned(), Entry { value, ttl });
@@ -150,17 +196,17 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let _guard = self.stripe(key).lock();
-        if self.inner.cache.contains_key(key) {
+        if self.inner.cache.contains_key(key) || self.inner.pinned.contains_key(key) {
             return Ok(false);
         }
-        self.put(key, Value::Bytes(value), ttl);
+        self.put_state(key, Value::Bytes(value), ttl);
         Ok(true)
     }
 
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
         let _guard = self.stripe(key).lock();
         if self.bytes(key).as_deref() == Some(expected) {
-            self.inner.cache.remove(key);
+            self.remove(key);
             return Ok(true);
         }
         Ok(false)
@@ -175,7 +221,11 @@ impl Store for MemoryStore {
         let _guard = self.stripe(key).lock();
         match self.bytes(key) {
             Some(value) if value.as_ref() == expected => {
-                self.put(key, Value::Bytes(value), ttl);
+                if self.inner.pinned.contains_key(key) {
+                    self.put_state(key, Value::Bytes(value), ttl);
+                } else {
+                    self.put(key, Value::Bytes(value), ttl);
+                }
                 Ok(true)
             }
             _ => Ok(false),
@@ -183,10 +233,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        Ok(keys
-            .iter()
-            .filter(|k| self.inner.cache.remove(k.as_str()).is_some())
-            .count() as u64)
+        Ok(keys.iter().filter(|k| self.remove(k)).count() as u64)
     }
 
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
@@ -199,7 +246,7 @@ impl Store for MemoryStore {
             None => 0,
         };
         let next = current.saturating_add(1);
-        self.put(key, Value::Bytes(Bytes::from(next.to_string())), ttl);
+        self.put_state(key, Value::Bytes(Bytes::from(next.to_string())), ttl);
         Ok(next)
     }
 
@@ -210,12 +257,12 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let _guard = self.stripe(key).lock();
-        let mut set = match self.inner.cache.get(key).map(|e| e.value) {
+        let mut set = match self.state(key) {
             Some(Value::Set(set)) => (*set).clone(),
             _ => BTreeSet::new(),
         };
         set.extend(members.iter().cloned());
-        self.put(key, Value::Set(Arc::new(set)), ttl);
+        self.put_state(key, Value::Set(Arc::new(set)), ttl);
         Ok(())
     }
 
@@ -228,7 +275,7 @@ impl Store for MemoryStore {
     ) -> Result<bool, StoreError> {
         let _guard = self.stripe(key).lock();
         let now = Instant::now();
-        let mut members = match self.inner.cache.get(key).map(|e| e.value) {
+        let mut members = match self.state(key) {
             Some(Value::Bounded(members)) => (*members).clone(),
             _ => BTreeMap::new(),
         };
@@ -242,12 +289,12 @@ impl Store for MemoryStore {
             .values()
             .max()
             .map_or(ttl, |until| until.saturating_duration_since(now));
-        self.put(key, Value::Bounded(Arc::new(members)), live);
+        self.put_state(key, Value::Bounded(Arc::new(members)), live);
         Ok(true)
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        Ok(match self.inner.cache.get(key).map(|e| e.value) {
+        Ok(match self.state(key) {
             Some(Value::Set(set)) => set.iter().cloned().collect(),
             _ => Vec::new(),
         })
@@ -272,14 +319,14 @@ impl Store for MemoryStore {
             next.timestamp_ms = next.timestamp_ms.max(ts);
         }
         if next != current {
-            self.put(
+            self.put_state(
                 &write.version_key,
                 Value::Bytes(Bytes::from(next.encode())),
                 write.version_ttl,
             );
         }
         for key in &write.delete {
-            self.inner.cache.remove(key.as_str());
+            self.remove(key);
         }
         for (key, value, ttl) in &write.set {
             self.put(key, Value::Bytes(value.clone()), *ttl);
@@ -293,10 +340,12 @@ impl Store for MemoryStore {
             .inner
             .cache
             .iter()
+            .chain(self.inner.pinned.iter())
             .map(|(k, _)| (*k).clone())
             .filter(|k| glob_match(pattern, k))
             .collect();
         keys.sort_unstable();
+        keys.dedup();
         let start = usize::try_from(cursor)
             .unwrap_or(usize::MAX)
             .min(keys.len());
