@@ -197,6 +197,7 @@ impl<S> Layer<S> for CacheLayer {
 /// | [`key_fn`](Self::key_fn) | [`default_request_key`](crate::policy::default_request_key) + `Vary` |
 /// | [`query_params`](Self::query_params) | none: every query parameter is part of the key |
 /// | [`max_variants`](Self::max_variants) | 100 per path |
+/// | [`max_not_found`](Self::max_not_found) | 1000 per route |
 /// | [`max_body_size`](Self::max_body_size) | 1 MiB |
 /// | [`cacheable_statuses`](Self::cacheable_statuses) | 200, 203, 204, 301, 404, 410 |
 /// | [`private_cookies`](Self::private_cookies) | none (`Authorization` is always private) |
@@ -303,6 +304,22 @@ impl CacheLayerBuilder {
     /// keep being served. `usize::MAX` lifts the bound.
     pub fn max_variants(mut self, variants: usize) -> Self {
         self.policy.max_variants = variants;
+        self
+    }
+
+    /// The most "not found" answers (404, 410) one route stores (axum's matched route, e.g.
+    /// `/users/by-email/{email}`, else the path), counted in the store like variants, so a
+    /// flood of lookups for values that exist nowhere neither grows the store without bound nor
+    /// crowds out hot entries. Past it a new "not found" is answered by the service and not
+    /// stored (`Cache-Status: …; detail=not-found-limit`). `usize::MAX` lifts the bound.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache).max_not_found(500).build();
+    /// # }
+    /// ```
+    pub fn max_not_found(mut self, answers: usize) -> Self {
+        self.policy.max_not_found = answers;
         self
     }
 

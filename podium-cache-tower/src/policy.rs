@@ -67,6 +67,52 @@ fn key_method(parts: &Parts) -> &str {
     }
 }
 
+/// The path as a key names it: percent-encoded unreserved characters decoded and the hex digits
+/// of every other escape upper-cased (RFC 3986 §6.2.2.1-2), so `/users/%72ec1` and
+/// `/users/rec1` (one resource, as the handler sees it) share one entry, while an escape that
+/// changes what the handler sees (`%2F`, `%3F`) stays apart.
+///
+/// ```
+/// use podium_cache_tower::policy::normalized_path;
+/// assert_eq!(normalized_path("/users/%72ec%41b"), "/users/recAb");
+/// assert_eq!(normalized_path("/a%2fb%3F"), "/a%2Fb%3F");
+/// assert_eq!(normalized_path("/plain"), "/plain");
+/// ```
+pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let escape = (byte == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok().map(|value| (hex, value)));
+        match escape {
+            Some((_, value)) if value.is_ascii_alphanumeric() || b"-._~".contains(&value) => {
+                out.push(char::from(value));
+                i += 3;
+            }
+            Some((hex, _)) => {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+                i += 3;
+            }
+            None => {
+                // `path` is a valid `&str`, and '%' is ASCII: copy the whole character.
+                let len = path[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&path[i..i + len]);
+                i += len;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The default request key: the method (`HEAD` counts as `GET`), the path and the query with
 /// its `&`-separated pairs sorted, so `?b=2&a=1` and `?a=1&b=2` share an entry.
 ///
@@ -76,7 +122,7 @@ fn key_method(parts: &Parts) -> &str {
 /// ```
 pub fn default_request_key(parts: &Parts) -> String {
     let method = key_method(parts);
-    let path = parts.uri.path();
+    let path = normalized_path(parts.uri.path());
     match parts.uri.query() {
         Some(query) if !query.is_empty() => {
             let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
@@ -105,7 +151,7 @@ pub fn default_request_key(parts: &Parts) -> String {
 /// ```
 pub fn allowed_request_key(parts: &Parts, allowed: &[impl AsRef<str>]) -> String {
     let method = key_method(parts);
-    let path = parts.uri.path();
+    let path = normalized_path(parts.uri.path());
     let mut pairs = allowed_pairs(parts, allowed);
     if pairs.is_empty() {
         return format!("{method} {path}");
@@ -141,7 +187,14 @@ pub(crate) fn route_of(parts: &Parts) -> &str {
 /// The group whose variants are capped: the method (`HEAD` counts as `GET`) and the path.
 pub(crate) fn variant_group(parts: &Parts) -> String {
     let method = key_method(parts);
-    format!("{method} {}", parts.uri.path())
+    format!("{method} {}", normalized_path(parts.uri.path()))
+}
+
+/// The group whose stored "not found" answers are capped: the method and the route (axum's
+/// matched route, else the path), so random ids under one route share one bound.
+pub(crate) fn not_found_group(parts: &Parts) -> String {
+    let method = key_method(parts);
+    format!("{method} {} not-found", route_of(parts))
 }
 
 /// The parsed `Cache-Control` directives this layer acts on.
@@ -260,6 +313,8 @@ pub enum NotStored {
     StaleRecords,
     /// Its path already stores as many variants (query strings, `Vary` values) as allowed.
     TooManyVariants,
+    /// The route already stores as many "not found" answers as allowed.
+    TooManyNotFound,
 }
 
 impl NotStored {
@@ -280,6 +335,7 @@ impl NotStored {
             Self::NeverSeen => "never-seen",
             Self::StaleRecords => "stale-records",
             Self::TooManyVariants => "variant-limit",
+            Self::TooManyNotFound => "not-found-limit",
         }
     }
 }
@@ -324,6 +380,8 @@ pub(crate) struct Policy {
     pub query_allow: HashMap<String, Arc<[String]>>,
     /// The most variants one path stores (see [`variant_group`]).
     pub max_variants: usize,
+    /// The most "not found" answers (404, 410) one route stores (see [`not_found_group`]).
+    pub max_not_found: usize,
     pub coalesce_timeout: Duration,
     pub tag_header: Option<HeaderName>,
     pub status_headers: bool,
@@ -343,6 +401,7 @@ impl fmt::Debug for Policy {
             .field("custom_key", &self.key_fn.is_some())
             .field("query_allow", &self.query_allow)
             .field("max_variants", &self.max_variants)
+            .field("max_not_found", &self.max_not_found)
             .field("coalesce_timeout", &self.coalesce_timeout)
             .field("tag_header", &self.tag_header)
             .field("status_headers", &self.status_headers)
@@ -355,6 +414,9 @@ impl fmt::Debug for Policy {
 pub const DEFAULT_STATUSES: [u16; 6] = [200, 203, 204, 301, 404, 410];
 /// The default most variants (query strings, `Vary` values) one path stores.
 pub const DEFAULT_MAX_VARIANTS: usize = 100;
+
+/// How many "not found" answers one route stores by default.
+pub const DEFAULT_MAX_NOT_FOUND: usize = 1000;
 /// The default largest body stored: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
@@ -374,6 +436,7 @@ impl Default for Policy {
             key_fn: None,
             query_allow: HashMap::new(),
             max_variants: DEFAULT_MAX_VARIANTS,
+            max_not_found: DEFAULT_MAX_NOT_FOUND,
             coalesce_timeout: Duration::from_secs(5),
             tag_header: Some(HeaderName::from_static("cache-tag")),
             status_headers: true,

@@ -19,7 +19,6 @@ use http::header::HeaderName;
 use http::HeaderMap;
 use podium_cache_core::key::Keys;
 
-
 /// Records and entities a response depends on, set by a handler as a response extension (in
 /// addition to what the engine saw it read).
 ///
@@ -145,4 +144,3 @@ impl LayerKeys {
         self.keys.lock(&format!("http-refresh.{hash}"))
     }
 }
-

@@ -20,8 +20,8 @@ use crate::future::ResponseFuture;
 use crate::layer::{CacheLayer, LayerState};
 use crate::policy::{self, BypassReason, NotStored, Plan, Vary};
 use crate::purge::CacheTags;
-use podium_cache_core::cache::Dependents;
 use crate::status::{CacheStatus, Forward, StatusHeaders};
+use podium_cache_core::cache::Dependents;
 
 /// The middleware [`CacheLayer`] wraps a service in.
 ///
@@ -331,6 +331,7 @@ impl Fill<'_> {
         let request_headers = parts.headers.clone();
         let keys_on_query = state.policy.keys_on_query(&parts);
         let group = policy::variant_group(&parts);
+        let not_found_group = policy::not_found_group(&parts);
         let scope = state.client.scope_for(&parts);
         let request = Request::from_parts(parts, body);
         let max_body = state.policy.max_body;
@@ -385,11 +386,38 @@ impl Fill<'_> {
         if keys_on_query || !vary.is_empty() {
             let variant = policy::variant_key(self.key, &vary, &request_headers);
             let lifetime = freshness.ttl + freshness.stale_while_revalidate;
-            let refused = match state.admit_variant(&group, &variant, lifetime).await {
+            let refused = match state
+                .claim_place(&group, &variant, state.policy.max_variants, lifetime)
+                .await
+            {
                 Ok(true) => None,
                 Ok(false) => Some(NotStored::TooManyVariants),
                 Err(err) => {
                     tracing::warn!(error = %err, "counting a response's variants failed; served it uncached");
+                    Some(NotStored::StoreFailed)
+                }
+            };
+            if let Some(reason) = refused {
+                let body = CacheBody::full(bytes);
+                return Ok((self.not_stored(parts, body, head, reason, &report), None));
+            }
+        }
+        if matches!(parts.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+            let variant = policy::variant_key(self.key, &vary, &request_headers);
+            let lifetime = freshness.ttl + freshness.stale_while_revalidate;
+            let refused = match state
+                .claim_place(
+                    &not_found_group,
+                    &variant,
+                    state.policy.max_not_found,
+                    lifetime,
+                )
+                .await
+            {
+                Ok(true) => None,
+                Ok(false) => Some(NotStored::TooManyNotFound),
+                Err(err) => {
+                    tracing::warn!(error = %err, "counting a route's stored 404s failed; served it uncached");
                     Some(NotStored::StoreFailed)
                 }
             };
@@ -563,25 +591,21 @@ impl LayerState {
         Ok(Lookup { found, sequence })
     }
 
-    /// Claims a place for `variant` among the variants `group` stores, for `lifetime`; false
-    /// when the group already stores as many as the policy allows.
-    async fn admit_variant(
+    /// Claims a place for `variant` among the at most `max` that `group` stores, for
+    /// `lifetime`, counted in the store for every instance; false when the group is full.
+    async fn claim_place(
         &self,
         group: &str,
         variant: &str,
+        max: usize,
         lifetime: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        if self.policy.max_variants == usize::MAX {
+        if max == usize::MAX {
             return Ok(true);
         }
         let member = self.keys.keys.http(variant);
         self.store
-            .claim_bounded(
-                &self.keys.variants(group),
-                &member,
-                self.policy.max_variants,
-                lifetime,
-            )
+            .claim_bounded(&self.keys.variants(group), &member, max, lifetime)
             .await
     }
 

@@ -27,6 +27,11 @@
 //!   one, counting at least two). A client that keeps the source busy on its own never takes the
 //!   last slot, so another client's miss is sent the moment it arrives; the flooding client's
 //!   ids still fill the rest of that batch.
+//! - **Lists too.** An index lookup or a query that misses is a list call (`filterByFormula`)
+//!   that no batch can share: it is queued in its client's queue like a miss and sent alone
+//!   when that client's turn comes, holding a slot charged to the client, so a client looking
+//!   up random values waits behind its own lookups and never delays another client's miss by
+//!   more than the batches already in flight.
 //! - **Outstanding limit.** A client may have at most `max_client_misses` misses queued or in
 //!   flight ([`Batcher::admit`]); beyond that its next miss is refused at once
 //!   ([`CacheError::TooManyMisses`](super::CacheError::TooManyMisses), HTTP 429 with
@@ -41,11 +46,14 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::source::{Source, SourceError, SourceRecord};
+use crate::source::{ListQuery, Source, SourceError, SourceRecord};
 
 /// The answer one waiter gets: the record (or `None`: the source says it does not exist), and
 /// whether this waiter is the one charged with the source call.
 pub(crate) type Loaded = Result<(Option<SourceRecord>, bool), Arc<SourceError>>;
+
+/// The answer of a queued list call.
+pub(crate) type Listed = Result<Vec<SourceRecord>, Arc<SourceError>>;
 
 /// Whose miss it is: a client identity, or `None` for misses made outside any client.
 pub(crate) type ClientKey = Option<Arc<str>>;
@@ -71,9 +79,32 @@ pub(crate) struct BatchConfig {
 }
 
 struct Waiter {
-    id: String,
-    tx: oneshot::Sender<Loaded>,
+    job: Job,
     queued_at: Instant,
+}
+
+/// What a waiter asked for.
+enum Job {
+    /// One record by id (batched with others of its table).
+    Load {
+        id: String,
+        tx: oneshot::Sender<Loaded>,
+    },
+    /// A list call, sent alone.
+    List {
+        query: ListQuery,
+        tx: oneshot::Sender<Listed>,
+    },
+}
+
+impl Waiter {
+    /// The id a load asks for; `None` for a list call.
+    fn id(&self) -> Option<&str> {
+        match &self.job {
+            Job::Load { id, .. } => Some(id),
+            Job::List { .. } => None,
+        }
+    }
 }
 
 /// What the dispatcher does next.
@@ -217,6 +248,40 @@ impl Batcher {
     /// Queues `id` of `table` for `client` and waits for the batch that fetches it.
     pub(crate) async fn load(self: &Arc<Self>, table: &str, id: &str, client: ClientKey) -> Loaded {
         let (tx, rx) = oneshot::channel();
+        self.enqueue(
+            table,
+            client,
+            Job::Load {
+                id: id.to_owned(),
+                tx,
+            },
+        );
+        rx.await.unwrap_or_else(|_| {
+            Err(Arc::new(SourceError::Transient(
+                "the batch fetching this record was dropped".to_owned(),
+            )))
+        })
+    }
+
+    /// Queues the list call `query` of `table` for `client` and waits for its answer; it is
+    /// sent alone, in the client's turn, holding a slot charged to the client.
+    pub(crate) async fn list(
+        self: &Arc<Self>,
+        table: &str,
+        query: ListQuery,
+        client: ClientKey,
+    ) -> Listed {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(table, client, Job::List { query, tx });
+        rx.await.unwrap_or_else(|_| {
+            Err(Arc::new(SourceError::Transient(
+                "the list call was dropped".to_owned(),
+            )))
+        })
+    }
+
+    /// Puts `job` in `client`'s queue for `table` and makes sure the dispatcher runs.
+    fn enqueue(self: &Arc<Self>, table: &str, client: ClientKey, job: Job) {
         let start = {
             let mut state = self.state.lock();
             let queue = state
@@ -226,8 +291,7 @@ impl Batcher {
                 .entry(client.clone())
                 .or_default();
             queue.push_back(Waiter {
-                id: id.to_owned(),
-                tx,
+                job,
                 queued_at: Instant::now(),
             });
             let queued = state.queued.entry(client.clone()).or_insert(0);
@@ -243,11 +307,6 @@ impl Batcher {
         } else {
             self.wake.notify_one();
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(Arc::new(SourceError::Transient(
-                "the batch fetching this record was dropped".to_owned(),
-            )))
-        })
     }
 
     /// The dispatcher: sends batches while misses are queued and slots allow, then ends.
@@ -282,7 +341,25 @@ impl Batcher {
     }
 
     async fn call(&self, table: &str, batch: Vec<Waiter>, guard: SlotGuard) {
-        let mut ids: Vec<String> = batch.iter().map(|w| w.id.clone()).collect();
+        let mut loads = Vec::with_capacity(batch.len());
+        for waiter in batch {
+            match waiter.job {
+                Job::Load { id, tx } => loads.push((id, tx)),
+                Job::List { query, tx } => {
+                    // Composed alone (see `State::compose`).
+                    let span = tracing::debug_span!(
+                        "cache.batch.list",
+                        table,
+                        charged_to = guard.charge.as_deref().unwrap_or("-"),
+                    );
+                    let result = self.source.list(table, &query).instrument(span).await;
+                    drop(guard);
+                    let _ = tx.send(result.map_err(Arc::new));
+                    return;
+                }
+            }
+        }
+        let mut ids: Vec<String> = loads.iter().map(|(id, _)| id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
         let span = tracing::debug_span!(
@@ -309,15 +386,15 @@ impl Batcher {
             Ok(records) => {
                 let by_id: HashMap<&str, &SourceRecord> =
                     records.iter().map(|r| (r.id.as_str(), r)).collect();
-                for (i, waiter) in batch.into_iter().enumerate() {
-                    let record = by_id.get(waiter.id.as_str()).map(|r| (*r).clone());
-                    let _ = waiter.tx.send(Ok((record, i == 0)));
+                for (i, (id, tx)) in loads.into_iter().enumerate() {
+                    let record = by_id.get(id.as_str()).map(|r| (*r).clone());
+                    let _ = tx.send(Ok((record, i == 0)));
                 }
             }
             Err(err) => {
                 let err = Arc::new(err);
-                for waiter in batch {
-                    let _ = waiter.tx.send(Err(Arc::clone(&err)));
+                for (_, tx) in loads {
+                    let _ = tx.send(Err(Arc::clone(&err)));
                 }
             }
         }
@@ -422,20 +499,32 @@ impl State {
         let mut taken: HashMap<ClientKey, usize> = HashMap::new();
         if let Some(queues) = self.tables.get_mut(table) {
             let mut ids: HashSet<String> = HashSet::new();
-            loop {
+            // A list call at the head of the starting client's queue goes alone.
+            let starter = order.first().and_then(|client| {
+                let queue = queues.get_mut(client)?;
+                queue.front()?.id().is_none().then(|| queue.pop_front())?
+            });
+            let alone = starter.is_some();
+            if let (Some(waiter), Some(client)) = (starter, order.first()) {
+                batch.push(waiter);
+                taken.insert(client.clone(), 1);
+            }
+            while !alone {
                 let mut progressed = false;
                 for client in &order {
                     let Some(queue) = queues.get_mut(client) else {
                         continue;
                     };
+                    // Loads only: a list call waits for its own client's turn.
                     let fits = queue
                         .front()
-                        .is_some_and(|w| ids.len() < max_batch || ids.contains(&w.id));
+                        .and_then(Waiter::id)
+                        .is_some_and(|id| ids.len() < max_batch || ids.contains(id));
                     if !fits {
                         continue;
                     }
                     if let Some(waiter) = queue.pop_front() {
-                        ids.insert(waiter.id.clone());
+                        ids.insert(waiter.id().unwrap_or_default().to_owned());
                         batch.push(waiter);
                         *taken.entry(client.clone()).or_insert(0) += 1;
                         progressed = true;

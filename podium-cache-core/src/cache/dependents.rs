@@ -151,7 +151,11 @@ impl Dependents {
                 .iter()
                 .map(|(entity, id)| self.keys.changed(entity, id)),
         );
-        check.extend(entities.iter().map(|entity| self.keys.entity_changed(entity)));
+        check.extend(
+            entities
+                .iter()
+                .map(|entity| self.keys.entity_changed(entity)),
+        );
         let values = self.store.get_many(&check).await?;
         let now = Self::parse_sequence(values.first().and_then(|v| v.as_deref()));
         if now == sequence {

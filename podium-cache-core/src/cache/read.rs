@@ -164,6 +164,8 @@ impl Cache {
                     entity = meta.entity,
                     "not a record id: not found, nothing asked"
                 );
+                // No record can ever have this id: an answer built from it is not worth keeping.
+                scope::note_never_seen();
                 return Ok(None);
             }
             let keys = self.record_keys::<T>(id);
@@ -205,6 +207,7 @@ impl Cache {
                 .iter()
                 .map(|id| {
                     if !self.inner.source.is_valid_id(id) {
+                        scope::note_never_seen();
                         return Slot::Answered(None);
                     }
                     match self.tier_read::<T>(id) {
@@ -452,8 +455,25 @@ impl Cache {
         use_store: bool,
     ) -> Result<Vec<T>, CacheError> {
         let meta = T::meta();
+        // A list call counts against the client's outstanding misses and is queued in its
+        // fair share like a miss (see `batch`); identical ones in flight are joined.
+        let client = Scope::current_client();
+        let admission = match self.inner.batcher.admit(&client) {
+            Ok(admission) => admission,
+            Err(retry_after) => {
+                Metrics::inc(&self.inner.metrics.misses_refused);
+                tracing::debug!(
+                    entity = meta.entity,
+                    client = client.as_deref().unwrap_or("-"),
+                    ?retry_after,
+                    "list call refused: the client has too many outstanding"
+                );
+                return Err(CacheError::TooManyMisses { retry_after });
+            }
+        };
         let (output, leader) = self
             .coalesce(coalesce_key, None, move |cache| async move {
+                let _admission = admission;
                 let epoch = cache.inner.store.epoch();
                 let before = if use_store {
                     match cache
@@ -471,10 +491,10 @@ impl Cache {
                 let started = std::time::Instant::now();
                 let records = cache
                     .inner
-                    .source
-                    .list(meta.table, &query)
+                    .batcher
+                    .list(meta.table, query, client)
                     .await
-                    .map_err(|e| FillError::Source(std::sync::Arc::new(e)))?;
+                    .map_err(FillError::Source)?;
                 let fetch_ms = entry::fetch_millis(started.elapsed());
                 Metrics::inc(&cache.inner.metrics.source_calls);
                 let converted = records

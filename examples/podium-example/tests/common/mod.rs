@@ -19,18 +19,44 @@ pub struct TestApp {
 }
 
 pub async fn start(with_redis: bool) -> TestApp {
-    let redis = with_redis.then(|| RedisServer::start().expect("redis-server"));
+    start_with(Options {
+        redis: with_redis,
+        ..Options::default()
+    })
+    .await
+}
+
+/// How [`start_with`] starts the app.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A real redis-server instead of the in-memory store.
+    pub redis: bool,
+    /// The in-memory store's capacity (`memory_capacity`), when not the default.
+    pub memory_capacity: Option<u64>,
+    /// The local Airtable server's latency (none by default).
+    pub latency: Duration,
+    /// The local Airtable server's rate limit per base (none by default).
+    pub rate_limit: Option<u32>,
+}
+
+pub async fn start_with(options: Options) -> TestApp {
+    let redis = options
+        .redis
+        .then(|| RedisServer::start().expect("redis-server"));
     let secret = WebhookSecret::generate();
-    let settings = Settings {
+    let mut settings = Settings {
         webhook_secret: Some(Secret::new(secret.expose())),
         redis_url: redis.as_ref().map(|r| Secret::new(r.url())),
         ..Settings::default()
     };
+    if let Some(capacity) = options.memory_capacity {
+        settings.memory_capacity = capacity;
+    }
     let app = server::start(RunOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         settings: Some(settings),
-        demo_latency: (Duration::ZERO, Duration::ZERO),
-        demo_rate_limit: None,
+        demo_latency: (options.latency, options.latency),
+        demo_rate_limit: options.rate_limit,
         ..RunOptions::default()
     })
     .await
