@@ -14,7 +14,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use crate::body::{collect_limited, BodyError, CacheBody, Collected};
-use crate::coalesce::{follow, Join, Leader, Shared};
+use crate::coalesce::{follow, Join, Shared};
 use crate::entry::{self, Age, EntryError, Stored, StoredResponse};
 use crate::future::ResponseFuture;
 use crate::layer::{CacheLayer, LayerState};
@@ -228,45 +228,31 @@ impl Fill<'_> {
                     .await
                     .map(|(response, _)| response)
             }
-            Join::Leader(leader) => self.lead(leader, inner, parts, body).await,
-        }
-    }
-
-    /// The leader's part of [`Fill::coalesced`]: runs the service and publishes its answer.
-    async fn lead<S, ReqBody, ResBody>(
-        self,
-        leader: Leader,
-        inner: S,
-        parts: Parts,
-        body: ReqBody,
-    ) -> Result<Response<CacheBody<ResBody>>, S::Error>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-        ResBody: Body,
-        ResBody::Error: Into<BodyError>,
-    {
-        let (state, key) = (self.state, self.key);
-        // Another leader may have stored the key between a miss's lookup and its join (a
-        // forced refetch does not want the entry).
-        if self.reason == Forward::Miss {
-            if let Ok(again) = state.lookup(key, &parts.headers).await {
-                if let Some((_, entry)) = again.found {
-                    let now = entry::now_ms();
-                    if entry.age(now) == Age::Fresh {
-                        let status = CacheStatus::Hit {
-                            ttl: entry.remaining_secs(now),
-                        };
-                        let response = state.serve(&entry, &parts, status);
-                        leader.publish(Some(Arc::new(Shared::new(entry, &parts.headers))));
-                        return Ok(response);
+            Join::Leader(leader) => {
+                // Another leader may have stored the key between a miss's lookup and its join
+                // (a forced refetch does not want the entry).
+                if self.reason == Forward::Miss {
+                    if let Ok(again) = state.lookup(key, &parts.headers).await {
+                        if let Some((_, entry)) = again.found {
+                            let now = entry::now_ms();
+                            if entry.age(now) == Age::Fresh {
+                                let status = CacheStatus::Hit {
+                                    ttl: entry.remaining_secs(now),
+                                };
+                                let response = state.serve(&entry, &parts, status);
+                                leader.publish(Some(Arc::new(Shared::new(entry, &parts.headers))));
+                                return Ok(response);
+                            }
+                        }
                     }
                 }
+                // If the service fails, `leader` is dropped here and the followers run it
+                // themselves.
+                let (response, shared) = self.run(inner, parts, body).await?;
+                leader.publish(shared);
+                Ok(response)
             }
         }
-        // If the service fails, `leader` is dropped here and the followers run it themselves.
-        let (response, shared) = self.run(inner, parts, body).await?;
-        leader.publish(shared);
-        Ok(response)
     }
 }
 

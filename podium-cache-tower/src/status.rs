@@ -316,19 +316,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cache_status_values_follow_rfc_9211_syntax() {
-        assert_eq!(
-            CacheStatus::Hit { ttl: 42 }.to_detailed_header_value("podium"),
-            "podium; hit; ttl=42"
-        );
-        assert_eq!(
-            CacheStatus::Hit { ttl: -3 }.to_detailed_header_value("podium"),
-            "podium; hit; ttl=-3"
-        );
-        assert_eq!(
-            CacheStatus::Collapsed.to_detailed_header_value("podium"),
-            "podium; fwd=miss; collapsed"
-        );
+    fn cache_status_values_follow_rfc_9211_syntax_with_details_opt_in() {
+        for (status, detailed, default) in [
+            (
+                CacheStatus::Hit { ttl: 42 },
+                "podium; hit; ttl=42",
+                "podium; hit",
+            ),
+            (
+                CacheStatus::Hit { ttl: -3 },
+                "podium; hit; ttl=-3",
+                "podium; hit",
+            ),
+            (
+                CacheStatus::Collapsed,
+                "podium; fwd=miss; collapsed",
+                "podium; fwd=miss",
+            ),
+        ] {
+            assert_eq!(status.to_detailed_header_value("podium"), detailed);
+            assert_eq!(status.to_header_value("podium"), default);
+        }
         assert_eq!(
             CacheStatus::Forward {
                 reason: Forward::Bypass,
@@ -341,19 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn default_values_say_hit_or_miss_without_other_clients_reads() {
-        assert_eq!(
-            CacheStatus::Hit { ttl: 42 }.to_header_value("podium"),
-            "podium; hit"
-        );
-        assert_eq!(
-            CacheStatus::Hit { ttl: -3 }.to_header_value("podium"),
-            "podium; hit"
-        );
-        assert_eq!(
-            CacheStatus::Collapsed.to_header_value("podium"),
-            "podium; fwd=miss"
-        );
+    fn default_headers_look_alike_whether_or_not_a_record_was_read_before() {
         let mut headers = HeaderMap::new();
         headers.insert(X_AIRTABLE_CALLS, HeaderValue::from_static("7"));
         let warm = ScopeReport {
