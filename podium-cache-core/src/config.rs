@@ -161,6 +161,9 @@ pub struct Settings {
     pub negative_ttl_secs: u64,
     /// The most never-seen ids the in-process negative cache holds.
     pub negative_capacity: u64,
+    /// The bearer token the example app's writes (`DELETE`) require; none: it generates one at
+    /// start-up and prints it once.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -189,6 +192,7 @@ impl Default for Settings {
             max_client_misses: 128,
             negative_ttl_secs: 300,
             negative_capacity: 100_000,
+            admin_token: None,
         }
     }
 }
@@ -311,6 +315,7 @@ impl Settings {
                 self.negative_capacity =
                     parse("negative_capacity", "PODIUM_NEGATIVE_CAPACITY", &value)?
             }
+            "PODIUM_ADMIN_TOKEN" => self.admin_token = value_opt().map(Secret),
             _ => {}
         }
         Ok(())

@@ -26,6 +26,7 @@ use podium_cache_core::cache::{Cache, Query};
 use podium_cache_core::source::AirtableSource;
 use podium_cache_core::store::{MemoryStore, RedisStore, Store};
 use podium_cache_core::Cacheable;
+use podium_cache_tower::policy::Audience;
 use podium_cache_tower::{CacheLayer, CacheTags};
 use podium_local::airtable::AirtableServer;
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ttl(Duration::from_secs(600))
         .stale_while_revalidate(Duration::from_secs(30))
         .private_cookies(["session"])
+        // This demo prints `X-Airtable-Calls`, a detail only the clients given it get.
+        .detailed_status(Audience::Everyone)
         .build();
     let app = Router::new()
         // `.layer`: every route above it is cached.

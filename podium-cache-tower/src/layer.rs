@@ -18,7 +18,7 @@ use podium_cache_core::store::Store;
 use tower::Layer;
 
 use crate::coalesce::InFlight;
-use crate::policy::{default_principal, Policy};
+use crate::policy::{default_principal, Audience, Policy};
 use crate::purge::LayerKeys;
 use crate::service::CacheService;
 
@@ -205,6 +205,8 @@ impl<S> Layer<S> for CacheLayer {
 /// | [`coalesce_timeout`](Self::coalesce_timeout) | 5 s |
 /// | [`tag_header`](Self::tag_header) | `Cache-Tag` |
 /// | [`status_headers`](Self::status_headers) | on |
+/// | [`detailed_status`](Self::detailed_status) | nobody: `Cache-Status` and `X-Cache` say hit or miss only |
+/// | [`request_cache_control`](Self::request_cache_control) | nobody: a request's `Cache-Control` is ignored |
 /// | [`cache_name`](Self::cache_name) | `podium` |
 /// | [`trusted_client_header`](Self::trusted_client_header) | none: the client is the peer address |
 /// | [`client_fn`](Self::client_fn) | none |
@@ -376,10 +378,61 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// Whether to add `Cache-Status`, `X-Cache`, `X-Cache-Hits`, `X-Cache-Misses` and
-    /// `X-Airtable-Calls` to responses.
+    /// Whether to add `Cache-Status` and `X-Cache` (and, for the
+    /// [`detailed_status`](Self::detailed_status) audience, `X-Cache-Hits`, `X-Cache-Misses`
+    /// and `X-Airtable-Calls`) to responses.
     pub fn status_headers(mut self, enabled: bool) -> Self {
         self.policy.status_headers = enabled;
+        self
+    }
+
+    /// Who gets the detailed status headers ([`crate::status`]): `ttl=` and `collapsed` in
+    /// `Cache-Status`, `X-Cache` of the record reads (`MIXED`), `X-Cache-Hits`,
+    /// `X-Cache-Misses` and `X-Airtable-Calls`. They tell one client whether, and when,
+    /// others read a record (the read an auth check makes, for one), so by default nobody gets
+    /// them: `Cache-Status` and `X-Cache` say hit or miss, as a CDN's do, and `Age` is set as
+    /// RFC 9111 requires.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// use std::net::SocketAddr;
+    /// use axum::extract::ConnectInfo;
+    /// use podium_cache_tower::policy::Audience;
+    /// // Operators on the host itself (the peer address, not a header anyone can send).
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .detailed_status(Audience::trusted(|parts| {
+    ///         parts
+    ///             .extensions
+    ///             .get::<ConnectInfo<SocketAddr>>()
+    ///             .is_some_and(|peer| peer.0.ip().is_loopback())
+    ///     }))
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn detailed_status(mut self, audience: Audience) -> Self {
+        self.policy.detailed_status = audience;
+        self
+    }
+
+    /// Whose request `Cache-Control` (and `Pragma: no-cache`) the layer honours. By default
+    /// nobody's, as Varnish, Fastly and Cloudflare by default: a client that could say
+    /// `no-cache` or `max-age=0` could make the layer call the service (and Airtable) on every
+    /// request. [`Audience::Everyone`] is what RFC 9111 §5.2.1 describes (the standards mode
+    /// turns it on). Where honoured, `no-store` bypasses the layer, and `no-cache`, `max-age=0`
+    /// or a `max-age` the entry is older than refetch: coalesced with every other request
+    /// fetching the key, and run in the client's scope, so its record misses count against the
+    /// client's share ([`Scope::with_client`]).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// use podium_cache_tower::policy::Audience;
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .request_cache_control(Audience::Everyone)
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn request_cache_control(mut self, audience: Audience) -> Self {
+        self.policy.request_directives = audience;
         self
     }
 

@@ -3,8 +3,15 @@
 //! The layer caches like a shared cache (RFC 9111) would:
 //!
 //! - **Requests**: only `GET` and `HEAD` (a `HEAD` is answered from the `GET` entry).
-//!   `Cache-Control: no-store` bypasses the cache; `no-cache` (or `Pragma: no-cache`) and
-//!   `max-age` older than the entry make the layer ask the service again and store its answer.
+//!   A request's own `Cache-Control` (and `Pragma`) is ignored by default, as Varnish, Fastly
+//!   and Cloudflare ignore it: otherwise any client could make the layer skip its entries and
+//!   call the service (and Airtable) at will. Where it is honoured
+//!   ([`CacheLayerBuilder::request_cache_control`](crate::CacheLayerBuilder::request_cache_control),
+//!   for everyone as RFC 9111 §5.2.1 describes, or for trusted clients only), `no-store`
+//!   bypasses the cache; `no-cache` (or `Pragma: no-cache`), `max-age=0` and a `max-age` older
+//!   than the entry make the layer ask the service again, coalesced with every other request
+//!   fetching the same key and counted against the client's share of misses, and store its
+//!   answer.
 //!   A request carrying `Authorization` or one of the configured session cookies is private: it
 //!   bypasses the cache, unless per-principal keys are enabled
 //!   ([`CacheLayerBuilder::per_principal`](crate::CacheLayerBuilder::per_principal)).
@@ -53,6 +60,68 @@ use sha2::{Digest, Sha256};
 
 /// Computes the request key of a request, or `None` to leave it uncached.
 pub type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// Tells whether a request comes from a client the application trusts (e.g. one carrying an
+/// operator's token, or one from an internal network).
+pub type TrustFn = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+
+/// Which clients the layer gives something it does not give everyone: detailed status headers
+/// ([`CacheLayerBuilder::detailed_status`](crate::CacheLayerBuilder::detailed_status)) or
+/// control through their own `Cache-Control`
+/// ([`CacheLayerBuilder::request_cache_control`](crate::CacheLayerBuilder::request_cache_control)).
+///
+/// ```
+/// use podium_cache_tower::policy::Audience;
+///
+/// let operators = Audience::trusted(|parts| parts.headers.contains_key("x-operator"));
+/// let (plain, _) = http::Request::get("/x").body(()).unwrap().into_parts();
+/// let (operator, _) = http::Request::get("/x").header("x-operator", "1").body(()).unwrap().into_parts();
+/// assert!(!operators.includes(&plain));
+/// assert!(operators.includes(&operator));
+/// assert!(!Audience::Nobody.includes(&operator));
+/// assert!(Audience::Everyone.includes(&plain));
+/// ```
+#[derive(Clone, Default)]
+pub enum Audience {
+    /// No client.
+    #[default]
+    Nobody,
+    /// The clients whose requests the function accepts. Accept only what the client cannot
+    /// choose by itself (a verified credential, a peer address): a header anyone can send
+    /// makes everyone trusted.
+    Trusted(TrustFn),
+    /// Every client.
+    Everyone,
+}
+
+impl Audience {
+    /// The clients whose requests `trust` accepts.
+    pub fn trusted<F>(trust: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        Self::Trusted(Arc::new(trust))
+    }
+
+    /// Whether the request with `parts` is one of this audience's.
+    pub fn includes(&self, parts: &Parts) -> bool {
+        match self {
+            Self::Nobody => false,
+            Self::Trusted(trust) => trust(parts),
+            Self::Everyone => true,
+        }
+    }
+}
+
+impl fmt::Debug for Audience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Nobody => "Nobody",
+            Self::Trusted(_) => "Trusted(..)",
+            Self::Everyone => "Everyone",
+        })
+    }
+}
 
 /// Names the principal a private request belongs to, or `None` when it has none (then the
 /// request bypasses the cache).
@@ -358,10 +427,12 @@ pub(crate) enum Plan {
     /// Look the key up; on a miss ask the service (coalesced) and store the answer.
     Lookup {
         key: String,
-        /// The request's own `max-age`: an entry older than this is not used.
+        /// The request's own `max-age` (when request directives are honoured): an entry older
+        /// than this is not used.
         max_age: Option<u64>,
     },
-    /// Ask the service (the request said `no-cache`) and store the answer.
+    /// Ask the service (the request said `no-cache` or `max-age=0`, and request directives
+    /// are honoured for it), coalesced with other fetches of the key, and store the answer.
     Revalidate { key: String },
 }
 
@@ -385,6 +456,10 @@ pub(crate) struct Policy {
     pub coalesce_timeout: Duration,
     pub tag_header: Option<HeaderName>,
     pub status_headers: bool,
+    /// Who gets the detailed status headers (see [`crate::status`]).
+    pub detailed_status: Audience,
+    /// Whose request `Cache-Control` / `Pragma` is honoured.
+    pub request_directives: Audience,
     pub cache_name: String,
 }
 
@@ -405,6 +480,8 @@ impl fmt::Debug for Policy {
             .field("coalesce_timeout", &self.coalesce_timeout)
             .field("tag_header", &self.tag_header)
             .field("status_headers", &self.status_headers)
+            .field("detailed_status", &self.detailed_status)
+            .field("request_directives", &self.request_directives)
             .field("cache_name", &self.cache_name)
             .finish()
     }
@@ -440,6 +517,8 @@ impl Default for Policy {
             coalesce_timeout: Duration::from_secs(5),
             tag_header: Some(HeaderName::from_static("cache-tag")),
             status_headers: true,
+            detailed_status: Audience::Nobody,
+            request_directives: Audience::Nobody,
             cache_name: "podium".to_owned(),
         }
     }
@@ -456,14 +535,7 @@ impl Policy {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Plan::Bypass(BypassReason::Method);
         }
-        let mut cc = CacheControl::parse(&parts.headers);
-        if !parts.headers.contains_key(CACHE_CONTROL) {
-            cc.no_cache = parts
-                .headers
-                .get_all(PRAGMA)
-                .iter()
-                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
-        }
+        let cc = self.request_directives(parts);
         if cc.no_store {
             return Plan::Bypass(BypassReason::RequestNoStore);
         }
@@ -495,6 +567,23 @@ impl Policy {
                 max_age: cc.max_age,
             }
         }
+    }
+
+    /// The request's `Cache-Control` (or, without one, `Pragma: no-cache`) when this client's
+    /// directives are honoured; none otherwise.
+    fn request_directives(&self, parts: &Parts) -> CacheControl {
+        if !self.request_directives.includes(parts) {
+            return CacheControl::default();
+        }
+        let mut cc = CacheControl::parse(&parts.headers);
+        if !parts.headers.contains_key(CACHE_CONTROL) {
+            cc.no_cache = parts
+                .headers
+                .get_all(PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+        }
+        cc
     }
 
     /// Whether the request's key holds query parameters, so that it is one variant of its path
@@ -744,8 +833,44 @@ mod tests {
     }
 
     #[test]
+    fn request_directives_are_ignored_unless_honoured_for_the_client() {
+        let directives = [
+            ("cache-control", "no-store"),
+            ("cache-control", "no-cache"),
+            ("cache-control", "max-age=0"),
+            ("pragma", "no-cache"),
+        ];
+        let plan = |policy: &Policy, (name, value): (&str, &str), trusted: bool| {
+            let mut request = http::Request::get("/x").header(name, value);
+            if trusted {
+                request = request.header("x-operator", "1");
+            }
+            policy.plan(&parts(request))
+        };
+        let lookup = Plan::Lookup {
+            key: "GET /x".into(),
+            max_age: None,
+        };
+        let ignoring = Policy::default();
+        let operators = Policy {
+            request_directives: Audience::trusted(|p| p.headers.contains_key("x-operator")),
+            ..Policy::default()
+        };
+        for directive in directives {
+            assert_eq!(plan(&ignoring, directive, true), lookup, "{directive:?}");
+            assert_eq!(plan(&operators, directive, false), lookup, "{directive:?}");
+            assert_ne!(plan(&operators, directive, true), lookup, "{directive:?}");
+        }
+        let stale = http::Request::get("/x").header("cache-control", "max-age=5");
+        assert_eq!(ignoring.plan(&parts(stale)), lookup);
+    }
+
+    #[test]
     fn request_directives_choose_bypass_or_revalidation() {
-        let policy = Policy::default();
+        let policy = Policy {
+            request_directives: Audience::Everyone,
+            ..Policy::default()
+        };
         let no_store = http::Request::get("/x").header("cache-control", "no-store");
         assert_eq!(
             policy.plan(&parts(no_store)),

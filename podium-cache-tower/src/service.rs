@@ -159,10 +159,8 @@ where
                 sequence,
                 reason: Forward::Request,
             };
-            return fill
-                .run(inner, parts, body)
-                .await
-                .map(|(response, _)| response);
+            // A forced refetch is a miss like any other: coalesced, in the client's scope.
+            return fill.coalesced(inner, parts, body).await;
         }
         Plan::Lookup { key, max_age } => (key, max_age),
     };
@@ -200,44 +198,61 @@ where
         sequence: lookup.sequence,
         reason,
     };
-    if reason == Forward::Stale {
-        // The entry exists but this request may not use it: fetch, no coalescing.
-        return fill
-            .run(inner, parts, body)
-            .await
-            .map(|(response, _)| response);
-    }
-    match state.in_flight.join(&key) {
-        Join::Follower(receiver) => {
-            if let Some(shared) = follow(receiver, state.policy.coalesce_timeout).await {
-                if shared.fits(&parts.headers) {
-                    return Ok(state.serve(&shared.entry, &parts, CacheStatus::Collapsed));
-                }
-            }
-            fill.run(inner, parts, body)
-                .await
-                .map(|(response, _)| response)
-        }
-        Join::Leader(leader) => {
-            // Another leader may have stored the key between our lookup and our join.
-            if let Ok(again) = state.lookup(&key, &parts.headers).await {
-                if let Some((_, entry)) = again.found {
-                    let now = entry::now_ms();
-                    if entry.age(now) == Age::Fresh {
-                        let status = CacheStatus::Hit {
-                            ttl: entry.remaining_secs(now),
-                        };
-                        let response = state.serve(&entry, &parts, status);
-                        leader.publish(Some(Arc::new(Shared::new(entry, &parts.headers))));
-                        return Ok(response);
+    // Also when the entry exists but this request may not use it (too old for its `max-age`).
+    fill.coalesced(inner, parts, body).await
+}
+
+impl Fill<'_> {
+    /// Runs the service once for every concurrent request of the key: the first runs it, the
+    /// others wait (up to the coalescing timeout) and are answered with its response.
+    async fn coalesced<S, ReqBody, ResBody>(
+        self,
+        inner: S,
+        parts: Parts,
+        body: ReqBody,
+    ) -> Result<Response<CacheBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Body,
+        ResBody::Error: Into<BodyError>,
+    {
+        let state = self.state;
+        let key = self.key;
+        match state.in_flight.join(key) {
+            Join::Follower(receiver) => {
+                if let Some(shared) = follow(receiver, state.policy.coalesce_timeout).await {
+                    if shared.fits(&parts.headers) {
+                        return Ok(state.serve(&shared.entry, &parts, CacheStatus::Collapsed));
                     }
                 }
+                self.run(inner, parts, body)
+                    .await
+                    .map(|(response, _)| response)
             }
-            // If the service fails, `leader` is dropped here and the followers run it
-            // themselves.
-            let (response, shared) = fill.run(inner, parts, body).await?;
-            leader.publish(shared);
-            Ok(response)
+            Join::Leader(leader) => {
+                // Another leader may have stored the key between a miss's lookup and its join
+                // (a forced refetch does not want the entry).
+                if self.reason == Forward::Miss {
+                    if let Ok(again) = state.lookup(key, &parts.headers).await {
+                        if let Some((_, entry)) = again.found {
+                            let now = entry::now_ms();
+                            if entry.age(now) == Age::Fresh {
+                                let status = CacheStatus::Hit {
+                                    ttl: entry.remaining_secs(now),
+                                };
+                                let response = state.serve(&entry, &parts, status);
+                                leader.publish(Some(Arc::new(Shared::new(entry, &parts.headers))));
+                                return Ok(response);
+                            }
+                        }
+                    }
+                }
+                // If the service fails, `leader` is dropped here and the followers run it
+                // themselves.
+                let (response, shared) = self.run(inner, parts, body).await?;
+                leader.publish(shared);
+                Ok(response)
+            }
         }
     }
 }
@@ -256,6 +271,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     let scope = state.client.scope_for(&parts);
+    let detailed = state.policy.detailed_status.includes(&parts);
     let request = Request::from_parts(parts, body);
     let response = scope.run(async move { inner.call(request).await }).await?;
     let (mut parts, body) = response.into_parts();
@@ -269,6 +285,7 @@ where
     state.apply_status(
         &mut parts.headers,
         StatusHeaders::produced(status, &scope.report(), store_failed, false),
+        detailed,
     );
     Ok(Response::from_parts(parts, CacheBody::inner(body)))
 }
@@ -303,7 +320,7 @@ fn record_status(status: &CacheStatus) {
         // The span shows what the layer did; the cache name is not needed there.
         span.record(
             "cache_status",
-            tracing::field::display(status.to_header_value("cache")),
+            tracing::field::display(status.to_detailed_header_value("cache")),
         );
     }
 }
@@ -329,6 +346,7 @@ impl Fill<'_> {
             parts.method = Method::GET;
         }
         let request_headers = parts.headers.clone();
+        let detailed = state.policy.detailed_status.includes(&parts);
         let keys_on_query = state.policy.keys_on_query(&parts);
         let group = policy::variant_group(&parts);
         let not_found_group = policy::not_found_group(&parts);
@@ -353,11 +371,17 @@ impl Fill<'_> {
         let (freshness, bytes) = match collected {
             Ok((freshness, Collected::Complete(bytes))) => (freshness, bytes),
             Ok((_, Collected::Uncacheable { body, reason })) => {
-                return Ok((self.not_stored(parts, body, head, reason, &report), None));
+                return Ok((
+                    self.not_stored(parts, body, head, reason, &report, detailed),
+                    None,
+                ));
             }
             Err((reason, body)) => {
                 let body = CacheBody::inner(body);
-                return Ok((self.not_stored(parts, body, head, reason, &report), None));
+                return Ok((
+                    self.not_stored(parts, body, head, reason, &report, detailed),
+                    None,
+                ));
             }
         };
 
@@ -373,7 +397,10 @@ impl Fill<'_> {
         };
         if let Some(reason) = unstorable {
             let body = CacheBody::full(bytes);
-            return Ok((self.not_stored(parts, body, head, reason, &report), None));
+            return Ok((
+                self.not_stored(parts, body, head, reason, &report, detailed),
+                None,
+            ));
         }
         tags.merge(CacheTags {
             records: report.records.clone(),
@@ -399,7 +426,10 @@ impl Fill<'_> {
             };
             if let Some(reason) = refused {
                 let body = CacheBody::full(bytes);
-                return Ok((self.not_stored(parts, body, head, reason, &report), None));
+                return Ok((
+                    self.not_stored(parts, body, head, reason, &report, detailed),
+                    None,
+                ));
             }
         }
         if matches!(parts.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
@@ -462,6 +492,7 @@ impl Fill<'_> {
         state.apply_status(
             response.headers_mut(),
             StatusHeaders::produced(status, &report, store_failed, true),
+            detailed,
         );
         let shared = stored.then(|| Arc::new(Shared::new(entry, &request_headers)));
         Ok((response, shared))
@@ -474,6 +505,7 @@ impl Fill<'_> {
         head: bool,
         reason: NotStored,
         report: &ScopeReport,
+        detailed: bool,
     ) -> Response<CacheBody<B>> {
         tracing::debug!(reason = reason.as_str(), "response not stored");
         let status = CacheStatus::Forward {
@@ -485,6 +517,7 @@ impl Fill<'_> {
         self.state.apply_status(
             &mut parts.headers,
             StatusHeaders::produced(status, report, false, true),
+            detailed,
         );
         // A HEAD that was fetched as a GET answers without the body.
         let body = if head { CacheBody::empty() } else { body };
@@ -503,7 +536,8 @@ const NOT_MODIFIED_HEADERS: [header::HeaderName; 6] = [
 ];
 
 /// A response from a stored entry: `304` when `If-None-Match` matches a 2xx entry, no body for
-/// `HEAD`, `Age` from the entry's age.
+/// `HEAD`, `Age` from the entry's age. `Age` is sent to every client: RFC 9111 §5.1 requires
+/// it on a response a cache serves (unlike the status details, it is not opt-in).
 fn render<B>(
     entry: &StoredResponse,
     head: bool,
@@ -677,9 +711,11 @@ impl LayerState {
         tags
     }
 
-    fn apply_status(&self, headers: &mut HeaderMap, status: StatusHeaders) {
+    /// Sets the status headers; `detailed`: the request's client is in the
+    /// [`detailed_status`](crate::CacheLayerBuilder::detailed_status) audience.
+    fn apply_status(&self, headers: &mut HeaderMap, status: StatusHeaders, detailed: bool) {
         if self.policy.status_headers {
-            status.apply(&self.policy.cache_name, headers);
+            status.apply(&self.policy.cache_name, headers, detailed);
         }
     }
 
@@ -693,7 +729,12 @@ impl LayerState {
         record_status(&status);
         let head = parts.method == Method::HEAD;
         let mut response = render(entry, head, parts.headers.get(header::IF_NONE_MATCH));
-        self.apply_status(response.headers_mut(), StatusHeaders::served(status));
+        let detailed = self.policy.detailed_status.includes(parts);
+        self.apply_status(
+            response.headers_mut(),
+            StatusHeaders::served(status),
+            detailed,
+        );
         response
     }
 

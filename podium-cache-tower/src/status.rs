@@ -1,20 +1,29 @@
 //! What the layer tells the client about how a response was produced.
 //!
-//! Every response that passes the layer carries:
+//! By default a response says only what a CDN says, and nothing about other clients' reads:
 //!
-//! - `Cache-Status` ([RFC 9211](https://www.rfc-editor.org/rfc/rfc9211)) describing what the
-//!   layer itself did: `podium; hit; ttl=42`, `podium; hit; ttl=-3` (a stale entry served while
-//!   it is refreshed), `podium; fwd=miss; stored`, `podium; fwd=miss; collapsed` (answered by
-//!   another request's call), `podium; fwd=request; stored` (the request said `no-cache`),
-//!   `podium; fwd=stale; stored` (the entry was older than the request's `max-age`),
-//!   `podium; fwd=method`, `podium; fwd=bypass; detail=…`; and `podium; hit; detail=stale`
-//!   when the service answered with an expired record because Airtable failed (the core
-//!   cache's stale-if-error: the scope's `stale` count).
-//! - `X-Cache: HIT | MISS | MIXED | BYPASS`, `X-Cache-Hits`, `X-Cache-Misses` and
-//!   `X-Airtable-Calls`: for a response served by the layer, `HIT` with one hit and no source
-//!   call; for a response the service produced, what the record reads it made through the core
-//!   cache did (all hits → `HIT`, all misses → `MISS`, both → `MIXED`; the store failing →
-//!   `BYPASS`).
+//! - `Cache-Status` ([RFC 9211](https://www.rfc-editor.org/rfc/rfc9211)): `podium; hit` (served
+//!   from the store, also a stale entry served while it is refreshed),
+//!   `podium; fwd=miss; stored`, `podium; fwd=miss` (answered by another request's call),
+//!   `podium; fwd=request; stored` (the request said `no-cache`, where request directives are
+//!   honoured), `podium; fwd=stale; stored` (the entry was older than the request's `max-age`),
+//!   `podium; fwd=method`, `podium; fwd=bypass; detail=…`, `podium; fwd=miss; detail=…` (not
+//!   stored, and why); and `podium; hit; detail=stale` when the service answered with an
+//!   expired record because Airtable failed (the core cache's stale-if-error: the scope's
+//!   `stale` count).
+//! - `X-Cache: HIT | MISS | BYPASS`: what the layer did: `HIT` served from the store, `MISS`
+//!   asked the service after a lookup, `BYPASS` did not look (or the store failed).
+//! - `Age` (set where the response is rendered, not here): RFC 9111 §5.1 requires it on a
+//!   response served from a cache, so it is always there.
+//!
+//! The details that tell one client what others did are opt-in
+//! ([`CacheLayerBuilder::detailed_status`](crate::CacheLayerBuilder::detailed_status), for
+//! everyone or for trusted clients only): `ttl=` on a hit (`podium; hit; ttl=42`, negative for
+//! a stale entry) and `collapsed` for a request answered by another's call; `X-Cache` from the
+//! record reads the service made through the core cache (all hits → `HIT`, all misses →
+//! `MISS`, both → `MIXED`; a store call failing → `BYPASS`), which says whether someone read a
+//! record before; and `X-Cache-Hits`, `X-Cache-Misses` and `X-Airtable-Calls`. Without the
+//! opt-in these three are removed, also when the service set them.
 //!
 //! ```
 //! use podium_cache_core::scope::ScopeReport;
@@ -22,6 +31,8 @@
 //!
 //! let status = CacheStatus::Forward { reason: Forward::Miss, stored: true, detail: None };
 //! assert_eq!(status.to_header_value("podium"), "podium; fwd=miss; stored");
+//! assert_eq!(CacheStatus::Hit { ttl: 42 }.to_header_value("podium"), "podium; hit");
+//! assert_eq!(CacheStatus::Hit { ttl: 42 }.to_detailed_header_value("podium"), "podium; hit; ttl=42");
 //!
 //! let report = ScopeReport { hits: 2, misses: 1, ..ScopeReport::default() };
 //! assert_eq!(XCache::from_report(&report, true), XCache::Mixed);
@@ -122,15 +133,27 @@ impl CacheStatus {
         matches!(self, Self::Hit { .. } | Self::Collapsed)
     }
 
-    /// The header value, with `name` as the cache's identifier.
+    /// The header value every client gets, with `name` as the cache's identifier: nothing
+    /// about other clients' reads (no `ttl=`, no `collapsed`).
     pub fn to_header_value(&self, name: &str) -> String {
+        self.render(name, false)
+    }
+
+    /// The header value with the details ([`crate::status`]): `ttl=` on a hit, `collapsed`.
+    pub fn to_detailed_header_value(&self, name: &str) -> String {
+        self.render(name, true)
+    }
+
+    fn render(&self, name: &str, detailed: bool) -> String {
         let mut out = String::with_capacity(48);
         out.push_str(name);
         match self {
-            Self::Hit { ttl } => {
+            Self::Hit { ttl } if detailed => {
                 let _ = write!(out, "; hit; ttl={ttl}");
             }
-            Self::Collapsed => out.push_str("; fwd=miss; collapsed"),
+            Self::Hit { .. } => out.push_str("; hit"),
+            Self::Collapsed if detailed => out.push_str("; fwd=miss; collapsed"),
+            Self::Collapsed => out.push_str("; fwd=miss"),
             Self::StaleRecords => out.push_str("; hit; detail=stale"),
             Self::Forward {
                 reason,
@@ -198,7 +221,9 @@ impl XCache {
 pub struct StatusHeaders {
     /// What the layer did.
     pub cache_status: CacheStatus,
-    /// The `X-Cache` summary.
+    /// The `X-Cache` every client gets: what the layer did (`HIT`, `MISS` or `BYPASS`).
+    pub layer: XCache,
+    /// The detailed `X-Cache` summary, of the record reads too.
     pub x_cache: XCache,
     /// `X-Cache-Hits`.
     pub hits: u64,
@@ -211,8 +236,15 @@ pub struct StatusHeaders {
 impl StatusHeaders {
     /// A response served by the layer: one hit, no source call.
     pub fn served(cache_status: CacheStatus) -> Self {
+        // A request answered by another's call waited for the service, as a miss does.
+        let layer = if cache_status == CacheStatus::Collapsed {
+            XCache::Miss
+        } else {
+            XCache::Hit
+        };
         Self {
             cache_status,
+            layer,
             x_cache: XCache::Hit,
             hits: 1,
             misses: 0,
@@ -234,8 +266,17 @@ impl StatusHeaders {
         } else {
             XCache::from_report(report, consulted)
         };
+        let cache_status = cache_status.or_stale(report);
+        let layer = if store_failed || report.store_errors > 0 || !consulted {
+            XCache::Bypass
+        } else if cache_status == CacheStatus::StaleRecords {
+            XCache::Hit
+        } else {
+            XCache::Miss
+        };
         Self {
-            cache_status: cache_status.or_stale(report),
+            cache_status,
+            layer,
             x_cache,
             hits: report.hits,
             misses: report.misses,
@@ -243,15 +284,30 @@ impl StatusHeaders {
         }
     }
 
-    /// Writes the headers (replacing any the service set).
-    pub fn apply(&self, cache_name: &str, headers: &mut HeaderMap) {
-        if let Ok(value) = HeaderValue::from_str(&self.cache_status.to_header_value(cache_name)) {
+    /// Writes the headers (replacing any the service set): with the details when `detailed`,
+    /// else only `Cache-Status` and `X-Cache` without them (and the detail headers removed).
+    pub fn apply(&self, cache_name: &str, headers: &mut HeaderMap, detailed: bool) {
+        let (cache_status, x_cache) = if detailed {
+            (
+                self.cache_status.to_detailed_header_value(cache_name),
+                self.x_cache,
+            )
+        } else {
+            (self.cache_status.to_header_value(cache_name), self.layer)
+        };
+        if let Ok(value) = HeaderValue::from_str(&cache_status) {
             headers.insert(CACHE_STATUS, value);
         }
-        headers.insert(X_CACHE, HeaderValue::from_static(self.x_cache.as_str()));
-        headers.insert(X_CACHE_HITS, HeaderValue::from(self.hits));
-        headers.insert(X_CACHE_MISSES, HeaderValue::from(self.misses));
-        headers.insert(X_AIRTABLE_CALLS, HeaderValue::from(self.source_calls));
+        headers.insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
+        if detailed {
+            headers.insert(X_CACHE_HITS, HeaderValue::from(self.hits));
+            headers.insert(X_CACHE_MISSES, HeaderValue::from(self.misses));
+            headers.insert(X_AIRTABLE_CALLS, HeaderValue::from(self.source_calls));
+        } else {
+            for name in [X_CACHE_HITS, X_CACHE_MISSES, X_AIRTABLE_CALLS] {
+                headers.remove(name);
+            }
+        }
     }
 }
 
@@ -260,19 +316,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cache_status_values_follow_rfc_9211_syntax() {
-        assert_eq!(
-            CacheStatus::Hit { ttl: 42 }.to_header_value("podium"),
-            "podium; hit; ttl=42"
-        );
-        assert_eq!(
-            CacheStatus::Hit { ttl: -3 }.to_header_value("podium"),
-            "podium; hit; ttl=-3"
-        );
-        assert_eq!(
-            CacheStatus::Collapsed.to_header_value("podium"),
-            "podium; fwd=miss; collapsed"
-        );
+    fn cache_status_values_follow_rfc_9211_syntax_with_details_opt_in() {
+        for (status, detailed, default) in [
+            (
+                CacheStatus::Hit { ttl: 42 },
+                "podium; hit; ttl=42",
+                "podium; hit",
+            ),
+            (
+                CacheStatus::Hit { ttl: -3 },
+                "podium; hit; ttl=-3",
+                "podium; hit",
+            ),
+            (
+                CacheStatus::Collapsed,
+                "podium; fwd=miss; collapsed",
+                "podium; fwd=miss",
+            ),
+        ] {
+            assert_eq!(status.to_detailed_header_value("podium"), detailed);
+            assert_eq!(status.to_header_value("podium"), default);
+        }
         assert_eq!(
             CacheStatus::Forward {
                 reason: Forward::Bypass,
@@ -282,6 +346,46 @@ mod tests {
             .to_header_value("edge"),
             "edge; fwd=bypass; detail=store-unavailable"
         );
+    }
+
+    #[test]
+    fn default_headers_look_alike_whether_or_not_a_record_was_read_before() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_AIRTABLE_CALLS, HeaderValue::from_static("7"));
+        let warm = ScopeReport {
+            hits: 2,
+            ..ScopeReport::default()
+        };
+        let cold = ScopeReport {
+            misses: 2,
+            source_calls: 1,
+            ..ScopeReport::default()
+        };
+        let miss = CacheStatus::Forward {
+            reason: Forward::Miss,
+            stored: true,
+            detail: None,
+        };
+        let mut seen = Vec::new();
+        for report in [&warm, &cold] {
+            let mut out = headers.clone();
+            StatusHeaders::produced(miss.clone(), report, false, true)
+                .apply("podium", &mut out, false);
+            seen.push(out);
+        }
+        assert_eq!(seen[0], seen[1], "a warm and a cold record read look alike");
+        assert_eq!(seen[0][X_CACHE], "MISS");
+        assert!(
+            seen[0].get(X_AIRTABLE_CALLS).is_none(),
+            "the service's own is removed"
+        );
+        let mut detailed = HeaderMap::new();
+        StatusHeaders::produced(miss, &warm, false, true).apply("podium", &mut detailed, true);
+        assert_eq!(detailed[X_CACHE], "HIT");
+        assert_eq!(detailed[X_CACHE_HITS], "2");
+        let mut collapsed = HeaderMap::new();
+        StatusHeaders::served(CacheStatus::Collapsed).apply("podium", &mut collapsed, false);
+        assert_eq!(collapsed[X_CACHE], "MISS");
     }
 
     #[test]

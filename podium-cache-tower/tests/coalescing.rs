@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::{harness, req, send, Counter, StoreKind};
+use podium_cache_tower::policy::Audience;
 use podium_cache_tower::CacheLayer;
 use tokio::sync::Notify;
 
@@ -33,6 +34,7 @@ async fn a_hundred_concurrent_misses_run_the_handler_once() {
             .layer(
                 CacheLayer::builder(&h.cache)
                     .coalesce_timeout(Duration::from_secs(60))
+                    .detailed_status(Audience::Everyone)
                     .build(),
             );
 

@@ -13,6 +13,7 @@ use axum::Router;
 use bytes::Bytes;
 use common::{harness, req, req_with, send, Counter, StoreKind};
 use futures::stream;
+use podium_cache_tower::policy::Audience;
 use podium_cache_tower::CacheLayer;
 
 /// A router whose `/r` answers `headers` and a body numbering the handler's runs.
@@ -257,11 +258,18 @@ async fn bodies_over_the_limit_stream_through_uncached() {
     }
 }
 
+/// A layer that honours every client's request `Cache-Control`, as RFC 9111 describes.
+fn honouring_requests(cache: &podium_cache_core::Cache) -> CacheLayer {
+    CacheLayer::builder(cache)
+        .request_cache_control(Audience::Everyone)
+        .build()
+}
+
 #[tokio::test]
 async fn request_no_store_bypasses_and_no_cache_revalidates() {
     let h = harness(StoreKind::Memory).await;
     let runs = Counter::default();
-    let app = counting_app(CacheLayer::new(&h.cache), &runs, &[]);
+    let app = counting_app(honouring_requests(&h.cache), &runs, &[]);
 
     let bypassed = send(&app, req_with("/r", &[("cache-control", "no-store")])).await;
     assert_eq!(bypassed.cache_status(), "podium; fwd=request");
@@ -291,7 +299,7 @@ async fn request_no_store_bypasses_and_no_cache_revalidates() {
 async fn a_request_max_age_older_than_the_entry_refetches() {
     let h = harness(StoreKind::Memory).await;
     let runs = Counter::default();
-    let app = counting_app(CacheLayer::new(&h.cache), &runs, &[]);
+    let app = counting_app(honouring_requests(&h.cache), &runs, &[]);
     send(&app, req("/r")).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let fresh_enough = send(&app, req_with("/r", &[("cache-control", "max-age=60")])).await;
@@ -322,6 +330,7 @@ async fn max_age_and_s_maxage_cap_the_ttl() {
                 .layer(
                     CacheLayer::builder(&h.cache)
                         .ttl(Duration::from_secs(3600))
+                        .detailed_status(Audience::Everyone)
                         .build(),
                 );
             send(&app, req("/r")).await;
@@ -469,7 +478,11 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
                     }
                 }),
             )
-            .layer(CacheLayer::new(&h.cache));
+            .layer(
+                CacheLayer::builder(&h.cache)
+                    .detailed_status(Audience::Everyone)
+                    .build(),
+            );
         send(&app, req("/r")).await;
         tokio::time::sleep(Duration::from_millis(1_200)).await;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{events_app, harness, req, req_with, send, AppState, StoreKind, BASE};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::source::AirtableSource;
+use podium_cache_tower::policy::Audience;
 use podium_cache_tower::CacheLayer;
 
 /// A core cache over the harness's store whose records expire after a second and may be
@@ -35,7 +36,11 @@ async fn a_response_built_from_a_stale_record_is_marked_stale_in_cache_status() 
         let h = harness(kind).await;
         let cache = stale_if_error_cache(&h);
         let state = AppState::new(&cache);
-        let app = events_app(&state, CacheLayer::new(&cache));
+        let layer = CacheLayer::builder(&cache)
+            .request_cache_control(Audience::Everyone)
+            .detailed_status(Audience::Everyone)
+            .build();
+        let app = events_app(&state, layer);
         let uri = format!("/events/{}", h.ids[0]);
         // `no-cache`: the layer always asks the handler, which reads through the core cache.
         let revalidate = || req_with(&uri, &[("cache-control", "no-cache")]);

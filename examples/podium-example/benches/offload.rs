@@ -108,6 +108,7 @@ async fn cached_run(seconds: u64) -> Value {
     .await
     .expect("app");
     let base = format!("http://{}", app.addr);
+    let admin = app.admin_token.expose().to_owned();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -122,6 +123,7 @@ async fn cached_run(seconds: u64) -> Value {
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
         let writes = Arc::clone(&writes);
+        let admin = admin.clone();
         let (http, base, acked, zipf, ids, airtable, secret, counter) = (
             http.clone(),
             base.clone(),
@@ -139,8 +141,12 @@ async fn cached_run(seconds: u64) -> Value {
                 let id = &ids[zipf.sample(&mut rng)];
                 let roll: f64 = rng.gen();
                 if roll < 0.001 {
-                    // Delete through the app.
-                    let response = http.delete(format!("{base}/projects/{id}")).send().await;
+                    // Delete through the app (a write: with the admin token).
+                    let response = http
+                        .delete(format!("{base}/projects/{id}"))
+                        .bearer_auth(&admin)
+                        .send()
+                        .await;
                     match response {
                         Ok(r) if r.status().is_success() => {
                             acked.lock().deleted.insert(id.clone(), Instant::now());

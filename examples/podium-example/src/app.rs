@@ -1,7 +1,9 @@
 //! The app's routes: reads through the core `Cache`, deletes through it, health and metrics.
 //!
 //! Every read route answers the record as one flat JSON object (`id` plus the model's fields
-//! under their Airtable names), or 404 `{"error": "not found"}`.
+//! under their Airtable names), or 404 `{"error": "not found"}`. Every write (`DELETE`, any
+//! method that is not safe) needs `Authorization: Bearer <admin token>` ([`crate::admin`]):
+//! without it, `401` and nothing changes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,10 +19,12 @@ use parking_lot::Mutex;
 use podium_cache_core::cache::CacheError;
 use podium_cache_core::source::SourceError;
 use podium_cache_core::{Cache, Cacheable};
+use podium_cache_tower::policy::Audience;
 use podium_cache_tower::CacheLayer;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::admin::{self, AdminToken};
 use crate::models::{Event, Project, Referral, User, Vote};
 
 /// Shared state of the routes.
@@ -32,6 +37,8 @@ pub struct AppState {
     /// The header naming the client behind a trusted proxy (setting `trusted_client_header`);
     /// none: the peer address. Misses are queued and limited per client.
     pub trusted_client_header: Option<String>,
+    /// The token the writes require; its holder also gets the cache's detailed status headers.
+    pub admin: AdminToken,
 }
 
 /// Webhook answers counted by HTTP status.
@@ -71,7 +78,7 @@ const QUERYLESS_ROUTES: [&str; 8] = [
 ];
 
 /// The read and delete routes, behind the HTTP response cache, plus `/healthz` and
-/// `/metrics` (never cached).
+/// `/metrics` (never cached); every write behind the admin token.
 pub fn routes(state: AppState) -> Router {
     let cached = Router::new()
         .route(
@@ -98,25 +105,36 @@ pub fn routes(state: AppState) -> Router {
             get(get_record::<Referral>).delete(delete_record::<Referral>),
         )
         .layer(cache_layer(&state));
+    let admin = state.admin.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(cached)
+        .layer(middleware::from_fn_with_state(
+            admin,
+            admin::require_for_writes,
+        ))
         .with_state(state)
 }
 
 /// The HTTP response cache, naming each request's client by the trusted header when one is
-/// configured, else by the peer address.
+/// configured, else by the peer address. Its status headers say hit or miss only; the holder of
+/// the admin token (whose requests, carrying `Authorization`, bypass the cache) also gets the
+/// record reads, hits, misses and Airtable calls of what it asks.
 ///
 /// None of the cached routes reads a query parameter, so each has an empty allow-list: a query
 /// string (a cache buster, random junk) shares the entry of the path without it instead of
 /// making a new one.
 fn cache_layer(state: &AppState) -> CacheLayer {
+    let admin = state.admin.clone();
     let builder = QUERYLESS_ROUTES
         .iter()
         .fold(CacheLayer::builder(&state.cache), |builder, route| {
             builder.query_params(*route, [] as [&str; 0])
-        });
+        })
+        .detailed_status(Audience::trusted(move |parts| {
+            admin.accepts(&parts.headers)
+        }));
     match &state.trusted_client_header {
         Some(header) => builder.trusted_client_header(header).build(),
         None => builder.build(),

@@ -16,6 +16,8 @@ pub const DEMO_BASE: &str = "appPODIUMDEMO0001";
 pub const FIRST_EVENT: &str = "recEVT00000000001";
 /// The first demo user (`ada@example.com`).
 pub const FIRST_USER: &str = "recUSR00000000001";
+/// The first demo vote (the printed delete removes it).
+pub const FIRST_VOTE: &str = "recVOT00000000001";
 
 fn id(prefix: &str, n: usize) -> String {
     format!("rec{prefix}{n:011}")

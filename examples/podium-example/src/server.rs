@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::admin::{AdminToken, AdminTokenError};
 use crate::app::{self, AppState, WebhookCounters};
 use crate::demo;
 use crate::models::{Event, Project, Referral, User, Vote};
@@ -56,6 +57,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// The configured admin token is unusable.
+    #[error(transparent)]
+    AdminToken(#[from] AdminTokenError),
 }
 
 /// How to start the app.
@@ -95,6 +99,8 @@ pub struct RunningApp {
     pub airtable: Option<RunningAirtable>,
     /// The webhook secret deliveries must be signed with.
     pub webhook_secret: WebhookSecret,
+    /// The bearer token the app's writes require.
+    pub admin_token: AdminToken,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -154,6 +160,7 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
             WebhookSecret::generate()
         }
     };
+    let admin_token = AdminToken::from_setting(settings.admin_token.as_ref())?;
     let cache = Cache::from_settings(&settings).await?;
     let mut receiver = Receiver::new(cache.clone(), models(), vec![webhook_secret.clone()]);
     if settings.allow_legacy_secret {
@@ -176,6 +183,7 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
         cache: cache.clone(),
         webhooks: Arc::new(WebhookCounters::default()),
         trusted_client_header: settings.trusted_client_header.clone(),
+        admin: admin_token.clone(),
     };
     let router = router(state, receiver, native);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -195,6 +203,7 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
         cache,
         airtable,
         webhook_secret,
+        admin_token,
         stop: Some(stop),
         task,
     })
@@ -300,5 +309,21 @@ fn print_try_this(app: &RunningApp) {
         );
     }
     println!("  curl -s {base}/users/by-email/ada@example.com");
+    print_admin_try_this(app, &base);
     println!("  curl -s {base}/metrics");
+}
+
+/// The write line: a delete with the admin token. A generated token is shown here, once (the
+/// only place it is ever printed); a configured one is named, not shown.
+fn print_admin_try_this(app: &RunningApp, base: &str) {
+    let bearer = if app.admin_token.generated() {
+        println!("  # writes need the admin token, generated for this run (set PODIUM_ADMIN_TOKEN or admin_token in .secrets.toml to keep one):");
+        format!("'Authorization: Bearer {}'", app.admin_token.expose())
+    } else {
+        "\"Authorization: Bearer $PODIUM_ADMIN_TOKEN\"".to_owned()
+    };
+    println!(
+        "  curl -si -X DELETE {base}/votes/{} -H {bearer}   # 204; without the token: 401",
+        demo::FIRST_VOTE
+    );
 }

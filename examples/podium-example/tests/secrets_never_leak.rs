@@ -1,7 +1,8 @@
 //! Secrets never leak: the real `podium-example` binary runs at `RUST_LOG=trace` with a
-//! distinctive Airtable key, `whsec_` webhook secret, native-webhook MAC secret and Redis
-//! password; every path is exercised (reads that hit, miss and 404, reads by slug and e-mail,
-//! the projects list, a delete, Airtable failing, signed / badly signed / legacy-secret
+//! distinctive Airtable key, `whsec_` webhook secret, native-webhook MAC secret, Redis
+//! password and admin token; every path is exercised (reads that hit, miss and 404, reads by
+//! slug and e-mail, the projects list, deletes with, without and with a wrong admin token (and
+//! an admin's read), Airtable failing, signed / badly signed / legacy-secret
 //! deliveries, native notifications with a bad and a good MAC and one Airtable sends itself,
 //! `/metrics`, `/healthz`, Redis going away and coming back, shutdown); then neither its
 //! stdout, its stderr nor any answer it gave contains a secret, in any encoding it travels in.
@@ -24,6 +25,7 @@ const AIRTABLE_KEY: &str = "patLEAKairtableKEY.7f3c9d2b1a0e8f4c6d5b3a2918e7f6c5d
 const WEBHOOK_KEY: &[u8; 32] = b"LEAKwebhookKEY-0123456789abcdefg";
 const REDIS_USER: &str = "podium";
 const REDIS_PASSWORD: &str = "LEAKredisPASSWORD-5e8a1f";
+const ADMIN_TOKEN: &str = "LEAKadminTOKEN-9c4e2a7b1d";
 
 struct App {
     child: Child,
@@ -266,6 +268,7 @@ async fn no_secret_reaches_any_log_line_error_or_answer_at_trace_level() {
             ("PODIUM_REDIS_URL", redis_url.clone()),
             ("PODIUM_AIRTABLE_WEBHOOK_ID", created.id.clone()),
             ("PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET", mac_text.clone()),
+            ("PODIUM_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ],
         &dir,
     );
@@ -318,9 +321,28 @@ async fn no_secret_reaches_any_log_line_error_or_answer_at_trace_level() {
         .send(http.get(url("/votes/recVOT00000000002")))
         .await;
     airtable.clear_faults();
-    // A delete through the cache (an Airtable DELETE with the key).
-    let (status, body) = answers
+    // Deletes without and with a wrong admin token (refused), an admin's read (with the
+    // detailed status headers), and a delete through the cache (an Airtable DELETE with the key).
+    let (status, _) = answers
         .send(http.delete(url("/votes/recVOT00000000001")))
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = answers
+        .send(
+            http.delete(url("/votes/recVOT00000000001"))
+                .bearer_auth(format!("{ADMIN_TOKEN}x")),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = answers
+        .send(http.get(url(&first_event)).bearer_auth(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = answers
+        .send(
+            http.delete(url("/votes/recVOT00000000001"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
         .await;
     assert!(matches!(status, 200 | 204), "{status} {body}");
 
@@ -583,6 +605,7 @@ async fn no_secret_reaches_any_log_line_error_or_answer_at_trace_level() {
     forms("MAC secret", &mac_text, Some(&mac_key), &mut secrets);
     forms("Redis password", REDIS_PASSWORD, None, &mut secrets);
     forms("Redis URL", &redis_url, None, &mut secrets);
+    forms("admin token", ADMIN_TOKEN, None, &mut secrets);
     secrets.push(("any secret's marker".into(), "LEAK".into()));
     let searched = [
         ("the app's output", &output),

@@ -1,6 +1,7 @@
 //! The README's run command, as a newcomer meets it: start the real `podium-example` binary on
 //! the embedded defaults, read the "try this" commands it prints, run them, and check that they
-//! behave as printed (MISS, then HIT, then the PATCHed value served).
+//! behave as printed (MISS, then HIT, then the PATCHed value served; the delete with the admin
+//! token it generated and printed is 204, and 401 without it).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -163,4 +164,14 @@ async fn printed_try_this_commands_behave_as_printed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    let delete = curls
+        .iter()
+        .find(|l| l.contains("-X DELETE"))
+        .expect("the app prints a delete");
+    let anonymous = delete.split(" -H ").next().unwrap_or(delete).trim();
+    let (status, _, body) = run_curl(&http, anonymous).await;
+    assert_eq!(status, 401, "a delete without the admin token: {body}");
+    let (status, _, body) = run_curl(&http, delete.trim()).await;
+    assert_eq!(status, 204, "the printed delete, with its token: {body}");
 }
