@@ -94,13 +94,7 @@ impl Maintenance {
 
     /// Sweeps the model `T` too.
     pub fn model<T: Cacheable>(mut self) -> Self {
-        let meta = T::meta();
-        if !self.models.iter().any(|m| m.meta.entity == meta.entity) {
-            self.models.push(SweepEntity {
-                meta,
-                schema_hash: T::schema_hash(),
-            });
-        }
+        SweepEntity::of::<T>().add_to(&mut self.models);
         self
     }
 

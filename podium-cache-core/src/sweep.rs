@@ -492,6 +492,23 @@ pub struct SweepEntity {
     pub schema_hash: &'static str,
 }
 
+impl SweepEntity {
+    /// The entity of the model `T`.
+    pub fn of<T: Cacheable>() -> Self {
+        Self {
+            meta: T::meta(),
+            schema_hash: T::schema_hash(),
+        }
+    }
+
+    /// Appends this entity to `entities` unless one of the same entity name is there already.
+    pub fn add_to(self, entities: &mut Vec<SweepEntity>) {
+        if !entities.iter().any(|e| e.meta.entity == self.meta.entity) {
+            entities.push(self);
+        }
+    }
+}
+
 /// Builds and runs a sweep over a [`Cache`].
 ///
 /// ```no_run
@@ -551,9 +568,7 @@ impl Sweep {
 
     /// Adds an entity by its metadata and schema hash (for callers without the model type).
     pub fn entity_meta(mut self, meta: &'static EntityMeta, schema_hash: &'static str) -> Self {
-        if !self.entities.iter().any(|e| e.meta.entity == meta.entity) {
-            self.entities.push(SweepEntity { meta, schema_hash });
-        }
+        SweepEntity { meta, schema_hash }.add_to(&mut self.entities);
         self
     }
 

@@ -3,7 +3,6 @@
 //! can read every model's table; the configured native webhook exists. Every problem names
 //! the setting or the token scope to fix; any problem exits 1.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,9 +10,9 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::{block_on, init_logs, ConfigArgs, Ctx};
-use crate::config::{ConfigError, Settings};
+use crate::cache::{Cache, SetupError};
+use crate::config::{ConfigError, Secret, Settings};
 use crate::source::{AirtableSource, ListQuery, Source, SourceError};
-use crate::store::{RedisClusterStore, RedisStore, Store};
 use crate::sweep::SweepEntity;
 use crate::webhook::native::WebhooksApi;
 
@@ -159,40 +158,40 @@ async fn check(ctx: &Ctx, settings: &Settings, findings: &mut Findings) {
     check_webhooks(ctx, settings, source, findings).await;
 }
 
-/// A round trip to the store the settings name (write, read back, delete a key of its own).
+/// A round trip to the store the settings name, built as the app builds it (write, read
+/// back, delete a key of its own).
 async fn check_store(settings: &Settings, findings: &mut Findings) {
-    let (setting, store): (&str, Result<Arc<dyn Store>, String>) = match &settings.redis_url {
-        Some(url) => (
+    let setting = if settings.redis_url.is_some() {
+        "redis_url"
+    } else if !settings.redis_cluster_nodes.is_empty() {
+        "redis_cluster_nodes"
+    } else {
+        findings.add(
+            Level::Warn,
             "redis_url",
-            RedisStore::connect(url.expose())
-                .await
-                .map(|s| Arc::new(s) as Arc<dyn Store>)
-                .map_err(|e| e.to_string()),
-        ),
-        None if !settings.redis_cluster_nodes.is_empty() => (
-            "redis_cluster_nodes",
-            RedisClusterStore::connect(
-                settings
-                    .redis_cluster_nodes
-                    .iter()
-                    .map(|n| n.expose().to_owned()),
-            )
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
-        ),
-        None => {
+            "is not set: the app keeps its cache in its own memory; several instances, the \
+             sweep and maintenance across instances need redis_url (or redis_cluster_nodes)",
+        );
+        return;
+    };
+    // The store alone: Airtable's settings are checked on their own below.
+    let mut app = settings.clone();
+    app.airtable_api_key
+        .get_or_insert_with(|| Secret::new("unused"));
+    app.airtable_base_id
+        .get_or_insert_with(|| "appUNUSEDUNUSED00".to_owned());
+    let store = match Cache::stores_from_settings(&app).await {
+        Ok((store, _)) => store,
+        Err(SetupError::Config(ConfigError::Invalid {
+            setting, message, ..
+        })) => {
             findings.add(
-                Level::Warn,
-                "redis_url",
-                "is not set: the app keeps its cache in its own memory; several instances, the \
-                 sweep and maintenance across instances need redis_url (or redis_cluster_nodes)",
+                Level::Problem,
+                setting,
+                format!("cannot connect: {message}"),
             );
             return;
         }
-    };
-    let store = match store {
-        Ok(store) => store,
         Err(err) => {
             findings.add(Level::Problem, setting, format!("cannot connect: {err}"));
             return;

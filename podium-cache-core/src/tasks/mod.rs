@@ -114,13 +114,7 @@ impl Tasks {
 
     /// Adds the model `T` (its table, fields and schema hash). Adding a model twice keeps one.
     pub fn model<T: Cacheable>(mut self) -> Self {
-        let meta = T::meta();
-        if !self.models.iter().any(|m| m.meta.entity == meta.entity) {
-            self.models.push(SweepEntity {
-                meta,
-                schema_hash: T::schema_hash(),
-            });
-        }
+        SweepEntity::of::<T>().add_to(&mut self.models);
         self
     }
 
