@@ -13,11 +13,14 @@ pub mod cache;
 pub mod config;
 pub mod entity;
 pub mod key;
+pub mod maintenance;
 pub mod scope;
 pub mod scripts;
 pub mod source;
 pub mod store;
 pub mod sweep;
+#[cfg(feature = "tasks")]
+pub mod tasks;
 pub mod webhook;
 
 pub use cache::{Cache, CacheError, Query, UpsertOutcome};

@@ -492,6 +492,23 @@ pub struct SweepEntity {
     pub schema_hash: &'static str,
 }
 
+impl SweepEntity {
+    /// The entity of the model `T`.
+    pub fn of<T: Cacheable>() -> Self {
+        Self {
+            meta: T::meta(),
+            schema_hash: T::schema_hash(),
+        }
+    }
+
+    /// Appends this entity to `entities` unless one of the same entity name is there already.
+    pub fn add_to(self, entities: &mut Vec<SweepEntity>) {
+        if !entities.iter().any(|e| e.meta.entity == self.meta.entity) {
+            entities.push(self);
+        }
+    }
+}
+
 /// Builds and runs a sweep over a [`Cache`].
 ///
 /// ```no_run
@@ -551,9 +568,7 @@ impl Sweep {
 
     /// Adds an entity by its metadata and schema hash (for callers without the model type).
     pub fn entity_meta(mut self, meta: &'static EntityMeta, schema_hash: &'static str) -> Self {
-        if !self.entities.iter().any(|e| e.meta.entity == meta.entity) {
-            self.entities.push(SweepEntity { meta, schema_hash });
-        }
+        SweepEntity { meta, schema_hash }.add_to(&mut self.entities);
         self
     }
 
@@ -676,30 +691,7 @@ impl Sweep {
 
     /// Whether entity `i` is verified in this run.
     fn selected(&self) -> Result<Vec<bool>, SweepError> {
-        if self.only.is_empty() {
-            return Ok(vec![true; self.entities.len()]);
-        }
-        let mut selected = vec![false; self.entities.len()];
-        for name in &self.only {
-            let position = self.entities.iter().position(|e| {
-                e.meta.entity.eq_ignore_ascii_case(name) || e.meta.table.eq_ignore_ascii_case(name)
-            });
-            match position {
-                Some(i) => selected[i] = true,
-                None => {
-                    return Err(SweepError::UnknownEntity {
-                        name: name.clone(),
-                        known: self
-                            .entities
-                            .iter()
-                            .map(|e| e.meta.entity)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                }
-            }
-        }
-        Ok(selected)
+        select(&self.entities, &self.only)
     }
 
     async fn run_locked(&self, selected: &[bool], lock: &Lock) -> Result<SweepReport, SweepError> {
@@ -1157,6 +1149,45 @@ impl EntityRun<'_> {
         }
         Ok(Flow::Done)
     }
+}
+
+/// Which of `entities` the names `only` pick (entity or table names, any case; empty picks
+/// all): what [`Sweep::only`] does, for callers that check names before they have a cache.
+///
+/// ```
+/// use podium_cache_core::entity::EntityMeta;
+/// use podium_cache_core::sweep::{select, SweepEntity, SweepError};
+/// static EVENTS: EntityMeta = EntityMeta { table: "Events", entity: "events", id_key: "id", fields: &[] };
+/// let entities = [SweepEntity { meta: &EVENTS, schema_hash: "000000000000" }];
+/// assert_eq!(select(&entities, &["Events".to_string()])?, vec![true]);
+/// let err = select(&entities, &["nope".to_string()]).unwrap_err();
+/// assert_eq!(err.to_string(), "unknown entity `nope` (known: events)");
+/// # Ok::<(), SweepError>(())
+/// ```
+pub fn select(entities: &[SweepEntity], only: &[String]) -> Result<Vec<bool>, SweepError> {
+    if only.is_empty() {
+        return Ok(vec![true; entities.len()]);
+    }
+    let mut selected = vec![false; entities.len()];
+    for name in only {
+        let position = entities.iter().position(|e| {
+            e.meta.entity.eq_ignore_ascii_case(name) || e.meta.table.eq_ignore_ascii_case(name)
+        });
+        match position {
+            Some(i) => selected[i] = true,
+            None => {
+                return Err(SweepError::UnknownEntity {
+                    name: name.clone(),
+                    known: entities
+                        .iter()
+                        .map(|e| e.meta.entity)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+        }
+    }
+    Ok(selected)
 }
 
 /// The one field a verification asks for: the first scalar field (smallest answer), else the

@@ -1,18 +1,25 @@
 //! `cargo xtask <command>`: the project's tasks, in Rust so they run wherever cargo does.
+//!
+//! `test`, `bench` and `fuzz` are the project's own; `gen-secret`, `gen-scripts`, `sweep`,
+//! `webhooks` and `check` are the library's task runner (`podium_cache_core::tasks`) over the
+//! example app's models, as a user's own binary would run them.
 
 mod bench;
 mod fuzz;
-mod gen;
-mod sweep;
 mod test;
-mod webhooks;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use podium_cache_core::tasks::{TaskCommand, Tasks};
+use podium_example::models::{Event, Project, Referral, User, Vote};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "podium-cache project tasks")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "podium-cache project tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,16 +33,8 @@ enum Command {
     Fuzz(fuzz::Args),
     /// Measure on this machine (release build) and print a table: `http` (the cache layer).
     Bench(bench::Args),
-    /// Print a new webhook secret (`whsec_…`) and where to paste it.
-    GenSecret,
-    /// Write the Airtable automation script of every model (default: cache/generated/).
-    GenScripts(gen::ScriptsArgs),
-    /// Remove cached records deleted in Airtable behind the cache's back (cron: `0 2 * * *`).
-    /// Exit status: 0 clean, 1 failed, 2 finished with ids Airtable could not confirm.
-    Sweep(sweep::Args),
-    /// Create, list, refresh (cron: `0 3 * * *`, they expire after 7 days) or delete the base's
-    /// Airtable native webhooks.
-    Webhooks(webhooks::Args),
+    #[command(flatten)]
+    Tasks(TaskCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,10 +44,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
-        Command::GenSecret => gen::gen_secret(),
-        Command::GenScripts(args) => gen::gen_scripts(args),
-        Command::Sweep(args) => sweep::run(args),
-        Command::Webhooks(args) => webhooks::run(args),
+        Command::Tasks(command) => return example_tasks().execute(command),
     };
     match result {
         Ok(code) => code,
@@ -57,6 +53,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The library's task runner over the example app's five models; settings and scripts at the
+/// workspace root.
+fn example_tasks() -> Tasks {
+    Tasks::new()
+        .name("cargo xtask")
+        .home(test::workspace_root())
+        .model::<User>()
+        .model::<Event>()
+        .model::<Project>()
+        .model::<Vote>()
+        .model::<Referral>()
 }
 
 /// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,

@@ -1,28 +1,22 @@
-//! `cargo xtask sweep`: removes cached records that were deleted in Airtable behind the cache's
-//! back (automations do not fire on delete). Meant for a scheduler, e.g. cron `0 2 * * *`.
+//! `sweep`: removes cached records that were deleted in Airtable behind the cache's back
+//! (automations do not fire on delete). Meant for a scheduler, e.g. cron `0 2 * * *`.
 //!
-//! Reads the app's configuration (`.secrets.toml` in the workspace root, or `--config-dir`, plus
-//! `PODIUM_*` variables), sweeps the five example models, prints a table (or `--json`), and
+//! Reads the app's settings, sweeps the runner's models, prints a table (or `--json`), and
 //! exits 0 when clean, 1 when it failed (or was stopped), 2 when some ids could not be confirmed
-//! (Airtable rate-limited or down) and were left alone. See `podium_cache_core::sweep`.
+//! (Airtable rate-limited or down) and were left alone. See [`crate::sweep`].
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use podium_cache_core::config::Settings;
-use podium_cache_core::sweep::{Progress, Strategy, Sweep, DEFAULT_MAX_GONE_SHARE};
-use podium_cache_core::Cache;
-use podium_example::models::{Event, Project, Referral, User, Vote};
 use tokio::sync::{mpsc, watch};
 
-use crate::test::workspace_root;
+use super::{block_on, init_logs, ConfigArgs, Ctx};
+use crate::cache::Cache;
+use crate::sweep::{select, Progress, Strategy, Sweep, SweepError, DEFAULT_MAX_GONE_SHARE};
 
-/// Options of `cargo xtask sweep`.
-#[derive(clap::Args)]
-pub struct Args {
+/// Options of `sweep`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SweepArgs {
     /// `full`: every cached id, by listing the table or checking ids, whichever is cheaper;
     /// `references`: only ids no other cached record references (misses referenced deletions).
     #[arg(long, default_value = "full", value_parser = parse_strategy)]
@@ -36,9 +30,9 @@ pub struct Args {
     /// Print the report as JSON on stdout (for schedulers); no progress bar.
     #[arg(long)]
     pub json: bool,
-    /// Where `.secrets.toml` is (default: the workspace root).
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArgs,
     /// The largest share of an entity's cached records one run may remove (guards against a
     /// wrong base id); 1.0 turns the guard off.
     #[arg(long, default_value_t = DEFAULT_MAX_GONE_SHARE, value_name = "SHARE")]
@@ -46,42 +40,43 @@ pub struct Args {
 }
 
 fn parse_strategy(value: &str) -> Result<Strategy, String> {
-    value
-        .parse()
-        .map_err(|e: podium_cache_core::sweep::SweepError| e.to_string())
+    value.parse().map_err(|e: SweepError| e.to_string())
 }
 
 /// Runs the sweep; the exit code says how it ended.
-pub fn run(args: Args) -> Result<ExitCode, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("could not start the async runtime: {e}"))?;
-    runtime.block_on(sweep(args))
+pub(super) fn run(ctx: &Ctx, args: SweepArgs) -> Result<u8, String> {
+    // A wrong `--entity` is refused before anything is read or connected.
+    if let Err(err) = select(&ctx.models, &args.entities) {
+        return Ok(fail(ctx, args.json, &err.to_string()));
+    }
+    block_on(sweep(ctx, args))?
 }
 
-async fn sweep(args: Args) -> Result<ExitCode, String> {
+async fn sweep(ctx: &Ctx, args: SweepArgs) -> Result<u8, String> {
     init_logs();
-    let dir = args.config_dir.clone().unwrap_or_else(workspace_root);
-    let settings = Settings::load(&dir).map_err(|e| e.to_string())?;
+    let settings = match ctx.settings(args.config.config_dir.as_deref()) {
+        Ok(settings) => settings,
+        Err(message) => return Ok(fail(ctx, args.json, &message)),
+    };
     if settings.redis_url.is_none() && settings.redis_cluster_nodes.is_empty() {
-        return fail(
+        return Ok(fail(
+            ctx,
             args.json,
             "the sweep needs the store the app uses: set redis_url (or redis_cluster_nodes) in \
              .secrets.toml or PODIUM_REDIS_URL (without it this process would sweep an empty \
-             in-memory store)"
-                .to_owned(),
-        );
+             in-memory store of its own)",
+        ));
     }
     let cache = match Cache::from_settings(&settings).await {
         Ok(cache) => cache,
-        Err(err) => return fail(args.json, err.to_string()),
+        Err(err) => return Ok(fail(ctx, args.json, &err.to_string())),
     };
 
     let (cancel, cancelled) = watch::channel(false);
-    tokio::spawn(async move {
+    let console = ctx.console.clone();
+    let interrupts = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping after the current batch (Ctrl-C again to quit at once)");
+            console.errln("\nstopping after the current batch (Ctrl-C again to quit at once)");
             cancel.send_replace(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
@@ -90,14 +85,10 @@ async fn sweep(args: Args) -> Result<ExitCode, String> {
     });
 
     let (progress, events) = mpsc::channel(64);
-    let show_bar = !args.json && std::io::stderr().is_terminal();
+    let show_bar = !args.json && ctx.console.stderr_is_terminal();
     let bar = tokio::spawn(show_progress(events, show_bar));
     let sweep = Sweep::new(&cache)
-        .entity::<User>()
-        .entity::<Event>()
-        .entity::<Project>()
-        .entity::<Vote>()
-        .entity::<Referral>()
+        .entities(ctx.models.iter().map(|m| (m.meta, m.schema_hash)))
         .only(args.entities.clone())
         .strategy(args.strategy)
         .dry_run(args.dry_run)
@@ -107,42 +98,44 @@ async fn sweep(args: Args) -> Result<ExitCode, String> {
     let result = sweep.run().await;
     drop(sweep);
     let _ = bar.await;
+    interrupts.abort();
 
-    match result {
-        Ok(report) => {
-            if args.json {
-                let json = serde_json::to_string_pretty(&report)
-                    .map_err(|e| format!("could not write the report: {e}"))?;
-                println!("{json}");
-            } else {
-                print!("{report}");
-            }
-            Ok(ExitCode::from(report.outcome().exit_code()))
-        }
-        Err(err) => fail(args.json, err.to_string()),
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => return Ok(fail(ctx, args.json, &err.to_string())),
+    };
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| format!("could not write the report: {e}"))?;
+        ctx.console.outln(json);
+    } else {
+        ctx.console.out(&report.to_string());
     }
+    if report.totals.cached == 0 {
+        let checked: Vec<String> = report
+            .entities
+            .iter()
+            .map(|e| format!("{} ({})", e.entity, e.table))
+            .collect();
+        ctx.console.errln(format!(
+            "{}: nothing to sweep: no cached record of {} under the key prefix `{}` in the \
+             store. If the app does cache them, give this runner the app's redis_url and prefix.",
+            ctx.name,
+            checked.join(", "),
+            settings.prefix
+        ));
+    }
+    Ok(report.outcome().exit_code())
 }
 
-/// Reports a failure (as JSON too with `--json`) and exits 1.
-fn fail(json: bool, message: String) -> Result<ExitCode, String> {
+/// Reports a failure (as JSON too with `--json`); the exit code 1.
+fn fail(ctx: &Ctx, json: bool, message: &str) -> u8 {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "outcome": "failed", "error": message })
-        );
+        ctx.console
+            .outln(serde_json::json!({ "outcome": "failed", "error": message }));
     }
-    eprintln!("xtask sweep: {message}");
-    Ok(ExitCode::from(1))
-}
-
-/// Logs to stderr, `RUST_LOG` or warnings and errors only.
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    ctx.console.errln(format!("{} sweep: {message}", ctx.name));
+    1
 }
 
 /// Draws the sweep's progress on stderr (a bar on a terminal, nothing otherwise).

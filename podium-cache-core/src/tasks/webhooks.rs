@@ -1,25 +1,25 @@
-//! `cargo xtask webhooks create | list | refresh | delete`: the base's Airtable native webhooks.
+//! `webhooks create | list | refresh | delete`: the base's Airtable native webhooks.
 //!
-//! Reads `airtable_api_key`, `airtable_base_id` and `airtable_api_url` from `.secrets.toml` at
-//! the workspace root or the `PODIUM_*` environment. Airtable webhooks expire 7 days after they
-//! are created or refreshed: schedule `cargo xtask webhooks refresh` (e.g. cron `0 3 * * *`).
+//! Reads `airtable_api_key`, `airtable_base_id` and `airtable_api_url` as the app does.
+//! Airtable webhooks expire 7 days after they are created or refreshed: schedule
+//! `webhooks refresh` (e.g. cron `0 3 * * *`), or let the app's
+//! [`Maintenance`](crate::maintenance::Maintenance) refresh them.
 
-use std::process::ExitCode;
+use super::{block_on, ConfigArgs, Ctx};
+use crate::config::Settings;
+use crate::source::AirtableSource;
+use crate::webhook::native::WebhooksApi;
 
-use podium_cache_core::config::Settings;
-use podium_cache_core::source::AirtableSource;
-use podium_cache_core::webhook::native::WebhooksApi;
-
-use crate::test::workspace_root;
-
-/// Options of `cargo xtask webhooks`.
-#[derive(clap::Args)]
-pub struct Args {
+/// Options of `webhooks`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhooksArgs {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
-#[derive(clap::Subcommand)]
+#[derive(Clone, Debug, clap::Subcommand)]
 enum Command {
     /// Create a webhook for every record change of the base, pinging `--url`.
     Create {
@@ -44,28 +44,25 @@ enum Command {
 }
 
 /// Runs one `webhooks` subcommand.
-pub fn run(args: Args) -> Result<ExitCode, String> {
-    let settings = Settings::load(&workspace_root()).map_err(|e| e.to_string())?;
+pub(super) fn run(ctx: &Ctx, args: WebhooksArgs) -> Result<u8, String> {
+    let settings = ctx.settings(args.config.config_dir.as_deref())?;
     let api = api(&settings)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("could not start the async runtime: {e}"))?;
-    runtime.block_on(async {
+    block_on(async {
         match args.command {
-            Command::Create { url } => create(&api, &url).await,
-            Command::List => list(&api).await,
-            Command::Refresh { id } => refresh(&api, id.as_deref()).await,
+            Command::Create { url } => create(ctx, &api, &url).await,
+            Command::List => list(ctx, &api).await,
+            Command::Refresh { id } => refresh(ctx, &api, id.as_deref()).await,
             Command::Delete { id } => {
                 api.delete(&id).await.map_err(|e| e.to_string())?;
-                println!("deleted {id}");
-                Ok(ExitCode::SUCCESS)
+                ctx.console.outln(format!("deleted {id}"));
+                Ok(0)
             }
         }
-    })
+    })?
 }
 
-fn api(settings: &Settings) -> Result<WebhooksApi, String> {
+/// The Webhooks API client of the configured base.
+pub(crate) fn api(settings: &Settings) -> Result<WebhooksApi, String> {
     let key = settings
         .airtable_api_key
         .as_ref()
@@ -81,7 +78,7 @@ fn api(settings: &Settings) -> Result<WebhooksApi, String> {
     Ok(WebhooksApi::new(source))
 }
 
-async fn create(api: &WebhooksApi, url: &str) -> Result<ExitCode, String> {
+async fn create(ctx: &Ctx, api: &WebhooksApi, url: &str) -> Result<u8, String> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(format!("--url {url:?} is not an http(s) URL"));
     }
@@ -90,38 +87,41 @@ async fn create(api: &WebhooksApi, url: &str) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
     let secret = created.mac_secret_base64.expose();
-    println!("{}", created.id);
-    println!("{secret}");
-    eprintln!(
+    ctx.console.outln(&created.id);
+    ctx.console.outln(secret);
+    ctx.console.errln(format!(
         "\nCreated webhook {id} on base {base}; it pings {url} on every record change\n\
-         and expires {expires} unless refreshed (schedule `cargo xtask webhooks refresh`).\n\
-         \nThe MAC secret is shown only now. Give both values to the app, in .secrets.toml at the\n\
-         workspace root (git-ignored):\n\
+         and expires {expires} unless refreshed (schedule `{name} webhooks refresh`, or run the\n\
+         app's maintenance).\n\
+         \nThe MAC secret is shown only now. Give both values to the app, in .secrets.toml beside\n\
+         it (keep that file out of version control):\n\
          \n    airtable_webhook_id = \"{id}\"\n    airtable_webhook_mac_secret = \"{secret}\"\n\
          \nor in its environment:\n\
          \n    PODIUM_AIRTABLE_WEBHOOK_ID={id}\n    PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET={secret}\n",
         id = created.id,
         base = api.base_id(),
         expires = created.expiration_time.as_deref().unwrap_or("never"),
-    );
-    Ok(ExitCode::SUCCESS)
+        name = ctx.name,
+    ));
+    Ok(0)
 }
 
-async fn list(api: &WebhooksApi) -> Result<ExitCode, String> {
+async fn list(ctx: &Ctx, api: &WebhooksApi) -> Result<u8, String> {
     let hooks = api.list().await.map_err(|e| e.to_string())?;
     if hooks.is_empty() {
-        println!(
-            "base {} has no webhooks (create one: cargo xtask webhooks create --url …)",
-            api.base_id()
-        );
-        return Ok(ExitCode::SUCCESS);
+        ctx.console.outln(format!(
+            "base {} has no webhooks (create one: {} webhooks create --url …)",
+            api.base_id(),
+            ctx.name
+        ));
+        return Ok(0);
     }
-    println!(
+    ctx.console.outln(format!(
         "{:<18} {:<8} {:<6} {:>7}  {:<25} URL",
         "ID", "ENABLED", "PINGS", "CURSOR", "EXPIRES"
-    );
+    ));
     for hook in hooks {
-        println!(
+        ctx.console.outln(format!(
             "{:<18} {:<8} {:<6} {:>7}  {:<25} {}",
             hook.id,
             yes_no(hook.is_hook_enabled),
@@ -129,9 +129,9 @@ async fn list(api: &WebhooksApi) -> Result<ExitCode, String> {
             hook.cursor_for_next_payload,
             hook.expiration_time.as_deref().unwrap_or("never"),
             hook.notification_url.as_deref().unwrap_or("-"),
-        );
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn yes_no(value: bool) -> &'static str {
@@ -142,7 +142,7 @@ fn yes_no(value: bool) -> &'static str {
     }
 }
 
-async fn refresh(api: &WebhooksApi, only: Option<&str>) -> Result<ExitCode, String> {
+async fn refresh(ctx: &Ctx, api: &WebhooksApi, only: Option<&str>) -> Result<u8, String> {
     let ids: Vec<String> = match only {
         Some(id) => vec![id.to_owned()],
         None => api
@@ -154,28 +154,31 @@ async fn refresh(api: &WebhooksApi, only: Option<&str>) -> Result<ExitCode, Stri
             .collect(),
     };
     if ids.is_empty() {
-        println!("base {} has no webhooks to refresh", api.base_id());
-        return Ok(ExitCode::SUCCESS);
+        ctx.console
+            .outln(format!("base {} has no webhooks to refresh", api.base_id()));
+        return Ok(0);
     }
     let mut failed = 0usize;
     for id in &ids {
         match api.refresh(id).await {
-            Ok(expires) => println!(
+            Ok(expires) => ctx.console.outln(format!(
                 "refreshed {id}: expires {}",
                 expires.as_deref().unwrap_or("never")
-            ),
+            )),
             Err(err) => {
                 failed += 1;
-                eprintln!("xtask: refreshing {id} failed: {err}");
+                ctx.console
+                    .errln(format!("{}: refreshing {id} failed: {err}", ctx.name));
             }
         }
     }
     if failed > 0 {
-        eprintln!(
-            "xtask: {failed} of {} webhooks were not refreshed",
+        ctx.console.errln(format!(
+            "{}: {failed} of {} webhooks were not refreshed",
+            ctx.name,
             ids.len()
-        );
-        return Ok(ExitCode::FAILURE);
+        ));
+        return Ok(1);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
