@@ -120,3 +120,37 @@ async fn a_missing_record_is_still_not_found_and_cached_as_such() {
 fn cache_with_full_token(airtable: &RunningAirtable) -> Cache {
     cache(airtable, &airtable.api_key(), BASE)
 }
+
+#[tokio::test]
+async fn a_batch_delete_refused_for_any_reason_falls_back_to_one_by_one() {
+    let airtable = server().await;
+    let source = AirtableSource::builder(airtable.api_key(), BASE)
+        .api_url(airtable.url())
+        .build()
+        .expect("source");
+    // A refusal of the whole batch (injected: 403, 422) or a missing id in it (404).
+    for (status, missing) in [(403, false), (422, false), (404, true)] {
+        let mut ids: Vec<String> = (0..3)
+            .map(|i| airtable.insert(BASE, TABLE, fields(&format!("E{i}"), "e", 1)))
+            .collect();
+        let mut expected = ids.clone();
+        if missing {
+            ids.push("recGONEGONEGONE01".to_owned());
+        } else {
+            airtable.fail_next(1, status);
+        }
+        let before = airtable.calls_for(BASE).delete;
+        let mut deleted = source.delete(TABLE, &ids).await.expect("deleted one by one");
+        deleted.sort();
+        expected.sort();
+        assert_eq!(deleted, expected, "{status}");
+        assert_eq!(
+            airtable.calls_for(BASE).delete - before,
+            1 + ids.len() as u64,
+            "{status}: the batch, then one call per id"
+        );
+        for id in &expected {
+            assert!(airtable.get(BASE, TABLE, id).is_none(), "{status}: {id} deleted");
+        }
+    }
+}

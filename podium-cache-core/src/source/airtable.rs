@@ -597,6 +597,15 @@ fn forbidden(bytes: &[u8], scope: Option<&'static str>) -> SourceError {
     }
 }
 
+/// Whether Airtable refused a request for what it asked (404, 403, 422 and other 4xx), rather
+/// than for the credentials (401), the rate (429) or an outage (5xx).
+fn is_refusal(error: &SourceError) -> bool {
+    matches!(
+        error,
+        SourceError::NotFound(_) | SourceError::Forbidden { .. } | SourceError::InvalidRequest(_)
+    )
+}
+
 /// Maps a final status and body to a value or a typed error, by status only (DESIGN: "404 is
 /// not found, whatever the body"); `scope` is the scope the call needs, named in a 403.
 fn decode<T: for<'de> Deserialize<'de>>(
@@ -697,8 +706,11 @@ impl Source for AirtableSource {
                             .filter(|r| r.deleted)
                             .map(|r| r.id),
                     ),
-                    // Airtable refuses the whole batch when one id is missing: delete one by one.
-                    Err(SourceError::NotFound(_)) if chunk.len() > 1 => {
+                    // Airtable refuses the whole batch for one id it will not delete (missing:
+                    // 404; not permitted: 403; invalid: 422, the "4xx mostly represent user
+                    // error" of https://airtable.com/developers/web/api/errors): delete the
+                    // batch one by one, so the other ids are not held back by it.
+                    Err(e) if chunk.len() > 1 && is_refusal(&e) => {
                         for id in chunk {
                             let url = self.url(&[table, id])?;
                             let (status, bytes) = self.send(Method::DELETE, url, None).await?;
