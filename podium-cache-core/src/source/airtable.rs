@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -137,7 +138,10 @@ impl AirtableSourceBuilder {
     }
 
     /// Retries after 429, 5xx and timeouts (default 4), with exponential back-off from `base`
-    /// (default 200 ms) up to `max` (default 5 s).
+    /// (default 200 ms) up to `max` (default 5 s), each delay with a random jitter of up to
+    /// itself (capped at `max`) so clients that failed together do not retry together (as
+    /// airtable.js does, `src/exponential_backoff_with_jitter.ts`). A 429 waits out the base's
+    /// pause instead.
     pub fn retries(mut self, max_retries: u32, base: Duration, max: Duration) -> Self {
         self.max_retries = max_retries;
         self.backoff_base = base;
@@ -432,6 +436,12 @@ impl AirtableSource {
     ) -> Result<(StatusCode, bytes::Bytes), SourceError> {
         let config = &self.inner.config;
         let mut attempt = 0u32;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(config.backoff_base)
+            .with_max_delay(config.backoff_max)
+            .with_max_times(config.max_retries as usize)
+            .with_jitter()
+            .build();
         loop {
             let permit = self.inner.limiter.acquire().await;
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
@@ -457,10 +467,9 @@ impl AirtableSource {
             attempt += 1;
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
             if !matches!(err, SourceError::RateLimited(_)) {
-                let factor = 2u32.saturating_pow(attempt - 1);
-                let delay = config
-                    .backoff_base
-                    .saturating_mul(factor)
+                let delay = delays
+                    .next()
+                    .unwrap_or(config.backoff_max)
                     .min(config.backoff_max);
                 tracing::debug!(attempt, ?delay, error = %err, "retrying airtable request");
                 tokio::time::sleep(delay).await;
