@@ -140,7 +140,10 @@ async fn a_batch_delete_refused_for_any_reason_falls_back_to_one_by_one() {
             airtable.fail_next(1, status);
         }
         let before = airtable.calls_for(BASE).delete;
-        let mut deleted = source.delete(TABLE, &ids).await.expect("deleted one by one");
+        let mut deleted = source
+            .delete(TABLE, &ids)
+            .await
+            .expect("deleted one by one");
         deleted.sort();
         expected.sort();
         assert_eq!(deleted, expected, "{status}");
@@ -150,7 +153,10 @@ async fn a_batch_delete_refused_for_any_reason_falls_back_to_one_by_one() {
             "{status}: the batch, then one call per id"
         );
         for id in &expected {
-            assert!(airtable.get(BASE, TABLE, id).is_none(), "{status}: {id} deleted");
+            assert!(
+                airtable.get(BASE, TABLE, id).is_none(),
+                "{status}: {id} deleted"
+            );
         }
     }
 }

@@ -37,26 +37,33 @@ fn source(airtable: &RunningAirtable, key: &str) -> AirtableSource {
 
 /// Settings with a native webhook configured, for this token.
 fn settings_with_native_webhook(airtable: &RunningAirtable, key: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings.airtable_api_key = Some(Secret::new(key));
-    settings.airtable_base_id = Some(BASE.to_owned());
-    settings.airtable_api_url = airtable.url();
-    settings.airtable_webhook_id = Some("achAAAAAAAAAAAAAA".to_owned());
-    settings.airtable_webhook_mac_secret = Some(Secret::new("c2VjcmV0"));
-    settings
+    Settings {
+        airtable_api_key: Some(Secret::new(key)),
+        airtable_base_id: Some(BASE.to_owned()),
+        airtable_api_url: airtable.url(),
+        airtable_webhook_id: Some("achAAAAAAAAAAAAAA".to_owned()),
+        airtable_webhook_mac_secret: Some(Secret::new("c2VjcmV0")),
+        ..Settings::default()
+    }
 }
 
 #[tokio::test]
 async fn whoami_answers_the_user_and_the_tokens_scopes() {
     let airtable = server().await;
-    let info = source(&airtable, NO_WEBHOOKS).whoami().await.expect("whoami");
+    let info = source(&airtable, NO_WEBHOOKS)
+        .whoami()
+        .await
+        .expect("whoami");
     assert_eq!(info.user_id, DEFAULT_USER_ID);
     assert_eq!(info.email, None, "no user.email:read");
     let mut scopes = info.scopes.expect("reported");
     scopes.sort();
     assert_eq!(scopes, [RECORDS_READ, RECORDS_WRITE, SCHEMA_READ]);
     let wrong = source(&airtable, "patWRONG").whoami().await;
-    assert!(matches!(wrong, Err(SourceError::Unauthorized(_))), "{wrong:?}");
+    assert!(
+        matches!(wrong, Err(SourceError::Unauthorized(_))),
+        "{wrong:?}"
+    );
 }
 
 #[tokio::test]
