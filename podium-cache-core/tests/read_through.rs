@@ -308,7 +308,7 @@ async fn airtable_errors_are_typed_by_status() {
         .is_none());
     assert!(matches!(
         source.list("NoSuchTable", &Default::default()).await,
-        Err(SourceError::NotFound(_))
+        Err(SourceError::Forbidden { .. })
     ));
     // 5xx is retried…
     h.airtable.fail_next(2, 503);

@@ -12,7 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use podium_cache_core::config::{ConfigError, Secret, Settings};
-use podium_cache_core::source::AirtableSource;
+use podium_cache_core::source::scopes::ScopeNeeds;
+use podium_cache_core::source::{check_token_scopes, AirtableSource};
 use podium_cache_core::webhook::{
     MacSecret, Models, NativeWebhooks, Receiver, WebhookSecret, WebhooksApi,
 };
@@ -162,6 +163,13 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     };
     let admin_token = AdminToken::from_setting(settings.admin_token.as_ref())?;
     let cache = Cache::from_settings(&settings).await?;
+    // Names each scope the token lacks, with the feature that needs it (the demo creates a
+    // native webhook on the local server).
+    let needs = ScopeNeeds::from_settings(&settings)
+        .native_webhooks(airtable.is_some() || settings.airtable_webhook_id.is_some());
+    if let Err(error) = check_token_scopes(&settings, &needs).await {
+        tracing::warn!(%error, "could not check the Airtable token's scopes");
+    }
     let mut receiver = Receiver::new(cache.clone(), models(), vec![webhook_secret.clone()]);
     if settings.allow_legacy_secret {
         if let Some(secret) = &settings.webhook_secret {

@@ -46,6 +46,9 @@ pub enum HarnessError {
     /// The seed data could not be read or is not in the expected shape.
     #[error("invalid seed data: {0}")]
     InvalidSeed(String),
+    /// A token of the local Airtable server is malformed (empty key, unknown scope).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
     /// The Airtable server could not bind its address.
     #[error("could not bind {addr}: {source}")]
     Bind {

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use podium_local::airtable::{AirtableServer, ChangeKind, RunningAirtable, SeedData};
+use podium_local::airtable::{
+    AirtableServer, ChangeKind, RunningAirtable, SeedData, Token, ALL_SCOPES, DEFAULT_USER_EMAIL,
+    DEFAULT_USER_ID, RECORDS_READ, RECORDS_WRITE, SCHEMA_READ, WEBHOOK_MANAGE,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -48,11 +51,19 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(&self.server.api_key(), method, path, body)
+            .await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}/v0/{path}", self.server.url());
-        let mut request = self
-            .client
-            .request(method, url)
-            .bearer_auth(self.server.api_key());
+        let mut request = self.client.request(method, url).bearer_auth(key);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -112,22 +123,25 @@ async fn missing_record_is_404_with_plain_not_found() {
 }
 
 #[tokio::test]
-async fn unknown_table_and_unknown_base_have_their_own_404_bodies() {
+async fn unknown_table_and_unknown_base_are_403_model_not_found() {
+    // Airtable answers both 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND
+    // (https://airtable.com/developers/web/api/errors, "403 Forbidden").
     let server = start().await;
     let api = Api::new(&server);
-    let (status, body) = api.get(&format!("{BASE}/Nope")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        body,
-        json!({"error": {"type": "TABLE_NOT_FOUND",
-                         "message": format!("Could not find table Nope in application {BASE}")}})
-    );
-    let (status, body) = api.get("appNOPENOPENOPE1/Users/recX").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        body["error"]["type"],
-        "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND"
-    );
+    let model_not_found = json!({"error": {
+        "type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+        "message": "Invalid permissions, or the requested model was not found. Check that both your user and your token have the required permissions, and that the model names and/or ids are correct."
+    }});
+    for path in [
+        format!("{BASE}/Nope"),
+        format!("{BASE}/Nope/recUSER000000001"),
+        "appNOPENOPENOPE1/Users/recX".to_owned(),
+        "appNOPENOPENOPE1/Users".to_owned(),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(body, model_not_found, "{path}");
+    }
     let (status, body) = api.get("nothing/here/at/all/really").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body, json!({"error": "NOT_FOUND"}));
@@ -382,8 +396,11 @@ async fn create_one_or_many_records_and_refuse_more_than_ten() {
             Some(json!({"fields": {}})),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"]["type"], "TABLE_NOT_FOUND");
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["error"]["type"],
+        "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND"
+    );
     assert_eq!(server.calls().create, 4);
 }
 
@@ -739,4 +756,230 @@ async fn shutdown_stops_serving() {
         .send()
         .await;
     assert!(result.is_err(), "{result:?}");
+}
+
+const MODEL_NOT_FOUND: &str = "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND";
+
+#[tokio::test]
+async fn each_call_needs_its_scope_and_a_missing_one_is_403() {
+    let server = AirtableServer::builder()
+        .rate_limit(None)
+        .seed_json(&seed())
+        .token(Token::new("patRead").scopes([RECORDS_READ]))
+        .token(Token::new("patWrite").scopes([RECORDS_WRITE]))
+        .token(Token::new("patHooks").scopes([WEBHOOK_MANAGE]))
+        .token(Token::new("patHooksRead").scopes([WEBHOOK_MANAGE, RECORDS_READ]))
+        .token(Token::new("patSchema").scopes([SCHEMA_READ]))
+        .start()
+        .await
+        .expect("server starts");
+    let api = Api::new(&server);
+    let record = format!("{BASE}/Users/recUSER000000001");
+    let table = format!("{BASE}/Users");
+    let hooks = format!("bases/{BASE}/webhooks");
+    let schema = format!("meta/bases/{BASE}/tables");
+    let spec =
+        |types: Value| json!({"specification": {"options": {"filters": {"dataTypes": types}}}});
+    let cases: Vec<(&str, Method, String, Option<Value>, StatusCode)> = vec![
+        ("patRead", Method::GET, record.clone(), None, StatusCode::OK),
+        ("patRead", Method::GET, table.clone(), None, StatusCode::OK),
+        (
+            "patRead",
+            Method::DELETE,
+            record.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patRead",
+            Method::PATCH,
+            record.clone(),
+            Some(json!({"fields": {"age": 1}})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patRead",
+            Method::GET,
+            schema.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patRead",
+            Method::GET,
+            hooks.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patWrite",
+            Method::GET,
+            record.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patWrite",
+            Method::POST,
+            table.clone(),
+            Some(json!({"fields": {"name": "New"}})),
+            StatusCode::OK,
+        ),
+        ("patHooks", Method::GET, hooks.clone(), None, StatusCode::OK),
+        // Creating a webhook also needs the scopes of its data types.
+        (
+            "patHooks",
+            Method::POST,
+            hooks.clone(),
+            Some(spec(json!(["tableData"]))),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patHooksRead",
+            Method::POST,
+            hooks.clone(),
+            Some(spec(json!(["tableFields"]))),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "patHooksRead",
+            Method::POST,
+            hooks.clone(),
+            Some(spec(json!(["tableData"]))),
+            StatusCode::OK,
+        ),
+        (
+            "patSchema",
+            Method::GET,
+            schema.clone(),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            "patSchema",
+            Method::GET,
+            record.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    let mut refused = 0;
+    for (key, method, path, body, expected) in cases {
+        let label = format!("{key} {method} {path}");
+        let (status, answer) = api.call_as(key, method, &path, body).await;
+        assert_eq!(status, expected, "{label}: {answer}");
+        if expected == StatusCode::FORBIDDEN {
+            refused += 1;
+            assert_eq!(answer["error"]["type"], MODEL_NOT_FOUND, "{label}");
+        }
+    }
+    assert_eq!(server.calls().forbidden, refused);
+    assert_eq!(
+        server.len(BASE, "Users"),
+        4,
+        "refused calls changed nothing"
+    );
+    assert_eq!(
+        server
+            .get(BASE, "Users", "recUSER000000001")
+            .expect("kept")
+            .fields["age"],
+        json!(36)
+    );
+
+    // Listing payloads needs the data-type scopes too.
+    let hook = server.webhooks(BASE).pop().expect("one webhook");
+    let payloads = format!("{hooks}/{}/payloads", hook.id);
+    let (status, _) = api.call_as("patHooks", Method::GET, &payloads, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api
+        .call_as("patHooksRead", Method::GET, &payloads, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn whoami_answers_the_user_with_email_and_scopes_as_the_token_allows() {
+    let server = AirtableServer::builder()
+        .seed_json(&seed())
+        .token(Token::new("patNoEmail").scopes([RECORDS_READ, WEBHOOK_MANAGE]))
+        .token(
+            Token::new("patPersonal")
+                .personal()
+                .user("usrOTHEROTHER001", "o@example.com"),
+        )
+        .start()
+        .await
+        .expect("server starts");
+    let api = Api::new(&server);
+    let mut all: Vec<&str> = ALL_SCOPES.to_vec();
+    all.sort_unstable();
+    let (status, body) = api.get("meta/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"id": DEFAULT_USER_ID, "email": DEFAULT_USER_EMAIL, "scopes": all})
+    );
+    let (_, body) = api
+        .call_as("patNoEmail", Method::GET, "meta/whoami", None)
+        .await;
+    assert_eq!(
+        body,
+        json!({"id": DEFAULT_USER_ID, "scopes": [RECORDS_READ, WEBHOOK_MANAGE]}),
+        "no email without user.email:read"
+    );
+    let (_, body) = api
+        .call_as("patPersonal", Method::GET, "meta/whoami", None)
+        .await;
+    assert_eq!(
+        body,
+        json!({"id": "usrOTHEROTHER001", "email": "o@example.com"}),
+        "a personal access token's scopes are not reported"
+    );
+    let (status, _) = api
+        .call_as("patWRONG", Method::GET, "meta/whoami", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!((server.calls().total, server.calls().unauthorized), (4, 1));
+}
+
+#[tokio::test]
+async fn tokens_with_unknown_scopes_or_empty_keys_are_refused() {
+    for token in [
+        Token::new("patTypo").scopes(["data.records:reed"]),
+        Token::new(" "),
+    ] {
+        let started = AirtableServer::builder().token(token.clone()).start().await;
+        assert!(
+            matches!(started, Err(podium_local::HarnessError::InvalidToken(_))),
+            "{token:?}"
+        );
+    }
+    let server = start().await;
+    let typo = server.add_token(Token::new("patTypo").scopes(["webhooks:manage"]));
+    assert!(
+        matches!(typo, Err(podium_local::HarnessError::InvalidToken(ref m)) if m.contains("webhooks:manage"))
+    );
+    let (status, _) = Api::new(&server)
+        .call_as("patTypo", Method::GET, &format!("{BASE}/Users"), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the refused token was not added"
+    );
+}
+
+#[tokio::test]
+async fn add_token_changes_a_tokens_scopes_at_once() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let key = server.api_key();
+    let path = format!("{BASE}/Users/recUSER000000001");
+    server
+        .add_token(Token::new(key.clone()).scopes([RECORDS_WRITE]))
+        .expect("token replaced");
+    assert_eq!(api.get(&path).await.0, StatusCode::FORBIDDEN);
+    server.add_token(Token::new(key)).expect("token replaced");
+    assert_eq!(api.get(&path).await.0, StatusCode::OK);
 }

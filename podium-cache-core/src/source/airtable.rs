@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -12,6 +13,9 @@ use tracing::Instrument;
 
 use super::formula;
 use super::limiter::{window_for_rate, Permit, RateLimiter};
+use super::scopes::{
+    ScopeNeeds, ScopeReport, TokenInfo, RECORDS_READ, RECORDS_WRITE, SCHEMA_READ, WEBHOOK_MANAGE,
+};
 use super::shared_limiter::{SharedLimiter, SharedLimiterStats, SharedPermit};
 use super::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
 use crate::config::Secret;
@@ -134,7 +138,10 @@ impl AirtableSourceBuilder {
     }
 
     /// Retries after 429, 5xx and timeouts (default 4), with exponential back-off from `base`
-    /// (default 200 ms) up to `max` (default 5 s).
+    /// (default 200 ms) up to `max` (default 5 s), each delay with a random jitter of up to
+    /// itself (capped at `max`) so clients that failed together do not retry together (as
+    /// airtable.js does, `src/exponential_backoff_with_jitter.ts`). A 429 waits out the base's
+    /// pause instead.
     pub fn retries(mut self, max_retries: u32, base: Duration, max: Duration) -> Self {
         self.max_retries = max_retries;
         self.backoff_base = base;
@@ -357,7 +364,8 @@ impl AirtableSource {
     /// One request to any endpoint under `/v0/` (e.g. `["bases", base_id, "webhooks"]` or
     /// `["meta", "bases", base_id, "tables"]`), with the same key, process-wide rate limiter,
     /// retries and counters as the records calls. A 2xx answers its body; any other status is
-    /// the typed error the records calls give for it (404 → [`SourceError::NotFound`], …).
+    /// the typed error the records calls give for it (404 → [`SourceError::NotFound`], 403 →
+    /// [`SourceError::Forbidden`] naming the scope webhook and schema calls need, …).
     pub async fn api_call(
         &self,
         method: Method,
@@ -380,12 +388,33 @@ impl AirtableSource {
         if status.is_success() {
             return Ok(bytes);
         }
-        match decode::<serde::de::IgnoredAny>(status, &bytes) {
+        match decode::<serde::de::IgnoredAny>(status, &bytes, scope_of(segments)) {
             Err(err) => Err(err),
             Ok(_) => Err(SourceError::InvalidRequest(format!(
                 "unexpected status {status}"
             ))),
         }
+    }
+
+    /// `GET /v0/meta/whoami`: the token's user, and its scopes when Airtable reports them
+    /// (OAuth tokens; "No scopes are required for this endpoint",
+    /// <https://airtable.com/developers/web/api/get-user-id-scopes>).
+    pub async fn whoami(&self) -> Result<TokenInfo, SourceError> {
+        let span = tracing::debug_span!("airtable.whoami");
+        async {
+            let bytes = self
+                .api_call(Method::GET, &["meta", "whoami"], &[], None)
+                .await?;
+            serde_json::from_slice(&bytes).map_err(|e| SourceError::Decode(e.to_string()))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// [`whoami`](Self::whoami), compared with the scopes `needs` lists: the report names each
+    /// missing scope with the feature that needs it (see [`ScopeReport::warn`]).
+    pub async fn check_scopes(&self, needs: &ScopeNeeds) -> Result<ScopeReport, SourceError> {
+        Ok(ScopeReport::new(self.whoami().await?, needs))
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, SourceError> {
@@ -407,6 +436,12 @@ impl AirtableSource {
     ) -> Result<(StatusCode, bytes::Bytes), SourceError> {
         let config = &self.inner.config;
         let mut attempt = 0u32;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(config.backoff_base)
+            .with_max_delay(config.backoff_max)
+            .with_max_times(config.max_retries as usize)
+            .with_jitter()
+            .build();
         loop {
             let permit = self.inner.limiter.acquire().await;
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
@@ -432,10 +467,9 @@ impl AirtableSource {
             attempt += 1;
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
             if !matches!(err, SourceError::RateLimited(_)) {
-                let factor = 2u32.saturating_pow(attempt - 1);
-                let delay = config
-                    .backoff_base
-                    .saturating_mul(factor)
+                let delay = delays
+                    .next()
+                    .unwrap_or(config.backoff_max)
                     .min(config.backoff_max);
                 tracing::debug!(attempt, ?delay, error = %err, "retrying airtable request");
                 tokio::time::sleep(delay).await;
@@ -506,7 +540,7 @@ impl AirtableSource {
         } else {
             self.send(Method::GET, url, None).await?
         };
-        decode(status, &bytes)
+        decode(status, &bytes, Some(RECORDS_READ))
     }
 }
 
@@ -522,15 +556,79 @@ pub fn is_record_id(id: &str) -> bool {
     id.len() == 17 && id.starts_with("rec") && id[3..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// Maps a final status and body to a value or a typed error.
+/// The scope an `api_call` needs, by its path: webhooks need `webhook:manage` ("always required
+/// for all webhooks API endpoints", <https://airtable.com/developers/web/api/webhooks-overview>),
+/// the base schema `schema.bases:read`
+/// (<https://airtable.com/developers/web/api/get-base-schema>); `whoami` none.
+fn scope_of(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["bases", _, "webhooks", ..] => Some(WEBHOOK_MANAGE),
+        ["meta", "bases", _, "tables", ..] => Some(SCHEMA_READ),
+        _ => None,
+    }
+}
+
+/// Airtable's error body: `{"error": {"type", "message"}}` or `{"error": "NOT_FOUND"}`
+/// (both shapes: <https://airtable.com/developers/web/api/errors>; airtable.js reads `type`
+/// and `message` from the object form, `src/base.ts` `_checkStatusForError`).
+#[derive(Deserialize)]
+struct ErrorWire {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorDetail {
+    Typed {
+        #[serde(default, rename = "type")]
+        kind: String,
+        #[serde(default)]
+        message: String,
+    },
+    Plain(String),
+}
+
+/// The 403 as a typed error; `scope` is what the refused call needs.
+fn forbidden(bytes: &[u8], scope: Option<&'static str>) -> SourceError {
+    let (kind, message) = match serde_json::from_slice::<ErrorWire>(bytes) {
+        Ok(ErrorWire {
+            error: ErrorDetail::Typed { kind, message },
+        }) => (kind, message),
+        Ok(ErrorWire {
+            error: ErrorDetail::Plain(kind),
+        }) => (kind, String::new()),
+        Err(_) => (String::new(), String::from_utf8_lossy(bytes).into_owned()),
+    };
+    SourceError::Forbidden {
+        kind,
+        message,
+        scope,
+    }
+}
+
+/// Whether Airtable refused a request for what it asked (404, 403, 422 and other 4xx), rather
+/// than for the credentials (401), the rate (429) or an outage (5xx).
+fn is_refusal(error: &SourceError) -> bool {
+    matches!(
+        error,
+        SourceError::NotFound(_) | SourceError::Forbidden { .. } | SourceError::InvalidRequest(_)
+    )
+}
+
+/// Maps a final status and body to a value or a typed error, by status only (DESIGN: "404 is
+/// not found, whatever the body"); `scope` is the scope the call needs, named in a 403.
 fn decode<T: for<'de> Deserialize<'de>>(
     status: StatusCode,
     bytes: &[u8],
+    scope: Option<&'static str>,
 ) -> Result<T, SourceError> {
     let text = || String::from_utf8_lossy(bytes).into_owned();
     match status.as_u16() {
         200..=299 => serde_json::from_slice(bytes).map_err(|e| SourceError::Decode(e.to_string())),
-        401 | 403 => Err(SourceError::Unauthorized(text())),
+        401 => Err(SourceError::Unauthorized(text())),
+        // 403 is never "not found": Airtable answers it for an unknown base or table as for a
+        // missing scope (https://airtable.com/developers/web/api/errors, "403 Forbidden").
+        403 => Err(forbidden(bytes, scope)),
         404 => Err(SourceError::NotFound(text())),
         429 => Err(SourceError::RateLimited(text())),
         500..=599 => Err(SourceError::Transient(text())),
@@ -545,7 +643,7 @@ impl Source for AirtableSource {
         async {
             let url = self.url(&[table, id])?;
             let (status, bytes) = self.send(Method::GET, url, None).await?;
-            match decode::<RecordWire>(status, &bytes) {
+            match decode::<RecordWire>(status, &bytes, Some(RECORDS_READ)) {
                 Ok(record) => Ok(Some(record.into())),
                 Err(SourceError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e),
@@ -609,7 +707,7 @@ impl Source for AirtableSource {
                     }
                 }
                 let (status, bytes) = self.send(Method::DELETE, url, None).await?;
-                match decode::<DeleteManyWire>(status, &bytes) {
+                match decode::<DeleteManyWire>(status, &bytes, Some(RECORDS_WRITE)) {
                     Ok(reply) => deleted.extend(
                         reply
                             .records
@@ -617,12 +715,15 @@ impl Source for AirtableSource {
                             .filter(|r| r.deleted)
                             .map(|r| r.id),
                     ),
-                    // Airtable refuses the whole batch when one id is missing: delete one by one.
-                    Err(SourceError::NotFound(_)) if chunk.len() > 1 => {
+                    // Airtable refuses the whole batch for one id it will not delete (missing:
+                    // 404; not permitted: 403; invalid: 422, the "4xx mostly represent user
+                    // error" of https://airtable.com/developers/web/api/errors): delete the
+                    // batch one by one, so the other ids are not held back by it.
+                    Err(e) if chunk.len() > 1 && is_refusal(&e) => {
                         for id in chunk {
                             let url = self.url(&[table, id])?;
                             let (status, bytes) = self.send(Method::DELETE, url, None).await?;
-                            match decode::<DeletedWire>(status, &bytes) {
+                            match decode::<DeletedWire>(status, &bytes, Some(RECORDS_WRITE)) {
                                 Ok(reply) if reply.deleted => deleted.push(reply.id),
                                 Ok(_) | Err(SourceError::NotFound(_)) => {}
                                 Err(e) => return Err(e),

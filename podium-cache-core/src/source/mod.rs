@@ -7,7 +7,9 @@
 pub mod airtable;
 pub mod formula;
 pub mod limiter;
+pub mod scopes;
 pub mod shared_limiter;
+mod startup;
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use self::airtable::{AirtableSource, AirtableSourceBuilder};
+pub use self::startup::check_token_scopes;
 
 /// A record as a source returns it: id plus fields by their source (Airtable) names.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,8 +50,10 @@ pub struct ListQuery {
 
 /// Why a source call failed. The engine decides by kind, never by message text.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
-    /// The table (or base) does not exist.
+    /// The source answered 404 for something other than a record (a record that does not exist
+    /// is `Ok(None)` or simply absent).
     #[error("not found: {0}")]
     NotFound(String),
     /// The source's rate limit held past the retries.
@@ -60,12 +65,37 @@ pub enum SourceError {
     /// The source refused the request as malformed (a 4xx other than 401/403/404/429).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The credentials were refused (401/403).
+    /// The credentials were refused (401).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The source refused the call (403): Airtable answers `INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND`
+    /// alike for an unknown base or table, a token without the scope or the base access the
+    /// call needs, and a user without the permission
+    /// (<https://airtable.com/developers/web/api/errors>). Never "not found": no read turns it
+    /// into a miss or a negative-cache entry.
+    #[error("{}", forbidden_text(kind, message, *scope))]
+    Forbidden {
+        /// The source's error type (`INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND`,
+        /// `INVALID_PERMISSIONS`, …; empty when the body had none).
+        kind: String,
+        /// The source's message.
+        message: String,
+        /// The scope the refused call needs, when the client knows it.
+        scope: Option<&'static str>,
+    },
     /// The source answered something that is not the expected JSON shape.
     #[error("unexpected response: {0}")]
     Decode(String),
+}
+
+fn forbidden_text(kind: &str, message: &str, scope: Option<&str>) -> String {
+    let kind = if kind.is_empty() { "403" } else { kind };
+    match scope {
+        Some(scope) => format!(
+            "forbidden ({kind}): {message} (this call needs the token scope {scope}, the token's access to the base, and the base and table to exist)"
+        ),
+        None => format!("forbidden ({kind}): {message}"),
+    }
 }
 
 impl SourceError {

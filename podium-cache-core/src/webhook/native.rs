@@ -583,6 +583,9 @@ impl NativeError {
             Self::TooLarge { .. } => "body_too_large",
             Self::Unauthorized(_) => "unauthorized",
             Self::Malformed(_) => "malformed_notification",
+            // A 403 (a missing scope such as webhook:manage or schema.bases:read, or a base the
+            // token cannot reach) will not pass by itself, unlike an outage.
+            Self::Airtable(SourceError::Forbidden { .. }) => "airtable_forbidden",
             Self::Airtable(_) => "airtable_unavailable",
             Self::Store(_) => "store_unavailable",
             Self::Busy { .. } => "busy",
@@ -1186,6 +1189,16 @@ mod tests {
             NativeError::from(SourceError::Transient("x".into())).status(),
             502
         );
+        let forbidden = NativeError::from(SourceError::Forbidden {
+            kind: "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND".into(),
+            message: "x".into(),
+            scope: Some("webhook:manage"),
+        });
+        assert_eq!(
+            (forbidden.status(), forbidden.code()),
+            (502, "airtable_forbidden")
+        );
+        assert!(forbidden.to_string().contains("webhook:manage"));
         assert_eq!(
             NativeError::from(StoreError::Unavailable("x".into())).status(),
             503

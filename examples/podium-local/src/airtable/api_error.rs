@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::store::Missing;
 
-/// The message Airtable gives for an unknown base (or a token without access to it).
+/// The message Airtable gives for an unknown base or table, or a token without the scope or
+/// the access a call needs (<https://airtable.com/developers/web/api/errors>, "403 Forbidden").
 const MODEL_NOT_FOUND: &str = "Invalid permissions, or the requested model was not found. Check that both your user and your token have the required permissions, and that the model names and/or ids are correct.";
 
 /// An error answer of the REST API.
@@ -17,12 +18,15 @@ pub(crate) enum ApiError {
     Unauthorized,
     /// 429: over the per-base limit.
     RateLimited,
-    /// 404 `{"error":"NOT_FOUND"}`: unknown record id or route.
+    /// 404 `{"error":"NOT_FOUND"}`: unknown record id or route ("the resource doesn't exist
+    /// (e.g. has been deleted)", <https://airtable.com/developers/web/api/errors>; the plain
+    /// string body is what airtable.js's own test server answers, `test/test_helpers.js`).
     NotFound,
-    /// 404: unknown base.
-    BaseNotFound,
-    /// 404: unknown table.
-    TableNotFound { base: String, table: String },
+    /// 403 `INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND`: an unknown base or table, or a token
+    /// without the scope the call needs. Airtable does not tell these apart ("You don't have
+    /// the right permission for the resource, or the resource was not found",
+    /// <https://airtable.com/developers/web/api/errors>).
+    Forbidden,
     /// 422: malformed body or parameters.
     InvalidRequest,
     /// 422: too many or too few records in a batch.
@@ -37,18 +41,16 @@ pub(crate) enum ApiError {
     Injected(u16),
 }
 
-impl ApiError {
-    pub(crate) fn from_store(error: Missing, base: &str, table: &str) -> ApiError {
+impl From<Missing> for ApiError {
+    fn from(error: Missing) -> ApiError {
         match error {
-            Missing::Base => ApiError::BaseNotFound,
-            Missing::Table => ApiError::TableNotFound {
-                base: base.to_owned(),
-                table: table.to_owned(),
-            },
+            Missing::Base | Missing::Table => ApiError::Forbidden,
             Missing::Record => ApiError::NotFound,
         }
     }
+}
 
+impl ApiError {
     fn status_and_body(&self) -> (StatusCode, Value) {
         let typed =
             |kind: &str, message: &str| json!({"error": {"type": kind, "message": message}});
@@ -59,16 +61,9 @@ impl ApiError {
             ),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, rate_limit_body()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "NOT_FOUND"})),
-            ApiError::BaseNotFound => (
-                StatusCode::NOT_FOUND,
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
                 typed("INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", MODEL_NOT_FOUND),
-            ),
-            ApiError::TableNotFound { base, table } => (
-                StatusCode::NOT_FOUND,
-                typed(
-                    "TABLE_NOT_FOUND",
-                    &format!("Could not find table {table} in application {base}"),
-                ),
             ),
             ApiError::InvalidRequest => (
                 StatusCode::UNPROCESSABLE_ENTITY,

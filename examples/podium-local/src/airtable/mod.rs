@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Routes (all under `/v0/{baseId}/{tableIdOrName}`, requests need
-//! `Authorization: Bearer <api key>`): `GET /{id}`; `GET ?filterByFormula&fields[]&pageSize&
+//! `Authorization: Bearer <token key>` and the token's scope for the call, see [`Token`]):
+//! `GET /{id}`; `GET ?filterByFormula&fields[]&pageSize&
 //! maxRecords&offset&sort[0][field]&sort[0][direction]`; `POST /listRecords`; `POST` (one
 //! record or up to 10); `PATCH`/`PUT /{id}` and `PATCH`/`PUT` with up to 10 records; `DELETE
 //! /{id}` and `DELETE ?records[]=…` (up to 10).
@@ -35,6 +36,12 @@
 //! notification URL) and the base schema (`GET /v0/meta/bases/{baseId}/tables`) are served as
 //! well: see [`WebhookInfo`] and the methods [`RunningAirtable::webhooks`],
 //! [`RunningAirtable::wait_for_webhook_ping`] and [`RunningAirtable::ping_webhook`].
+//! `GET /v0/meta/whoami` answers the token's user (see [`Token`]).
+//!
+//! Errors as Airtable answers them (<https://airtable.com/developers/web/api/errors>): 401 for
+//! an unknown key; 403 `INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND` for an unknown base or table
+//! and for a token without the scope a call needs (Airtable does not tell these apart); 404
+//! `{"error":"NOT_FOUND"}` for an unknown record, webhook or route.
 
 mod api_error;
 pub mod formula;
@@ -43,6 +50,7 @@ mod ratelimit;
 mod seed;
 mod server;
 mod store;
+mod tokens;
 mod webhooks;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -62,11 +70,15 @@ use store::{Store, WriteOp};
 pub use ratelimit::CallStats;
 pub use seed::{SeedData, SeedRecord, SeedTable};
 pub use store::{now_timestamp, random_id, Change, ChangeKind, Record};
+pub use tokens::{
+    Token, ALL_SCOPES, DEFAULT_USER_EMAIL, DEFAULT_USER_ID, RECORDS_READ, RECORDS_WRITE,
+    SCHEMA_READ, USER_EMAIL_READ, WEBHOOK_MANAGE,
+};
 pub use webhooks::{
     content_mac, NotificationResult, WebhookCallStats, WebhookInfo, CONTENT_MAC_HEADER,
 };
 
-/// The API key the server expects unless told otherwise.
+/// The key of the default token (every scope) unless told otherwise.
 pub const DEFAULT_API_KEY: &str = "keyLocalDev";
 /// Requests per second per base unless told otherwise (Airtable's limit).
 pub const DEFAULT_RATE_LIMIT: u32 = 5;
@@ -76,8 +88,8 @@ pub const DEFAULT_RATE_LIMIT: u32 = 5;
 pub struct AirtableServer;
 
 impl AirtableServer {
-    /// A builder with the defaults: key `keyLocalDev`, no latency, 5 requests per second per
-    /// base, no data, bound to `127.0.0.1:0`.
+    /// A builder with the defaults: one token `keyLocalDev` with every scope, no latency, 5
+    /// requests per second per base, no data, bound to `127.0.0.1:0`.
     pub fn builder() -> AirtableServerBuilder {
         AirtableServerBuilder::default()
     }
@@ -93,7 +105,8 @@ enum SeedSource {
 /// Configures and starts an [`AirtableServer`].
 #[derive(Debug, Clone)]
 pub struct AirtableServerBuilder {
-    api_key: String,
+    /// The default token first, then the ones added with [`token`](Self::token).
+    tokens: Vec<Token>,
     latency: (Duration, Duration),
     rate_limit: Option<u32>,
     seeds: Vec<SeedSource>,
@@ -103,7 +116,7 @@ pub struct AirtableServerBuilder {
 impl Default for AirtableServerBuilder {
     fn default() -> Self {
         AirtableServerBuilder {
-            api_key: DEFAULT_API_KEY.to_owned(),
+            tokens: vec![Token::new(DEFAULT_API_KEY)],
             latency: (Duration::ZERO, Duration::ZERO),
             rate_limit: Some(DEFAULT_RATE_LIMIT),
             seeds: Vec::new(),
@@ -113,9 +126,31 @@ impl Default for AirtableServerBuilder {
 }
 
 impl AirtableServerBuilder {
-    /// The key requests must send as `Authorization: Bearer <key>`.
+    /// The key of the default token (every scope), sent as `Authorization: Bearer <key>`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = key.into();
+        self.tokens[0] = Token::new(key);
+        self
+    }
+
+    /// Accepts one more token, with its own scopes (a token with the default token's key
+    /// replaces it).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), podium_local::HarnessError> {
+    /// use podium_local::airtable::{AirtableServer, Token, RECORDS_READ};
+    /// let server = AirtableServer::builder()
+    ///     .token(Token::new("patReadOnly").scopes([RECORDS_READ]))
+    ///     .start()
+    ///     .await?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn token(mut self, token: Token) -> Self {
+        match self.tokens.iter_mut().find(|t| t.key() == token.key()) {
+            Some(existing) => *existing = token,
+            None => self.tokens.push(token),
+        }
         self
     }
 
@@ -155,8 +190,12 @@ impl AirtableServerBuilder {
         self
     }
 
-    /// Loads the seeds, binds and serves on the current tokio runtime.
+    /// Loads the seeds, binds and serves on the current tokio runtime. A token with a scope
+    /// Airtable does not have is refused.
     pub async fn start(self) -> Result<RunningAirtable, HarnessError> {
+        for token in &self.tokens {
+            check_token(token)?;
+        }
         let mut store = Store::default();
         for source in &self.seeds {
             let data = match source {
@@ -166,7 +205,7 @@ impl AirtableServerBuilder {
             };
             load_seed(&mut store, &data)?;
         }
-        let settings = Settings::new(self.api_key, self.latency, self.rate_limit);
+        let settings = Settings::new(self.tokens, self.latency, self.rate_limit);
         let shared = Arc::new(Shared::new(settings, store));
 
         let listener = tokio::net::TcpListener::bind(self.bind)
@@ -199,6 +238,24 @@ impl AirtableServerBuilder {
             }),
         })
     }
+}
+
+/// A token with an empty key or a scope outside [`ALL_SCOPES`] is refused.
+fn check_token(token: &Token) -> Result<(), HarnessError> {
+    if token.key().trim().is_empty() {
+        return Err(HarnessError::InvalidToken(
+            "a token has an empty key".to_owned(),
+        ));
+    }
+    let unknown = token.unknown_scopes();
+    if !unknown.is_empty() {
+        return Err(HarnessError::InvalidToken(format!(
+            "unknown scope(s) {} (Airtable's scopes: {})",
+            unknown.join(", "),
+            ALL_SCOPES.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn load_seed(store: &mut Store, data: &SeedData) -> Result<(), HarnessError> {
@@ -278,9 +335,26 @@ impl RunningAirtable {
         }
     }
 
-    /// The API key requests must send.
+    /// The key of the default token (every scope unless the builder said otherwise).
     pub fn api_key(&self) -> String {
-        self.shared().settings.lock().api_key.clone()
+        let settings = self.shared().settings.lock();
+        settings
+            .tokens
+            .first()
+            .map(|t| t.key().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Accepts one more token from now on, or replaces the token with the same key (its
+    /// scopes change at once). Refused like [`AirtableServerBuilder::start`] refuses it.
+    pub fn add_token(&self, token: Token) -> Result<(), HarnessError> {
+        check_token(&token)?;
+        let mut settings = self.shared().settings.lock();
+        match settings.tokens.iter_mut().find(|t| t.key() == token.key()) {
+            Some(existing) => *existing = token,
+            None => settings.tokens.push(token),
+        }
+        Ok(())
     }
 
     /// Stops accepting connections and waits for requests in flight to finish.

@@ -73,6 +73,9 @@ pub struct CallStats {
     pub errors_injected: u64,
     /// Requests answered 401 (missing or wrong API key).
     pub unauthorized: u64,
+    /// Requests answered 403 because the token lacks a scope the call needs (an unknown base
+    /// or table is answered 403 as well, but counted by its kind only).
+    pub forbidden: u64,
 }
 
 impl CallStats {
@@ -86,10 +89,12 @@ impl CallStats {
         }
     }
 
-    /// Requests that were answered by the data (not refused by auth, the limit or a fault).
+    /// Requests that were answered by the data (not refused by auth, a missing scope, the
+    /// limit or a fault).
     pub fn served(&self) -> u64 {
-        self.total
-            .saturating_sub(self.rate_limited + self.errors_injected + self.unauthorized)
+        self.total.saturating_sub(
+            self.rate_limited + self.errors_injected + self.unauthorized + self.forbidden,
+        )
     }
 }
 

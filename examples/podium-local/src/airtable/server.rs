@@ -18,6 +18,7 @@ use super::api_error::ApiError;
 use super::list::{list_records, project, Iterators, ListParams};
 use super::ratelimit::{CallKind, CallStats, RateLimiter, Stats};
 use super::store::{Store, WriteOp};
+use super::tokens::{Token, RECORDS_READ, RECORDS_WRITE};
 
 /// Most records one create, update or delete request may carry.
 const MAX_BATCH: usize = 10;
@@ -27,7 +28,10 @@ const FORMULA_LOG_CAPACITY: usize = 256;
 /// Runtime knobs.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) api_key: String,
+    /// The tokens accepted; the first is the default one ([`RunningAirtable::api_key`]).
+    ///
+    /// [`RunningAirtable::api_key`]: super::RunningAirtable::api_key
+    pub(crate) tokens: Vec<Token>,
     pub(crate) latency: (Duration, Duration),
     pub(crate) rate_limit: Option<u32>,
     pub(crate) fail_next: usize,
@@ -38,12 +42,12 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn new(
-        api_key: String,
+        tokens: Vec<Token>,
         latency: (Duration, Duration),
         rate_limit: Option<u32>,
     ) -> Self {
         Settings {
-            api_key,
+            tokens,
             latency,
             rate_limit,
             fail_next: 0,
@@ -98,30 +102,62 @@ impl Shared {
         }
     }
 
-    /// What every API request passes first: counting, authentication, the rate limit (checked
-    /// on arrival), the latency sleep and fault injection.
+    /// What every records API request passes first: counting, authentication, the scope its
+    /// kind needs, the rate limit (checked on arrival), the latency sleep and fault injection.
     async fn gate(&self, base: &str, kind: CallKind, headers: &HeaderMap) -> Result<(), ApiError> {
-        self.gate_with(base, |s| s.count_kind(kind), headers).await
+        // "List records" and "Get record" need data.records:read; create, update and delete
+        // need data.records:write (the "Scope" line of each endpoint's "Requirements", e.g.
+        // https://airtable.com/developers/web/api/get-record and
+        // https://airtable.com/developers/web/api/delete-multiple-records).
+        let scope = match kind {
+            CallKind::Get | CallKind::List => RECORDS_READ,
+            CallKind::Create | CallKind::Update | CallKind::Delete => RECORDS_WRITE,
+        };
+        self.gate_with(base, |s| s.count_kind(kind), &[scope], headers)
+            .await
+            .map(drop)
+    }
+
+    /// The token a request authenticates with (not counted).
+    fn token(&self, headers: &HeaderMap) -> Option<Token> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))?
+            .trim();
+        let settings = self.settings.lock();
+        settings.tokens.iter().find(|t| t.key() == key).cloned()
+    }
+
+    /// Authenticates a request addressed to no base (counted in the overall `total` and
+    /// `unauthorized` only): 401 without a known token.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Token, ApiError> {
+        self.stats.lock().all.total += 1;
+        self.token(headers).ok_or_else(|| {
+            self.stats.lock().all.unauthorized += 1;
+            ApiError::Unauthorized
+        })
     }
 
     /// [`Shared::gate`] with the per-kind count given as `count_kind` (applied once the request
-    /// is authenticated; a no-op for calls outside the records API's kinds).
+    /// is authenticated; a no-op for calls outside the records API's kinds) and the scopes the
+    /// call needs (missing one: 403, counted in `forbidden`). Answers the token, for scopes
+    /// that depend on the request's content.
     pub(crate) async fn gate_with(
         &self,
         base: &str,
         count_kind: impl Fn(&mut CallStats),
+        scopes: &[&str],
         headers: &HeaderMap,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Token, ApiError> {
         self.stats.lock().count(base, |s| s.total += 1);
-        let (authorized, rate_limit) = {
-            let settings = self.settings.lock();
-            (authorized(headers, &settings.api_key), settings.rate_limit)
-        };
-        if !authorized {
+        let Some(token) = self.token(headers) else {
             self.stats.lock().count(base, |s| s.unauthorized += 1);
             return Err(ApiError::Unauthorized);
-        }
+        };
         self.stats.lock().count(base, &count_kind);
+        self.require(base, &token, scopes)?;
+        let rate_limit = self.settings.lock().rate_limit;
         if let Some(limit) = rate_limit {
             if !self.limiter.lock().try_acquire(base, limit, Instant::now()) {
                 self.stats.lock().count(base, |s| s.rate_limited += 1);
@@ -139,7 +175,23 @@ impl Shared {
             self.stats.lock().count(base, |s| s.errors_injected += 1);
             return Err(ApiError::Injected(status));
         }
-        Ok(())
+        Ok(token)
+    }
+
+    /// 403 (counted in `forbidden`) unless `token` holds every one of `scopes`: Airtable's
+    /// tokens "can only access API endpoints covered by the scopes granted to them"
+    /// (<https://airtable.com/developers/web/api/scopes>).
+    pub(crate) fn require(
+        &self,
+        base: &str,
+        token: &Token,
+        scopes: &[&str],
+    ) -> Result<(), ApiError> {
+        if scopes.iter().all(|s| token.has_scope(s)) {
+            return Ok(());
+        }
+        self.stats.lock().count(base, |s| s.forbidden += 1);
+        Err(ApiError::Forbidden)
     }
 
     fn log_formula(&self, params: &ListParams) {
@@ -149,14 +201,6 @@ impl Shared {
         }
         log.push_back(params.filter_by_formula.clone().unwrap_or_default());
     }
-}
-
-fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| key.trim() == api_key)
 }
 
 type AppState = State<Arc<Shared>>;
@@ -184,6 +228,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(delete_one),
         )
         .merge(super::webhooks::routes())
+        .merge(super::tokens::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(shared)
@@ -211,7 +256,7 @@ async fn get_record(
     let store = shared.store.read();
     let result = store
         .table(&base, &table)
-        .map_err(|e| ApiError::from_store(e, &base, &table))
+        .map_err(ApiError::from)
         .and_then(|t| {
             t.get(&id)
                 .map(|r| project(r, None))
@@ -265,9 +310,7 @@ async fn list_post(
 fn list(shared: &Shared, base: &str, table: &str, params: &ListParams) -> Result<Value, ApiError> {
     shared.log_formula(params);
     let store = shared.store.read();
-    let t = store
-        .table(base, table)
-        .map_err(|e| ApiError::from_store(e, base, table))?;
+    let t = store.table(base, table).map_err(ApiError::from)?;
     list_records(base, t, params, &shared.iterators)
 }
 
@@ -307,9 +350,7 @@ fn create_records(
         (None, None) => return Err(ApiError::InvalidRequest),
     };
     let mut store = shared.store.write();
-    store
-        .table(base, table)
-        .map_err(|e| ApiError::from_store(e, base, table))?;
+    store.table(base, table).map_err(ApiError::from)?;
     let mut created = Vec::with_capacity(items.len());
     for fields in items {
         let op = WriteOp::Create {
@@ -319,7 +360,7 @@ fn create_records(
         };
         let record = store
             .write(base, table, op)
-            .map_err(|e| ApiError::from_store(e, base, table))?
+            .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound)?;
         created.push(project(&record, None));
     }
@@ -423,9 +464,7 @@ fn update_records(
     many: bool,
 ) -> Result<Value, ApiError> {
     let mut store = shared.store.write();
-    let t = store
-        .table(base, table)
-        .map_err(|e| ApiError::from_store(e, base, table))?;
+    let t = store.table(base, table).map_err(ApiError::from)?;
     if updates.iter().any(|(id, _)| !t.contains(id)) {
         return Err(ApiError::NotFound);
     }
@@ -438,7 +477,7 @@ fn update_records(
         };
         let record = store
             .write(base, table, op)
-            .map_err(|e| ApiError::from_store(e, base, table))?
+            .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound)?;
         updated.push(project(&record, None));
     }
@@ -490,9 +529,7 @@ fn delete_records(
     many: bool,
 ) -> Result<Value, ApiError> {
     let mut store = shared.store.write();
-    let t = store
-        .table(base, table)
-        .map_err(|e| ApiError::from_store(e, base, table))?;
+    let t = store.table(base, table).map_err(ApiError::from)?;
     if ids.iter().any(|id| !t.contains(id)) {
         return Err(ApiError::NotFound);
     }
@@ -500,7 +537,7 @@ fn delete_records(
     for id in ids {
         store
             .write(base, table, WriteOp::Delete { id: id.clone() })
-            .map_err(|e| ApiError::from_store(e, base, table))?;
+            .map_err(ApiError::from)?;
         deleted.push(json!({"id": id, "deleted": true}));
     }
     Ok(batch_answer(many, deleted))

@@ -53,6 +53,7 @@ use tokio::sync::{watch, Notify};
 use super::api_error::ApiError;
 use super::server::Shared;
 use super::store::{random_id, Change, ChangeKind, Store};
+use super::tokens::{Token, RECORDS_READ, SCHEMA_READ, WEBHOOK_MANAGE};
 use super::RunningAirtable;
 
 /// How long a webhook lives after its creation, refresh or last payload listing.
@@ -209,6 +210,8 @@ struct Webhook {
     /// `recordChangeScope`: a table id (or name) the webhook is limited to.
     scope: Option<String>,
     table_data: bool,
+    /// The specification names `tableFields` or `tableMetadata`.
+    schema_types: bool,
     include_previous: bool,
     enabled: bool,
     expiration: DateTime<Utc>,
@@ -220,6 +223,21 @@ struct Webhook {
 }
 
 impl Webhook {
+    /// The scopes creating this webhook or listing its payloads needs besides
+    /// `webhook:manage`: "data.records:read is required for tableData, and schema.bases:read is
+    /// required for tableFields and tableMetadata"
+    /// (<https://airtable.com/developers/web/api/webhooks-overview>, "Authorization").
+    fn data_scopes(table_data: bool, schema_types: bool) -> Vec<&'static str> {
+        let mut scopes = Vec::new();
+        if table_data {
+            scopes.push(RECORDS_READ);
+        }
+        if schema_types {
+            scopes.push(SCHEMA_READ);
+        }
+        scopes
+    }
+
     fn active(&self, now: DateTime<Utc>) -> bool {
         self.enabled && self.expiration > now
     }
@@ -456,16 +474,24 @@ fn base_exists(store: &Store, base: &str) -> Result<(), ApiError> {
     if store.base_ids().iter().any(|b| b == base) {
         Ok(())
     } else {
-        Err(ApiError::BaseNotFound)
+        Err(ApiError::Forbidden)
     }
 }
 
-/// The webhook's options, checked: (table-data payloads, record change scope, previous values).
-fn parse_specification(
-    store: &Store,
-    base: &str,
-    spec: &Value,
-) -> Result<(bool, Option<String>, bool), ApiError> {
+/// A webhook specification's options, checked.
+struct Specification {
+    /// `tableData` is among the data types.
+    table_data: bool,
+    /// `tableFields` or `tableMetadata` is among them.
+    schema_types: bool,
+    /// `recordChangeScope`, as a table id.
+    scope: Option<String>,
+    /// `includePreviousCellValues`.
+    include_previous: bool,
+}
+
+/// The webhook's options, checked.
+fn parse_specification(store: &Store, base: &str, spec: &Value) -> Result<Specification, ApiError> {
     let options = spec.get("options").ok_or(ApiError::InvalidRequest)?;
     let filters = options.get("filters").ok_or(ApiError::InvalidRequest)?;
     let types = filters
@@ -474,19 +500,19 @@ fn parse_specification(
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::InvalidRequest)?;
     let mut table_data = false;
+    let mut schema_types = false;
     for t in types {
         let t = t.as_str().ok_or(ApiError::InvalidRequest)?;
         if !DATA_TYPES.contains(&t) {
             return Err(ApiError::InvalidRequest);
         }
         table_data |= t == "tableData";
+        schema_types |= t != "tableData";
     }
     let scope = match filters.get("recordChangeScope") {
         None | Some(Value::Null) => None,
         Some(Value::String(scope)) => {
-            let table = store
-                .table(base, scope)
-                .map_err(|e| ApiError::from_store(e, base, scope))?;
+            let table = store.table(base, scope).map_err(ApiError::from)?;
             Some(table.id.clone())
         }
         Some(_) => return Err(ApiError::InvalidRequest),
@@ -499,7 +525,12 @@ fn parse_specification(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::InvalidRequest),
     };
-    Ok((table_data, scope, include_previous))
+    Ok(Specification {
+        table_data,
+        schema_types,
+        scope,
+        include_previous,
+    })
 }
 
 async fn create_hook(
@@ -508,13 +539,19 @@ async fn create_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
-        return e.into_response();
-    }
-    respond(create(&shared, &base, &body))
+    // "The scope webhook:manage is always required for all webhooks API endpoints"
+    // (https://airtable.com/developers/web/api/webhooks-overview).
+    let token = match shared
+        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
+        .await
+    {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
+    respond(create(&shared, &base, &token, &body))
 }
 
-fn create(shared: &Shared, base: &str, body: &[u8]) -> Result<Value, ApiError> {
+fn create(shared: &Shared, base: &str, token: &Token, body: &[u8]) -> Result<Value, ApiError> {
     let mut store = shared.store.write();
     store.webhooks.calls.create += 1;
     base_exists(&store, base)?;
@@ -530,7 +567,12 @@ fn create(shared: &Shared, base: &str, body: &[u8]) -> Result<Value, ApiError> {
         .get("specification")
         .cloned()
         .ok_or(ApiError::InvalidRequest)?;
-    let (table_data, scope, include_previous) = parse_specification(&store, base, &specification)?;
+    let spec = parse_specification(&store, base, &specification)?;
+    shared.require(
+        base,
+        token,
+        &Webhook::data_scopes(spec.table_data, spec.schema_types),
+    )?;
     let mut mac_secret = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut mac_secret);
     let now = Utc::now();
@@ -540,9 +582,10 @@ fn create(shared: &Shared, base: &str, body: &[u8]) -> Result<Value, ApiError> {
         notification_url,
         mac_secret,
         specification,
-        scope,
-        table_data,
-        include_previous,
+        scope: spec.scope,
+        table_data: spec.table_data,
+        schema_types: spec.schema_types,
+        include_previous: spec.include_previous,
         enabled: true,
         expiration: expiry_from(now),
         next_payload: 1,
@@ -583,7 +626,10 @@ async fn list_hooks(
     Path(base): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+    if let Err(e) = shared
+        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
+        .await
+    {
         return e.into_response();
     }
     let mut store = shared.store.write();
@@ -607,7 +653,10 @@ async fn refresh_hook(
     Path((base, webhook)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+    if let Err(e) = shared
+        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
+        .await
+    {
         return e.into_response();
     }
     let mut store = shared.store.write();
@@ -629,7 +678,10 @@ async fn delete_hook(
     Path((base, webhook)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+    if let Err(e) = shared
+        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
+        .await
+    {
         return e.into_response();
     }
     let mut store = shared.store.write();
@@ -652,7 +704,10 @@ async fn enable_notifications(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+    if let Err(e) = shared
+        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
+        .await
+    {
         return e.into_response();
     }
     let mut store = shared.store.write();
@@ -743,11 +798,15 @@ async fn list_payloads(
     RawQuery(query): RawQuery,
 ) -> Response {
     let reader = Reader::enter(&shared, &base, &webhook);
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
-        return e.into_response();
-    }
+    let token = match shared
+        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
+        .await
+    {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
     let result = payload_params(query.as_deref().unwrap_or(""))
-        .and_then(|(cursor, limit)| payloads(&shared, &base, &webhook, cursor, limit));
+        .and_then(|(cursor, limit)| payloads(&shared, &base, &webhook, &token, cursor, limit));
     drop(reader);
     respond(result)
 }
@@ -756,12 +815,19 @@ fn payloads(
     shared: &Shared,
     base: &str,
     webhook: &str,
+    token: &Token,
     cursor: u64,
     limit: usize,
 ) -> Result<Value, ApiError> {
     let mut store = shared.store.write();
     store.webhooks.calls.payloads += 1;
     let hook = store.webhooks.find_mut(base, webhook)?;
+    // The same data-type scopes as creating it (webhooks overview, "Authorization").
+    shared.require(
+        base,
+        token,
+        &Webhook::data_scopes(hook.table_data, hook.schema_types),
+    )?;
     let now = Utc::now();
     if hook.active(now) {
         hook.expiration = expiry_from(now);
@@ -785,7 +851,12 @@ async fn base_schema(
     Path(base): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared.gate_with(&base, |_| {}, &headers).await {
+    // "Get base schema" needs schema.bases:read
+    // (https://airtable.com/developers/web/api/get-base-schema, "Requirements").
+    if let Err(e) = shared
+        .gate_with(&base, |_| {}, &[SCHEMA_READ], &headers)
+        .await
+    {
         return e.into_response();
     }
     let mut store = shared.store.write();

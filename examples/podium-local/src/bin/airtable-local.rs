@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! airtable-local --bind 127.0.0.1:8081 --seed seed.json --latency-ms 100-500 --rate-limit 5 \
-//!     --api-key keyLocalDev
+//!     --api-key keyLocalDev --token patReadOnly=data.records:read
 //! ```
+//!
+//! See `examples/podium-local/README.md` for the seed format and the tokens' scopes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use podium_local::airtable::{AirtableServer, DEFAULT_API_KEY};
+use podium_local::airtable::{AirtableServer, Token, DEFAULT_API_KEY};
 
 /// A local Airtable-compatible REST server (the /v0 records API subset).
 #[derive(Debug, Parser)]
@@ -29,9 +31,25 @@ struct Args {
     /// Requests per second per base; 0 turns the limit off.
     #[arg(long, default_value_t = 5)]
     rate_limit: u32,
-    /// The key clients must send as `Authorization: Bearer <key>`.
+    /// The key of the default token (every scope), sent as `Authorization: Bearer <key>`.
     #[arg(long, default_value = DEFAULT_API_KEY, env = "AIRTABLE_LOCAL_API_KEY")]
     api_key: String,
+    /// One more token with only the scopes listed: `KEY=scope,scope` (`KEY=` for none), e.g.
+    /// `patReadOnly=data.records:read`. Repeatable.
+    #[arg(long, value_parser = parse_token)]
+    token: Vec<Token>,
+}
+
+fn parse_token(text: &str) -> Result<Token, String> {
+    let (key, scopes) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected KEY=scope,scope"))?;
+    let scopes = scopes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(Token::new(key.trim()).scopes(scopes))
 }
 
 fn parse_latency(text: &str) -> Result<(Duration, Duration), String> {
@@ -61,6 +79,9 @@ async fn main() -> ExitCode {
         .api_key(args.api_key)
         .latency(args.latency_ms.0, args.latency_ms.1)
         .rate_limit((args.rate_limit > 0).then_some(args.rate_limit));
+    for token in args.token {
+        builder = builder.token(token);
+    }
     for seed in args.seed {
         builder = builder.seed_file(seed);
     }
