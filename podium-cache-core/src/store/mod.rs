@@ -6,6 +6,9 @@
 //! - [`RedisClusterStore`]: a Redis (or Valkey) Cluster through the redis crate's async cluster
 //!   client; multi-key reads and deletes are split by hash slot, `scan` walks every master.
 //!
+//! Both Redis stores connect over TLS for `rediss://` URLs, trusting the public roots or the
+//! private CA given as a [`RedisCa`].
+//!
 //! The engine never needs more than these operations, so any key/value store that can do an
 //! atomic "check a version, then write several keys" can be plugged in. Every shipped store runs
 //! the same behaviour suite (`tests/store_behaviour.rs`).
@@ -29,6 +32,7 @@ mod memory;
 mod redis;
 mod script;
 mod tiered;
+mod tls;
 
 use std::time::Duration;
 
@@ -39,6 +43,7 @@ pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::tls::{RedisCa, RedisCaError};
 pub use self::tiered::{
     Ticket, TierLookup, TierMetrics, TieredStore, TieredStoreBuilder, TypedTier, DEFAULT_TIER_TTL,
 };
