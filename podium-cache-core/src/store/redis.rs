@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, RedisError, Script};
+use redis::{Client, ConnectionAddr, FromRedisValue, RedisError, Script};
 use tokio::sync::Mutex;
 
 use super::commands::{self, Exec};
@@ -163,11 +163,28 @@ impl RedisStore {
         )
         .await
         .map_err(|_| StoreError::Timeout(self.inner.call_timeout * 4))
-        .and_then(|made| made.map_err(map_err));
+        .and_then(|made| made.map_err(|e| self.connect_error(e)));
         let manager = self.inner.epoch.watch(connected)?;
         self.inner.epoch.advance();
         *slot = Some(manager.clone());
         Ok(manager)
+    }
+
+    /// A failed connection attempt as a store error. A plain `redis://` connection that the
+    /// server drops at once (rather than refuses) is what a TLS-only server does, as managed
+    /// Redis services are: the error says so.
+    fn connect_error(&self, err: RedisError) -> StoreError {
+        let plain = matches!(
+            self.inner.client.get_connection_info().addr(),
+            ConnectionAddr::Tcp(..)
+        );
+        let dropped = err.is_connection_dropped() && !err.is_connection_refusal();
+        match map_err(err) {
+            StoreError::Unavailable(message) if plain && dropped => StoreError::Unavailable(
+                format!("{message} (the server closed the connection: if it speaks TLS only, as managed Redis services do, use a rediss:// URL)"),
+            ),
+            other => other,
+        }
     }
 
     /// Runs `call` within the call timeout, maps its error, and moves the epoch on a
