@@ -124,11 +124,12 @@ pub enum ConfigError {
     },
     /// A key or `PODIUM_*` variable that is no setting: a typo of one (`suggestion`), or any
     /// unknown key inside the file's `[podium]` table.
-    #[error("unknown setting `{name}` {location}{}", did_you_mean(suggestion))]
+    #[error("invalid {location}: `{name}` is not a setting{}", did_you_mean(suggestion))]
     Unknown {
         /// The key or variable as written.
         name: String,
-        /// Where: `in .secrets.toml at line …, column …` or `in the environment`.
+        /// Where: `.secrets.toml at line …, column …`, `.secrets.toml [podium] table at …` or
+        /// `environment`.
         location: String,
         /// The setting (or variable) it is one or two edits away from.
         suggestion: Option<String>,
@@ -643,7 +644,7 @@ fn unknown_env(name: &str) -> Result<(), ConfigError> {
     if let Some(suggestion) = nearest(name, known.iter().map(String::as_str)) {
         return Err(ConfigError::Unknown {
             name: name.to_owned(),
-            location: "in the environment".into(),
+            location: "environment".into(),
             suggestion: Some(suggestion.to_owned()),
         });
     }
@@ -707,10 +708,10 @@ fn check_keys(keys: &SpannedKeys, text: &str, strict: bool) -> Result<(), Config
         }
         let suggestion = nearest(name, setting_names().iter().copied());
         if strict || suggestion.is_some() {
-            let table = if strict { " in [podium]" } else { "" };
+            let table = if strict { " [podium] table" } else { "" };
             return Err(ConfigError::Unknown {
                 name: name.to_owned(),
-                location: format!("in .secrets.toml{table}{}", position(text, key.span().start)),
+                location: format!(".secrets.toml{table}{}", position(text, key.span().start)),
                 suggestion: suggestion.map(str::to_owned),
             });
         }
@@ -974,6 +975,7 @@ mod tests {
             let err = Settings::from_sources(Some(text), env(&[])).unwrap_err();
             assert!(matches!(err, ConfigError::Unknown { .. }), "{text}: {err:?}");
             let err = err.to_string();
+            assert!(err.starts_with("invalid .secrets.toml at "), "{err}");
             assert!(err.contains(&format!("`{typo}`")), "{err}");
             assert!(err.contains(&format!("did you mean `{meant}`?")), "{err}");
             assert!(err.contains(at), "{err}");
@@ -1002,13 +1004,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("`prefx`") && err.contains("[podium] at line 3") && err.contains("did you mean `prefix`?"),
+            err.contains("invalid .secrets.toml [podium] table at line 3, column 1: `prefx`")
+                && err.contains("did you mean `prefix`?"),
             "{err}"
         );
         let err = Settings::from_sources(Some("[podium]\nlisten = \"0.0.0.0:80\""), env(&[]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unknown setting `listen`"), "{err}");
+        assert!(err.contains("`listen` is not a setting"), "{err}");
         assert!(!err.contains("did you mean"), "{err}");
     }
 
@@ -1024,7 +1027,9 @@ mod tests {
             assert!(matches!(err, ConfigError::Unknown { .. }), "{name}: {err:?}");
             let err = err.to_string();
             assert!(
-                err.contains(&format!("`{name}` in the environment; did you mean `{meant}`?")),
+                err.contains(&format!(
+                    "invalid environment: `{name}` is not a setting; did you mean `{meant}`?"
+                )),
                 "{err}"
             );
         }

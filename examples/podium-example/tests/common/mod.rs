@@ -19,13 +19,19 @@ pub struct TestApp {
 }
 
 pub async fn start(with_redis: bool) -> TestApp {
+    start_with(with_redis, |_| {}).await
+}
+
+/// [`start`], with the settings changed by `adjust` first.
+pub async fn start_with(with_redis: bool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let redis = with_redis.then(|| RedisServer::start().expect("redis-server"));
     let secret = WebhookSecret::generate();
-    let settings = Settings {
+    let mut settings = Settings {
         webhook_secret: Some(Secret::new(secret.expose())),
         redis_url: redis.as_ref().map(|r| Secret::new(r.url())),
         ..Settings::default()
     };
+    adjust(&mut settings);
     let app = server::start(RunOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         settings: Some(settings),
@@ -85,7 +91,19 @@ impl TestApp {
 
     /// Posts `body` signed with the app's secret (id and timestamp given).
     pub async fn deliver_signed(&self, id: &str, timestamp: i64, body: &[u8]) -> (u16, Value) {
-        let signature = sign(&self.app.webhook_secret, id, timestamp, body);
+        self.deliver_signed_with(&self.app.webhook_secret, id, timestamp, body)
+            .await
+    }
+
+    /// Posts `body` signed with `secret` (id and timestamp given).
+    pub async fn deliver_signed_with(
+        &self,
+        secret: &WebhookSecret,
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let signature = sign(secret, id, timestamp, body);
         self.post_webhook(
             body.to_vec(),
             &[
