@@ -30,7 +30,11 @@ fn settings(h: &Harness, redis_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("PODIUM_AIRTABLE_BASE_ID".to_owned(), BASE.to_owned()),
         ("PODIUM_AIRTABLE_API_URL".to_owned(), h.airtable.url()),
     ];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     Settings::from_sources(None, env).expect("settings")
 }
 
@@ -66,7 +70,11 @@ async fn a_rediss_url_with_its_ca_file_reads_and_writes_through_the_tls_server()
 
     let again = cache.get::<Event>(id).await.expect("read").expect("found");
     assert_eq!(again, first);
-    assert_eq!(h.calls(), calls + 1, "the second read was served by the TLS server");
+    assert_eq!(
+        h.calls(),
+        calls + 1,
+        "the second read was served by the TLS server"
+    );
     assert_eq!(cache.metrics().store_errors, 0);
 }
 
@@ -112,7 +120,11 @@ async fn a_server_signed_by_another_ca_is_refused_and_reads_fall_through_to_airt
         let event = cache.get::<Event>(id).await.expect("read falls through");
         assert_eq!(event.map(|e| e.id).as_deref(), Some(id.as_str()));
     }
-    assert_eq!(h.calls(), calls + 2, "nothing was cached: each read asked Airtable");
+    assert_eq!(
+        h.calls(),
+        calls + 2,
+        "nothing was cached: each read asked Airtable"
+    );
     assert!(cache.metrics().store_errors > 0, "{:?}", cache.metrics());
 }
 

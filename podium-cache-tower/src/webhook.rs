@@ -33,9 +33,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use podium_cache_core::cache::SetupError;
 use podium_cache_core::config::Settings;
-use podium_cache_core::webhook::{
-    Models, NativeError, NativeWebhooks, ReceiveError, Receiver,
-};
+use podium_cache_core::webhook::{Models, NativeError, NativeWebhooks, ReceiveError, Receiver};
 use podium_cache_core::Cache;
 use serde_json::json;
 
@@ -93,10 +91,12 @@ impl WebhookRoutes {
     ) -> Result<Self, SetupError> {
         let receiver = Receiver::from_settings(cache.clone(), models.clone(), settings)?;
         let routes = Self::new(receiver);
-        Ok(match NativeWebhooks::from_settings(cache.clone(), models, settings)? {
-            Some(native) => routes.native(native),
-            None => routes,
-        })
+        Ok(
+            match NativeWebhooks::from_settings(cache.clone(), models, settings)? {
+                Some(native) => routes.native(native),
+                None => routes,
+            },
+        )
     }
 
     /// Also receive Airtable's native-webhook notifications at `POST

@@ -153,7 +153,11 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
         let (status, body) = t
             .deliver_signed_with(secret, &format!("msg_rot_{n}"), now_secs(), &body)
             .await;
-        assert_eq!((status, &body["status"]), (200, &json!("applied")), "{body}");
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("applied")),
+            "{body}"
+        );
         let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
         assert_eq!(event["name"], name.as_str());
     }
@@ -162,8 +166,16 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
     let (status, body) = t
         .deliver_signed_with(&unknown, "msg_rot_x", now_secs(), &body)
         .await;
-    assert_eq!((status, &body["code"]), (401, &json!("unauthorized")), "{body}");
-    assert_eq!(t.store_keys().await, before, "the refused delivery changed nothing");
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("unauthorized")),
+        "{body}"
+    );
+    assert_eq!(
+        t.store_keys().await,
+        before,
+        "the refused delivery changed nothing"
+    );
     let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
     assert_eq!(event["name"], "Signed 1");
 }

@@ -44,9 +44,8 @@ impl TestCertificates {
             .distinguished_name
             .push(DnType::CommonName, "podium-local test CA");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca =
-            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(failed)?)
-                .map_err(failed)?;
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(failed)?)
+            .map_err(failed)?;
 
         let server_key = KeyPair::generate().map_err(failed)?;
         let mut server_params =
@@ -55,15 +54,11 @@ impl TestCertificates {
         server_params
             .distinguished_name
             .push(DnType::CommonName, "podium-local redis-server");
-        let server = server_params
-            .signed_by(&server_key, &ca)
-            .map_err(failed)?;
+        let server = server_params.signed_by(&server_key, &ca).map_err(failed)?;
 
         let suffix: u64 = rand::thread_rng().gen();
-        let dir = std::env::temp_dir().join(format!(
-            "podium-tls-{}-{suffix:016x}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("podium-tls-{}-{suffix:016x}", std::process::id()));
         fs::create_dir_all(&dir)
             .map_err(|e| HarnessError::io(format!("creating {}", dir.display()), e))?;
         let certificates = Self {

@@ -59,8 +59,8 @@ use crate::key::Keys;
 use crate::scope::{self, Event};
 use crate::source::{AirtableSource, Source, SourceError};
 use crate::store::{
-    MemoryStore, RedisCa, RedisClusterStore, RedisStore, Store, StoreError, Ticket, TierLookup, TieredStore,
-    TypedTier,
+    MemoryStore, RedisCa, RedisClusterStore, RedisStore, Store, StoreError, Ticket, TierLookup,
+    TieredStore, TypedTier,
 };
 
 /// What a cache operation can fail with. Reads fail only when the source fails (a store that
@@ -531,14 +531,11 @@ impl Cache {
         if let Some(ca) = ca {
             tiered = tiered.ca(ca);
         }
-        let tiered = tiered
-            .connect()
-            .await
-            .map_err(|e| ConfigError::Invalid {
-                setting,
-                env,
-                message: e.to_string(),
-            })?;
+        let tiered = tiered.connect().await.map_err(|e| ConfigError::Invalid {
+            setting,
+            env,
+            message: e.to_string(),
+        })?;
         tracing::info!(
             capacity = settings.l1_capacity,
             "in-process tier on, kept coherent over redis pub/sub"

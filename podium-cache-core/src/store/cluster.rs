@@ -28,8 +28,8 @@ use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind,
 use tokio::sync::Mutex;
 
 use super::commands::{self, Exec};
-use super::tls::RedisCa;
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
+use super::tls::RedisCa;
 use super::{
     Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
 };

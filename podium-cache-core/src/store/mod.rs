@@ -43,10 +43,10 @@ pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
-pub use self::tls::{RedisCa, RedisCaError};
 pub use self::tiered::{
     Ticket, TierLookup, TierMetrics, TieredStore, TieredStoreBuilder, TypedTier, DEFAULT_TIER_TTL,
 };
+pub use self::tls::{RedisCa, RedisCaError};
 
 /// A store operation failed; the engine falls through to the source when it sees one.
 #[derive(Debug, thiserror::Error)]
