@@ -520,6 +520,30 @@ impl Settings {
             })
     }
 
+    /// The Airtable key and base id, each an error naming its setting when it is not set.
+    ///
+    /// ```
+    /// use podium_cache_core::config::Settings;
+    /// let err = Settings::default().airtable_key_and_base().unwrap_err().to_string();
+    /// assert!(err.contains("airtable_api_key") && err.contains("is not set"), "{err}");
+    /// ```
+    pub fn airtable_key_and_base(&self) -> Result<(&Secret, &str), ConfigError> {
+        let unset = |setting, env| ConfigError::Invalid {
+            setting,
+            env,
+            message: "is not set".into(),
+        };
+        let key = self
+            .airtable_api_key
+            .as_ref()
+            .ok_or_else(|| unset("airtable_api_key", "PODIUM_AIRTABLE_API_KEY"))?;
+        let base = self
+            .airtable_base_id
+            .as_deref()
+            .ok_or_else(|| unset("airtable_base_id", "PODIUM_AIRTABLE_BASE_ID"))?;
+        Ok((key, base))
+    }
+
     /// Every configured webhook secret: `webhook_secret` first, then `webhook_secrets`, each
     /// once.
     ///

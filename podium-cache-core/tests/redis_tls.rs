@@ -11,9 +11,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{harness, Event, Harness, StoreKind, BASE};
-use podium_cache_core::cache::{Cache, SetupError};
-use podium_cache_core::config::{ConfigError, Settings};
+use common::{assert_setup_error_names, harness, Event, Harness, StoreKind, BASE};
+use podium_cache_core::cache::Cache;
+use podium_cache_core::config::Settings;
 use podium_cache_core::store::StoreError;
 use podium_cache_core::Cacheable;
 use podium_local::redis::RedisServer;
@@ -155,16 +155,7 @@ async fn a_ca_file_that_is_missing_or_holds_no_certificate_is_a_setup_error_nami
             .await
             .map(|_| ())
             .unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                SetupError::Config(ConfigError::Invalid {
-                    setting: "redis_ca_file",
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
+        assert_setup_error_names(&err, "redis_ca_file");
         assert!(
             err.to_string().contains(file.to_str().expect("utf-8")),
             "{err}"

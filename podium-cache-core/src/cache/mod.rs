@@ -459,23 +459,8 @@ impl Cache {
         let shared = settings.redis_url.is_some() || !settings.redis_cluster_nodes.is_empty();
         let budget_store = shared.then(|| Arc::clone(&store));
         let store = Self::with_tier(settings, store, ca).await?;
-        let key = settings
-            .airtable_api_key
-            .as_ref()
-            .ok_or(ConfigError::Invalid {
-                setting: "airtable_api_key",
-                env: "PODIUM_AIRTABLE_API_KEY",
-                message: "is not set".into(),
-            })?;
-        let base = settings
-            .airtable_base_id
-            .as_ref()
-            .ok_or(ConfigError::Invalid {
-                setting: "airtable_base_id",
-                env: "PODIUM_AIRTABLE_BASE_ID",
-                message: "is not set".into(),
-            })?;
-        let mut source = AirtableSource::builder(key.expose(), base.as_str())
+        let (key, base) = settings.airtable_key_and_base()?;
+        let mut source = AirtableSource::builder(key.expose(), base)
             .api_url(settings.airtable_api_url.as_str())
             .local_rps(settings.local_airtable_rps());
         if let Some(budget_store) = budget_store {

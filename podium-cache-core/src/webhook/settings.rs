@@ -132,23 +132,9 @@ impl NativeWebhooks {
             env: "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET",
             message: e.to_string(),
         })?;
-        let key = settings
-            .airtable_api_key
-            .as_ref()
-            .ok_or(ConfigError::Invalid {
-                setting: "airtable_api_key",
-                env: "PODIUM_AIRTABLE_API_KEY",
-                message: "is not set (native webhooks page their payloads from Airtable)".into(),
-            })?;
-        let base = settings
-            .airtable_base_id
-            .as_ref()
-            .ok_or(ConfigError::Invalid {
-                setting: "airtable_base_id",
-                env: "PODIUM_AIRTABLE_BASE_ID",
-                message: "is not set (native webhooks page their payloads from Airtable)".into(),
-            })?;
-        let source = AirtableSource::builder(key.expose(), base.as_str())
+        // Native webhooks page their payloads from Airtable.
+        let (key, base) = settings.airtable_key_and_base()?;
+        let source = AirtableSource::builder(key.expose(), base)
             .api_url(settings.airtable_api_url.as_str())
             .build()?;
         Ok(Some(
