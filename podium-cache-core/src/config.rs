@@ -1,13 +1,22 @@
 //! Settings: `.secrets.toml` plus `PODIUM_*` environment variables (the environment wins).
 //!
+//! The library reads its settings from the file's `[podium]` table when it has one (every other
+//! key then belongs to the app and is left alone), else from its top level, where keys that are
+//! not settings are left to the app too, unless they are one or two edits away from a setting:
+//! those are refused as typos, with "did you mean". Inside `[podium]` every unknown key is
+//! refused. A `PODIUM_*` environment variable near a setting's name is refused the same way;
+//! one far from every name is logged as a warning.
+//!
 //! | setting | environment | default |
 //! |---|---|---|
 //! | `redis_url` | `PODIUM_REDIS_URL` | none: the in-memory store |
 //! | `redis_cluster_nodes` | `PODIUM_REDIS_CLUSTER_NODES` | none |
+//! | `redis_ca_file` | `PODIUM_REDIS_CA_FILE` | none: `rediss://` trusts the public roots |
 //! | `airtable_api_key` | `PODIUM_AIRTABLE_API_KEY` | none |
 //! | `airtable_base_id` | `PODIUM_AIRTABLE_BASE_ID` | none |
 //! | `airtable_api_url` | `PODIUM_AIRTABLE_API_URL` | `https://api.airtable.com` |
 //! | `webhook_secret` | `PODIUM_WEBHOOK_SECRET` | none |
+//! | `webhook_secrets` | `PODIUM_WEBHOOK_SECRETS` (comma-separated) | none; with `webhook_secret`, all are accepted |
 //! | `airtable_webhook_id` | `PODIUM_AIRTABLE_WEBHOOK_ID` | none: native webhooks off |
 //! | `airtable_webhook_mac_secret` | `PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET` | none |
 //! | `allow_legacy_secret` | `PODIUM_ALLOW_LEGACY_SECRET` | `false` |
@@ -35,14 +44,26 @@
 //! assert_eq!(settings.prefix, "fromenv");
 //! assert_eq!(settings.airtable_base_id.as_deref(), Some("appAAAAAAAAAAAAAA"));
 //! assert!(settings.redis_url.is_none());
+//!
+//! // The app keeps its own settings in the same file; the library reads `[podium]`.
+//! let text = "listen = \"0.0.0.0:80\"\n[podium]\nprefix = \"shop\"\n";
+//! assert_eq!(Settings::from_sources(Some(text), [])?.prefix, "shop");
+//!
+//! // A typo is refused with the setting it was probably meant to be.
+//! let err = Settings::from_sources(Some("redis_ulr = \"redis://127.0.0.1/\""), []).unwrap_err();
+//! assert!(err.to_string().contains("did you mean `redis_url`"));
 //! # Ok::<(), podium_cache_core::config::ConfigError>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+use toml::Spanned;
 
 /// Airtable's request budget per base, requests per second.
 const AIRTABLE_RPS: f64 = 5.0;
@@ -101,17 +122,46 @@ pub enum ConfigError {
         /// Why the value is refused.
         message: String,
     },
+    /// A key or `PODIUM_*` variable that is no setting: a typo of one (`suggestion`), or any
+    /// unknown key inside the file's `[podium]` table.
+    #[error(
+        "invalid {location}: `{name}` is not a setting{}",
+        did_you_mean(suggestion)
+    )]
+    Unknown {
+        /// The key or variable as written.
+        name: String,
+        /// Where: `.secrets.toml at line …, column …`, `.secrets.toml [podium] table at …` or
+        /// `environment`.
+        location: String,
+        /// The setting (or variable) it is one or two edits away from.
+        suggestion: Option<String>,
+    },
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
 }
 
 /// Every setting the library and the example app read.
+///
+/// Deserializing it ignores keys it does not know; [`Settings::from_sources`] is the reader
+/// that refuses typos (see the [module documentation](self)).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
-    /// `redis://…` of a standalone Redis/Valkey; none means the in-memory store.
+    /// `redis://…` of a standalone Redis/Valkey (`rediss://…` over TLS); none means the
+    /// in-memory store.
     pub redis_url: Option<Secret>,
     /// Seed nodes of a Redis Cluster (comma-separated in the environment); secrets, as their
     /// URLs may carry a password.
     pub redis_cluster_nodes: Vec<Secret>,
+    /// A PEM file of the private certificate authority that signed the `rediss://` server's
+    /// certificate (standalone or cluster); it replaces the public roots. Only with `rediss://`.
+    pub redis_ca_file: Option<PathBuf>,
     /// Airtable personal access token.
     pub airtable_api_key: Option<Secret>,
     /// Airtable base id (`app…`).
@@ -120,6 +170,10 @@ pub struct Settings {
     pub airtable_api_url: String,
     /// `whsec_…` secret that signs webhook deliveries.
     pub webhook_secret: Option<Secret>,
+    /// More `whsec_…` secrets accepted beside `webhook_secret` (comma-separated in the
+    /// environment), so a secret can be rotated without a failed delivery: add the new one,
+    /// move the senders over, then remove the old one.
+    pub webhook_secrets: Vec<Secret>,
     /// Accept the legacy plain `X-Airtable-Secret` header.
     pub allow_legacy_secret: bool,
     /// Id (`ach…`) of the Airtable native webhook this app receives notifications from
@@ -171,10 +225,12 @@ impl Default for Settings {
         Self {
             redis_url: None,
             redis_cluster_nodes: Vec::new(),
+            redis_ca_file: None,
             airtable_api_key: None,
             airtable_base_id: None,
             airtable_api_url: "https://api.airtable.com".to_owned(),
             webhook_secret: None,
+            webhook_secrets: Vec::new(),
             allow_legacy_secret: false,
             airtable_webhook_id: None,
             airtable_webhook_mac_secret: None,
@@ -220,7 +276,7 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut settings: Settings = match toml_text {
-            Some(text) => toml::from_str(text).map_err(|e| toml_error(&e, text))?,
+            Some(text) => from_toml(text)?,
             None => Settings::default(),
         };
         for (name, value) in env {
@@ -234,14 +290,8 @@ impl Settings {
         let value_opt = || (!value.trim().is_empty()).then(|| value.trim().to_owned());
         match name {
             "PODIUM_REDIS_URL" => self.redis_url = value_opt().map(Secret),
-            "PODIUM_REDIS_CLUSTER_NODES" => {
-                self.redis_cluster_nodes = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            }
+            "PODIUM_REDIS_CLUSTER_NODES" => self.redis_cluster_nodes = comma_separated(&value),
+            "PODIUM_REDIS_CA_FILE" => self.redis_ca_file = value_opt().map(PathBuf::from),
             "PODIUM_AIRTABLE_API_KEY" => self.airtable_api_key = value_opt().map(Secret),
             "PODIUM_AIRTABLE_BASE_ID" => self.airtable_base_id = value_opt(),
             "PODIUM_AIRTABLE_API_URL" => {
@@ -250,6 +300,7 @@ impl Settings {
                 }
             }
             "PODIUM_WEBHOOK_SECRET" => self.webhook_secret = value_opt().map(Secret),
+            "PODIUM_WEBHOOK_SECRETS" => self.webhook_secrets = comma_separated(&value),
             "PODIUM_AIRTABLE_WEBHOOK_ID" => self.airtable_webhook_id = value_opt(),
             "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET" => {
                 self.airtable_webhook_mac_secret = value_opt().map(Secret)
@@ -316,7 +367,7 @@ impl Settings {
                     parse("negative_capacity", "PODIUM_NEGATIVE_CAPACITY", &value)?
             }
             "PODIUM_ADMIN_TOKEN" => self.admin_token = value_opt().map(Secret),
-            _ => {}
+            other => return unknown_env(other),
         }
         Ok(())
     }
@@ -364,6 +415,20 @@ impl Settings {
                 env: "PODIUM_REDIS_CLUSTER_NODES",
                 message: "set either redis_url or redis_cluster_nodes, not both".into(),
             });
+        }
+        if self.redis_ca_file.is_some() {
+            let urls: Vec<&Secret> = self
+                .redis_url
+                .iter()
+                .chain(&self.redis_cluster_nodes)
+                .collect();
+            if urls.is_empty() || !urls.iter().all(|u| u.expose().starts_with("rediss://")) {
+                return Err(ConfigError::Invalid {
+                    setting: "redis_ca_file",
+                    env: "PODIUM_REDIS_CA_FILE",
+                    message: "applies to TLS connections only: redis_url (or every node of redis_cluster_nodes) must start with rediss://".into(),
+                });
+            }
         }
         if self.airtable_webhook_id.is_some() != self.airtable_webhook_mac_secret.is_some() {
             return Err(ConfigError::Invalid {
@@ -434,6 +499,79 @@ impl Settings {
         Ok(())
     }
 
+    /// The contents of `redis_ca_file` (PEM), when it is set; a file that cannot be read is an
+    /// error naming the setting.
+    ///
+    /// ```
+    /// use podium_cache_core::config::Settings;
+    /// let settings = Settings::from_sources(None, [
+    ///     ("PODIUM_REDIS_URL".to_string(), "rediss://127.0.0.1:6380/".to_string()),
+    ///     ("PODIUM_REDIS_CA_FILE".to_string(), "/nonexistent/ca.pem".to_string()),
+    /// ])?;
+    /// let err = settings.redis_ca_pem().unwrap_err().to_string();
+    /// assert!(err.contains("redis_ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
+    /// # Ok::<(), podium_cache_core::config::ConfigError>(())
+    /// ```
+    pub fn redis_ca_pem(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.redis_ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid {
+                setting: "redis_ca_file",
+                env: "PODIUM_REDIS_CA_FILE",
+                message: format!("cannot read {}: {e}", path.display()),
+            })
+    }
+
+    /// The Airtable key and base id, each an error naming its setting when it is not set.
+    ///
+    /// ```
+    /// use podium_cache_core::config::Settings;
+    /// let err = Settings::default().airtable_key_and_base().unwrap_err().to_string();
+    /// assert!(err.contains("airtable_api_key") && err.contains("is not set"), "{err}");
+    /// ```
+    pub fn airtable_key_and_base(&self) -> Result<(&Secret, &str), ConfigError> {
+        let unset = |setting, env| ConfigError::Invalid {
+            setting,
+            env,
+            message: "is not set".into(),
+        };
+        let key = self
+            .airtable_api_key
+            .as_ref()
+            .ok_or_else(|| unset("airtable_api_key", "PODIUM_AIRTABLE_API_KEY"))?;
+        let base = self
+            .airtable_base_id
+            .as_deref()
+            .ok_or_else(|| unset("airtable_base_id", "PODIUM_AIRTABLE_BASE_ID"))?;
+        Ok((key, base))
+    }
+
+    /// Every configured webhook secret: `webhook_secret` first, then `webhook_secrets`, each
+    /// once.
+    ///
+    /// ```
+    /// use podium_cache_core::config::Settings;
+    /// let settings = Settings::from_sources(
+    ///     Some("webhook_secret = \"whsec_b2xk\"\nwebhook_secrets = [\"whsec_bmV3\", \"whsec_b2xk\"]"),
+    ///     [],
+    /// )?;
+    /// let secrets: Vec<&str> = settings.all_webhook_secrets().iter().map(|s| s.expose()).collect();
+    /// assert_eq!(secrets, ["whsec_b2xk", "whsec_bmV3"]);
+    /// # Ok::<(), podium_cache_core::config::ConfigError>(())
+    /// ```
+    pub fn all_webhook_secrets(&self) -> Vec<&Secret> {
+        let mut all: Vec<&Secret> = Vec::new();
+        for secret in self.webhook_secret.iter().chain(&self.webhook_secrets) {
+            if !all.contains(&secret) {
+                all.push(secret);
+            }
+        }
+        all
+    }
+
     /// The data TTL.
     pub fn data_ttl(&self) -> Duration {
         Duration::from_secs(self.data_ttl_secs)
@@ -465,6 +603,169 @@ impl Settings {
     }
 }
 
+/// Environment variables named `PODIUM_*` that are not settings but are read elsewhere (the
+/// example app's listening address), so they are neither typos nor worth a warning.
+const OTHER_PODIUM_VARIABLES: [&str; 1] = ["PODIUM_BIND"];
+
+/// How many single-character edits away from a setting's name a key may be to count as a typo
+/// of it; farther keys belong to the app.
+const TYPO_DISTANCE: usize = 2;
+
+/// The settings' names as in `.secrets.toml`: the fields serde derives for [`Settings`], so
+/// the list cannot drift from the struct.
+fn setting_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<&'static [&'static str]> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: &'static [&'static str] = &[];
+        // Fails by design once the names are read: only `deserialize_struct` is of interest.
+        let _ = Settings::deserialize(FieldNames(&mut names));
+        names
+    })
+}
+
+/// A deserializer that answers nothing and records the field names a struct asks for.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("only field names are read"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("only field names are read"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// A setting's environment variable: `PODIUM_` and its name in capitals.
+fn env_name(setting: &str) -> String {
+    format!("PODIUM_{}", setting.to_ascii_uppercase())
+}
+
+/// The candidate `name` is a typo of (one or two edits away, case aside), if any.
+fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(&name, &c.to_ascii_lowercase()), c))
+        .filter(|(distance, _)| *distance <= TYPO_DISTANCE)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+/// An environment variable no setting reads: an error when it is a typo of a `PODIUM_*`
+/// setting's, a warning when it merely starts with `PODIUM_`, nothing otherwise.
+fn unknown_env(name: &str) -> Result<(), ConfigError> {
+    if !name.starts_with("PODIUM_") || OTHER_PODIUM_VARIABLES.contains(&name) {
+        return Ok(());
+    }
+    let known: Vec<String> = setting_names().iter().map(|s| env_name(s)).collect();
+    if let Some(suggestion) = nearest(name, known.iter().map(String::as_str)) {
+        return Err(ConfigError::Unknown {
+            name: name.to_owned(),
+            location: "environment".into(),
+            suggestion: Some(suggestion.to_owned()),
+        });
+    }
+    tracing::warn!(
+        variable = name,
+        "environment variable is not a podium setting: ignored"
+    );
+    Ok(())
+}
+
+/// A comma-separated list, blanks dropped.
+fn comma_separated(value: &str) -> Vec<Secret> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+/// Keys of one TOML table, with where each stands in the text.
+type SpannedKeys = BTreeMap<Spanned<String>, IgnoredAny>;
+
+/// The settings in a `.secrets.toml` text: its `[podium]` table when it has one, else its top
+/// level (see the [module documentation](self) for which unknown keys are refused).
+fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+    let parse_error = |e: toml::de::Error| toml_error(&e, text);
+    let top: SpannedKeys = toml::from_str(text).map_err(parse_error)?;
+    let has_table = top.keys().any(|k| k.get_ref() == "podium");
+    if has_table {
+        #[derive(Deserialize)]
+        struct Keys {
+            podium: SpannedKeys,
+        }
+        #[derive(Deserialize)]
+        struct Table {
+            podium: Settings,
+        }
+        let keys = toml::from_str::<Keys>(text).map_err(parse_error)?.podium;
+        check_keys(&keys, text, true)?;
+        for key in top
+            .keys()
+            .filter(|k| setting_names().contains(&k.get_ref().as_str()))
+        {
+            tracing::warn!(
+                key = key.get_ref().as_str(),
+                "a setting's name outside the [podium] table of .secrets.toml: left to the app, not read as a setting"
+            );
+        }
+        Ok(toml::from_str::<Table>(text).map_err(parse_error)?.podium)
+    } else {
+        check_keys(&top, text, false)?;
+        toml::from_str(text).map_err(parse_error)
+    }
+}
+
+/// Refuses a key that is a typo of a setting's name and, inside `[podium]` (`strict`), any key
+/// that is not a setting.
+fn check_keys(keys: &SpannedKeys, text: &str, strict: bool) -> Result<(), ConfigError> {
+    for key in keys.keys() {
+        let name = key.get_ref().as_str();
+        if setting_names().contains(&name) {
+            continue;
+        }
+        let suggestion = nearest(name, setting_names().iter().copied());
+        if strict || suggestion.is_some() {
+            let table = if strict { " [podium] table" } else { "" };
+            return Err(ConfigError::Unknown {
+                name: name.to_owned(),
+                location: format!(".secrets.toml{table}{}", position(text, key.span().start)),
+                suggestion: suggestion.map(str::to_owned),
+            });
+        }
+        tracing::debug!(key = name, "not a podium setting: left to the app");
+    }
+    Ok(())
+}
+
+/// ` at line L, column C` of byte `offset` in `text` (empty if it is out of range).
+fn position(text: &str, offset: usize) -> String {
+    text.get(..offset)
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default()
+}
+
 /// A `.secrets.toml` error as its position and message only: toml's own rendering quotes the
 /// offending line, and serde quotes a mistyped string, either of which can be a secret.
 fn toml_error(err: &toml::de::Error, text: &str) -> ConfigError {
@@ -477,12 +778,7 @@ fn toml_error(err: &toml::de::Error, text: &str) -> ConfigError {
     }
     let position = err
         .span()
-        .and_then(|span| text.get(..span.start))
-        .map(|before| {
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!(" at line {line}, column {column}")
-        })
+        .map(|span| position(text, span.start))
         .unwrap_or_default();
     ConfigError::Toml(format!("{message}{position}"))
 }
@@ -701,5 +997,184 @@ mod tests {
             !shown.contains("patSECRET") && !shown.contains("whsec_"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_typo_at_top_level_is_refused_with_the_setting_it_was_meant_to_be() {
+        for (text, typo, meant, at) in [
+            (
+                "prefix = \"p\"\nredis_ulr = \"redis://a:1/\"",
+                "redis_ulr",
+                "redis_url",
+                "line 2, column 1",
+            ),
+            (
+                "REDIS_URL = \"redis://a:1/\"",
+                "REDIS_URL",
+                "redis_url",
+                "line 1, column 1",
+            ),
+            (
+                "webhook-secret = \"whsec_x\"",
+                "webhook-secret",
+                "webhook_secret",
+                "line 1",
+            ),
+            (
+                "webhook_secret = \"whsec_x\"\nwebhook_secretz = []",
+                "webhook_secretz",
+                "webhook_secret",
+                "line 2",
+            ),
+        ] {
+            let err = Settings::from_sources(Some(text), env(&[])).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Unknown { .. }),
+                "{text}: {err:?}"
+            );
+            let err = err.to_string();
+            assert!(err.starts_with("invalid .secrets.toml at "), "{err}");
+            assert!(err.contains(&format!("`{typo}`")), "{err}");
+            assert!(err.contains(&format!("did you mean `{meant}`?")), "{err}");
+            assert!(err.contains(at), "{err}");
+        }
+    }
+
+    #[test]
+    fn top_level_keys_far_from_every_setting_belong_to_the_app() {
+        let text = "listen = \"0.0.0.0:80\"\nsmtp_password = \"x\"\nprefix = \"shop\"\n[mailer]\nretries = 3\n";
+        let s = Settings::from_sources(Some(text), env(&[])).unwrap();
+        assert_eq!(s.prefix, "shop");
+    }
+
+    #[test]
+    fn the_podium_table_holds_the_settings_and_the_rest_belongs_to_the_app() {
+        let text = "prefix = \"the-apps-own\"\nredis_ulr = 1\n[podium]\nprefix = \"shop\"\nl1_capacity = 10\n[app]\nname = \"x\"\n";
+        let s = Settings::from_sources(Some(text), env(&[])).unwrap();
+        assert_eq!((s.prefix.as_str(), s.l1_capacity), ("shop", 10));
+        let s = Settings::from_sources(Some(text), env(&[("PODIUM_PREFIX", "env")])).unwrap();
+        assert_eq!(s.prefix, "env", "the environment still wins");
+    }
+
+    #[test]
+    fn every_unknown_key_inside_the_podium_table_is_refused() {
+        let err = Settings::from_sources(Some("[podium]\nprefix = \"p\"\nprefx = \"q\""), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid .secrets.toml [podium] table at line 3, column 1: `prefx`")
+                && err.contains("did you mean `prefix`?"),
+            "{err}"
+        );
+        let err = Settings::from_sources(Some("[podium]\nlisten = \"0.0.0.0:80\""), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`listen` is not a setting"), "{err}");
+        assert!(!err.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn a_typo_in_a_podium_variable_is_refused_with_the_variable_it_was_meant_to_be() {
+        for (name, meant) in [
+            ("PODIUM_REDIS_ULR", "PODIUM_REDIS_URL"),
+            ("PODIUM_WEBHOOK_SECRETZ", "PODIUM_WEBHOOK_SECRET"),
+            ("PODIUM_L1_CAPACTY", "PODIUM_L1_CAPACITY"),
+            ("PODIUM_redis_url", "PODIUM_REDIS_URL"),
+        ] {
+            let err = Settings::from_sources(None, env(&[(name, "1")])).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Unknown { .. }),
+                "{name}: {err:?}"
+            );
+            let err = err.to_string();
+            assert!(
+                err.contains(&format!(
+                    "invalid environment: `{name}` is not a setting; did you mean `{meant}`?"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn podium_variables_far_from_every_setting_and_other_variables_are_not_errors() {
+        let s = Settings::from_sources(
+            None,
+            env(&[
+                ("PODIUM_BIND", "127.0.0.1:8000"),
+                ("PODIUM_SOMETHING_ELSE", "x"),
+                ("REDIS_ULR", "x"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn every_setting_has_its_environment_variable() {
+        let names = setting_names();
+        assert!(
+            names.contains(&"redis_url") && names.contains(&"webhook_secrets"),
+            "{names:?}"
+        );
+        for name in setting_names() {
+            let result = Settings::from_sources(None, vec![(env_name(name), String::new())]);
+            assert!(
+                !matches!(result, Err(ConfigError::Unknown { .. })),
+                "{name} has no environment variable: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_secrets_are_a_list_in_the_file_and_comma_separated_in_the_environment() {
+        let s = Settings::from_sources(
+            Some("webhook_secret = \"whsec_a\"\nwebhook_secrets = [\"whsec_b\"]"),
+            env(&[]),
+        )
+        .unwrap();
+        let all: Vec<&str> = s.all_webhook_secrets().iter().map(|s| s.expose()).collect();
+        assert_eq!(all, ["whsec_a", "whsec_b"]);
+        let s = Settings::from_sources(
+            Some("webhook_secrets = [\"whsec_b\"]"),
+            env(&[("PODIUM_WEBHOOK_SECRETS", " whsec_c, ,whsec_d ")]),
+        )
+        .unwrap();
+        let all: Vec<&str> = s.all_webhook_secrets().iter().map(|s| s.expose()).collect();
+        assert_eq!(all, ["whsec_c", "whsec_d"], "the environment wins");
+        assert!(!format!("{s:?}").contains("whsec_"), "{s:?}");
+    }
+
+    #[test]
+    fn redis_ca_file_is_refused_without_a_tls_url() {
+        for pairs in [
+            vec![("PODIUM_REDIS_CA_FILE", "/ca.pem")],
+            vec![
+                ("PODIUM_REDIS_CA_FILE", "/ca.pem"),
+                ("PODIUM_REDIS_URL", "redis://127.0.0.1:6380/"),
+            ],
+            vec![
+                ("PODIUM_REDIS_CA_FILE", "/ca.pem"),
+                (
+                    "PODIUM_REDIS_CLUSTER_NODES",
+                    "rediss://127.0.0.1:7000,redis://127.0.0.1:7001",
+                ),
+            ],
+        ] {
+            let err = Settings::from_sources(None, env(&pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("redis_ca_file") && err.contains("rediss://"),
+                "{pairs:?}: {err}"
+            );
+        }
+        let s = Settings::from_sources(
+            Some("redis_ca_file = \"/etc/ca.pem\""),
+            env(&[("PODIUM_REDIS_CLUSTER_NODES", "rediss://a:1,rediss://b:2")]),
+        )
+        .unwrap();
+        assert_eq!(s.redis_ca_file, Some(PathBuf::from("/etc/ca.pem")));
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
-use podium_cache_core::cache::{Cache, SetupError};
+use common::{assert_setup_error_names, harness, now_ms, Event, Harness, StoreKind, BASE, TABLE};
+use podium_cache_core::cache::Cache;
 use podium_cache_core::config::{ConfigError, Settings};
 use podium_cache_core::store::{Condition, RecordWrite, RedisClusterStore, Store, StoreError};
 use podium_cache_core::UpsertOutcome;
@@ -341,14 +341,5 @@ async fn a_cluster_node_that_is_not_a_url_is_a_clear_setup_error() {
         .await
         .map(|_| ())
         .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            SetupError::Config(ConfigError::Invalid {
-                setting: "redis_cluster_nodes",
-                ..
-            })
-        ),
-        "{err}"
-    );
+    assert_setup_error_names(&err, "redis_cluster_nodes");
 }

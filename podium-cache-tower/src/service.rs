@@ -453,7 +453,10 @@ impl Fill<'_> {
             };
             if let Some(reason) = refused {
                 let body = CacheBody::full(bytes);
-                return Ok((self.not_stored(parts, body, head, reason, &report), None));
+                return Ok((
+                    self.not_stored(parts, body, head, reason, &report, detailed),
+                    None,
+                ));
             }
         }
         let extensions = std::mem::take(&mut parts.extensions);

@@ -8,6 +8,9 @@
 //! is 200 `{"status": "applied" | "stale", "table", "record_id"}`; a replayed delivery id is 200
 //! with `"duplicate": true` and is applied once only.
 //!
+//! [`WebhookRoutes::from_settings`] builds them from the app's settings in one call; or by
+//! hand:
+//!
 //! ```no_run
 //! use podium_cache_core::webhook::{Models, Receiver, WebhookSecret};
 //! use podium_cache_tower::webhook::WebhookRoutes;
@@ -28,7 +31,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use podium_cache_core::webhook::{NativeError, NativeWebhooks, ReceiveError, Receiver};
+use podium_cache_core::cache::SetupError;
+use podium_cache_core::config::Settings;
+use podium_cache_core::webhook::{Models, NativeError, NativeWebhooks, ReceiveError, Receiver};
+use podium_cache_core::Cache;
 use serde_json::json;
 
 /// Default path of the automation webhook.
@@ -58,6 +64,39 @@ impl WebhookRoutes {
             native: None,
             native_path: DEFAULT_NATIVE_PATH.to_owned(),
         }
+    }
+
+    /// The routes `settings` describe, at the default paths: deliveries verified with every
+    /// configured secret (`webhook_secret` and `webhook_secrets`), the legacy
+    /// `X-Airtable-Secret` header when `allow_legacy_secret` is on, and Airtable's native
+    /// notifications when `airtable_webhook_id` and `airtable_webhook_mac_secret` are set (see
+    /// [`Receiver::from_settings`] and [`NativeWebhooks::from_settings`]). A setting that cannot
+    /// be used is an error naming it.
+    ///
+    /// ```no_run
+    /// use podium_cache_core::config::Settings;
+    /// use podium_cache_core::webhook::Models;
+    /// use podium_cache_core::Cache;
+    /// use podium_cache_tower::webhook::WebhookRoutes;
+    /// # async fn demo(models: Models) -> Result<axum::Router, podium_cache_core::cache::SetupError> {
+    /// let settings = Settings::load(std::path::Path::new("."))?;
+    /// let cache = Cache::from_settings(&settings).await?;
+    /// let app: axum::Router = WebhookRoutes::from_settings(&cache, models, &settings)?.into_router();
+    /// # Ok(app) }
+    /// ```
+    pub fn from_settings(
+        cache: &Cache,
+        models: Models,
+        settings: &Settings,
+    ) -> Result<Self, SetupError> {
+        let receiver = Receiver::from_settings(cache.clone(), models.clone(), settings)?;
+        let routes = Self::new(receiver);
+        Ok(
+            match NativeWebhooks::from_settings(cache.clone(), models, settings)? {
+                Some(native) => routes.native(native),
+                None => routes,
+            },
+        )
     }
 
     /// Also receive Airtable's native-webhook notifications at `POST

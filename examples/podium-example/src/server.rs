@@ -14,9 +14,7 @@ use axum::Router;
 use podium_cache_core::config::{ConfigError, Secret, Settings};
 use podium_cache_core::source::scopes::ScopeNeeds;
 use podium_cache_core::source::{check_token_scopes, AirtableSource};
-use podium_cache_core::webhook::{
-    MacSecret, Models, NativeWebhooks, Receiver, WebhookSecret, WebhooksApi,
-};
+use podium_cache_core::webhook::{secrets_from_settings, Models, WebhookSecret, WebhooksApi};
 use podium_cache_core::Cache;
 use podium_cache_tower::webhook::WebhookRoutes;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
@@ -52,9 +50,6 @@ pub enum ServerError {
     /// The native webhook could not be set up.
     #[error("native webhook: {0}")]
     Native(String),
-    /// The webhook secret is not a `whsec_` secret.
-    #[error("invalid setting `webhook_secret` (PODIUM_WEBHOOK_SECRET): {0}")]
-    Secret(String),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(std::io::Error),
@@ -151,14 +146,14 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     } else {
         None
     };
-    let webhook_secret = match &settings.webhook_secret {
-        Some(secret) => secret
-            .expose()
-            .parse::<WebhookSecret>()
-            .map_err(|e| ServerError::Secret(e.to_string()))?,
+    // The first secret is the one the app's own tests and demo sign deliveries with.
+    let webhook_secret = match secrets_from_settings(&settings)?.into_iter().next() {
+        Some(secret) => secret,
         None => {
             tracing::warn!("no webhook_secret configured: generated one for this run only (`cargo xtask gen-secret` makes a lasting one)");
-            WebhookSecret::generate()
+            let secret = WebhookSecret::generate();
+            settings.webhook_secret = Some(Secret::new(secret.expose()));
+            secret
         }
     };
     let admin_token = AdminToken::from_setting(settings.admin_token.as_ref())?;
@@ -170,12 +165,6 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     if let Err(error) = check_token_scopes(&settings, &needs).await {
         tracing::warn!(%error, "could not check the Airtable token's scopes");
     }
-    let mut receiver = Receiver::new(cache.clone(), models(), vec![webhook_secret.clone()]);
-    if settings.allow_legacy_secret {
-        if let Some(secret) = &settings.webhook_secret {
-            receiver = receiver.allow_legacy_secret(secret.clone());
-        }
-    }
     let listener = TcpListener::bind(options.bind)
         .await
         .map_err(|source| ServerError::Bind {
@@ -186,14 +175,17 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
         addr: options.bind,
         source,
     })?;
-    let native = native_webhooks(&settings, &cache, airtable.is_some(), addr).await?;
+    if airtable.is_some() && settings.airtable_webhook_id.is_none() {
+        demo_native_webhook(&mut settings, addr).await?;
+    }
+    let webhooks = WebhookRoutes::from_settings(&cache, models(), &settings)?;
     let state = AppState {
         cache: cache.clone(),
         webhooks: Arc::new(WebhookCounters::default()),
         trusted_client_header: settings.trusted_client_header.clone(),
         admin: admin_token.clone(),
     };
-    let router = router(state, receiver, native);
+    let router = router(state, webhooks);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // With the peer address, so misses are queued and limited per client.
@@ -217,57 +209,34 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
     })
 }
 
-/// Native webhooks, when configured; in the demo, a webhook on the local Airtable server that
-/// notifies this app, so a change made there reaches the cache as it would from Airtable.
-async fn native_webhooks(
-    settings: &Settings,
-    cache: &Cache,
-    demo: bool,
-    addr: SocketAddr,
-) -> Result<Option<NativeWebhooks>, ServerError> {
+/// In the demo, a native webhook on the local Airtable server that notifies this app, so a
+/// change made there reaches the cache as it would from Airtable; its id and MAC secret go into
+/// `settings`, from which the webhook routes are built.
+async fn demo_native_webhook(settings: &mut Settings, addr: SocketAddr) -> Result<(), ServerError> {
     let (Some(key), Some(base)) = (&settings.airtable_api_key, &settings.airtable_base_id) else {
-        return Ok(None);
+        return Ok(());
     };
     let source = AirtableSource::builder(key.expose(), base.as_str())
         .api_url(settings.airtable_api_url.as_str())
         .build()
         .map_err(|e| ServerError::Native(e.to_string()))?;
-    let api = WebhooksApi::new(source);
-    let (id, secret) = match (
-        &settings.airtable_webhook_id,
-        &settings.airtable_webhook_mac_secret,
-    ) {
-        (Some(id), Some(secret)) => (id.clone(), secret.clone()),
-        _ if demo => {
-            let url = format!("http://{addr}/api/webhooks/airtable/notify");
-            let created = api
-                .create_table_data(&url)
-                .await
-                .map_err(|e| ServerError::Native(e.to_string()))?;
-            tracing::info!(
-                webhook = created.id,
-                "demo: the local Airtable server notifies this app of every change"
-            );
-            (created.id, created.mac_secret_base64)
-        }
-        _ => return Ok(None),
-    };
-    let mac =
-        MacSecret::from_base64(secret.expose()).map_err(|e| ServerError::Native(e.to_string()))?;
-    Ok(Some(
-        NativeWebhooks::builder(cache.clone(), models(), api)
-            .webhook(id, mac)
-            .build(),
-    ))
+    let url = format!("http://{addr}/api/webhooks/airtable/notify");
+    let created = WebhooksApi::new(source)
+        .create_table_data(&url)
+        .await
+        .map_err(|e| ServerError::Native(e.to_string()))?;
+    tracing::info!(
+        webhook = created.id,
+        "demo: the local Airtable server notifies this app of every change"
+    );
+    settings.airtable_webhook_id = Some(created.id);
+    settings.airtable_webhook_mac_secret = Some(created.mac_secret_base64);
+    Ok(())
 }
 
 /// The whole router: read routes, webhook routes (counted for `/metrics`).
-pub fn router(state: AppState, receiver: Receiver, native: Option<NativeWebhooks>) -> Router {
+pub fn router(state: AppState, routes: WebhookRoutes) -> Router {
     let counters = Arc::clone(&state.webhooks);
-    let mut routes = WebhookRoutes::new(receiver);
-    if let Some(native) = native {
-        routes = routes.native(native);
-    }
     let webhooks =
         routes
             .into_router()

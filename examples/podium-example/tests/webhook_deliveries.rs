@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{iso, now_secs, start};
+use common::{iso, now_secs, start, start_with, Options};
+use podium_cache_core::config::Secret;
+use podium_cache_core::webhook::WebhookSecret;
 use podium_example::demo::{FIRST_EVENT, FIRST_USER};
 use serde_json::{json, Value};
 
@@ -133,6 +135,53 @@ async fn every_bad_input_is_refused_with_its_status_and_changes_nothing() {
     assert_eq!(t.app.cache.metrics().upserts_applied, 0);
     let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
     assert_eq!(event["name"], "Hack Night");
+}
+
+/// `webhook_secret` and `webhook_secrets` together: a delivery signed with any of them is
+/// applied (a secret is rotated without a failed delivery), one signed with another is 401.
+#[tokio::test]
+async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is_refused() {
+    let [old, new, unknown] = [(); 3].map(|()| WebhookSecret::generate());
+    let (old_secret, new_secret) = (old.expose(), new.expose());
+    let t = start_with(Options {
+        adjust: Some(Box::new(move |settings| {
+            settings.webhook_secret = Some(Secret::new(old_secret));
+            settings.webhook_secrets = vec![Secret::new(new_secret)];
+        })),
+        ..Options::default()
+    })
+    .await;
+    for (n, secret) in [&old, &new].into_iter().enumerate() {
+        let name = format!("Signed {n}");
+        let body = event_delivery(&name, &iso(n as i64 * 10));
+        let (status, body) = t
+            .deliver_signed_with(secret, &format!("msg_rot_{n}"), now_secs(), &body)
+            .await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("applied")),
+            "{body}"
+        );
+        let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+        assert_eq!(event["name"], name.as_str());
+    }
+    let before = t.store_keys().await;
+    let body = event_delivery("Unknown secret", &iso(100));
+    let (status, body) = t
+        .deliver_signed_with(&unknown, "msg_rot_x", now_secs(), &body)
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("unauthorized")),
+        "{body}"
+    );
+    assert_eq!(
+        t.store_keys().await,
+        before,
+        "the refused delivery changed nothing"
+    );
+    let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(event["name"], "Signed 1");
 }
 
 #[tokio::test]

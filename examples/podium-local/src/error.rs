@@ -43,6 +43,9 @@ pub enum HarnessError {
         /// The tail of its log file.
         log: String,
     },
+    /// A test certificate could not be made.
+    #[error("could not make a test certificate: {0}")]
+    Certificate(String),
     /// The seed data could not be read or is not in the expected shape.
     #[error("invalid seed data: {0}")]
     InvalidSeed(String),

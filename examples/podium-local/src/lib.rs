@@ -6,6 +6,8 @@
 //! * [`redis`]: launches a throw-away `redis-server` process on a free loopback port.
 //! * [`redis_cluster`]: launches a throw-away Redis Cluster (`redis-server` × N joined by
 //!   `redis-cli --cluster create`) on free loopback ports, with failure controls.
+//! * [`tls`] (feature `tls`): a certificate authority and a server certificate for `127.0.0.1`
+//!   made at run time, for a TLS `redis-server` ([`RedisServer::start_tls`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), podium_local::HarnessError> {
@@ -29,10 +31,12 @@ mod error;
 pub mod proxy;
 pub mod redis;
 pub mod redis_cluster;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use airtable::{
     AirtableServer, AirtableServerBuilder, CallStats, Record, RunningAirtable, SeedData,
 };
 pub use error::HarnessError;
-pub use redis::{free_port, RedisServer};
+pub use redis::{free_port, RedisServer, TlsFiles};
 pub use redis_cluster::{ClusterError, RedisCluster};

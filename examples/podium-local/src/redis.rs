@@ -4,6 +4,9 @@
 //! runs the server without persistence in a temporary directory and waits until it answers
 //! `PING`. Dropping the handle kills the process and removes the directory. The code is
 //! synchronous and may be called from async tests as well.
+//!
+//! [`RedisServer::start_tls`] starts one that speaks TLS only (`--port 0`, `--tls-port`), on
+//! certificate files such as those [`crate::tls::TestCertificates`] makes (feature `tls`).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -42,6 +45,20 @@ pub fn free_port() -> Result<u16, HarnessError> {
     Err(HarnessError::NoFreePort)
 }
 
+/// The certificate files of a TLS `redis-server` (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate (`--tls-cert-file`), valid for `127.0.0.1`.
+    pub cert: PathBuf,
+    /// Its private key (`--tls-key-file`).
+    pub key: PathBuf,
+    /// The CA that signed it (`--tls-ca-cert-file`): what clients must trust.
+    pub ca: PathBuf,
+}
+
+/// The line a started `redis-server` logs once it serves.
+const READY_LINE: &str = "Ready to accept connections";
+
 /// A `redis-server` child process listening on `127.0.0.1:<port>`.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -49,6 +66,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    tls: Option<TlsFiles>,
     child: Mutex<Option<Child>>,
 }
 
@@ -61,6 +79,31 @@ impl RedisServer {
     /// Starts a server and passes `args` to `redis-server` after the defaults
     /// (e.g. `&["--maxmemory", "10mb"]`).
     pub fn start_with(args: &[&str]) -> Result<RedisServer, HarnessError> {
+        Self::start_on_free_port(args, None)
+    }
+
+    /// Starts a server that speaks TLS only, on `files` (no plain port; clients need not
+    /// present a certificate). Its [`url`](Self::url) is `rediss://127.0.0.1:<port>/`, and a
+    /// client must trust `files.ca`.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "tls")]
+    /// # fn demo() -> Result<(), podium_local::HarnessError> {
+    /// use podium_local::redis::RedisServer;
+    /// use podium_local::tls::TestCertificates;
+    /// let certificates = TestCertificates::generate()?;
+    /// let server = RedisServer::start_tls(&certificates.files())?;
+    /// assert!(server.url().starts_with("rediss://127.0.0.1:"));
+    /// # Ok(()) }
+    /// ```
+    pub fn start_tls(files: &TlsFiles) -> Result<RedisServer, HarnessError> {
+        Self::start_on_free_port(&[], Some(files.clone()))
+    }
+
+    fn start_on_free_port(
+        args: &[&str],
+        tls: Option<TlsFiles>,
+    ) -> Result<RedisServer, HarnessError> {
         let binary = find_redis_server()?;
         let dir = make_temp_dir()?;
         let mut server = RedisServer {
@@ -68,6 +111,7 @@ impl RedisServer {
             port: 0,
             dir,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls,
             child: Mutex::new(None),
         };
         let mut last_error = HarnessError::NoFreePort;
@@ -102,15 +146,21 @@ impl RedisServer {
             port,
             dir,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls: None,
             child: Mutex::new(None),
         };
         server.spawn_and_wait()?;
         Ok(server)
     }
 
-    /// The connection URL, `redis://127.0.0.1:<port>/`.
+    /// The connection URL, `redis://127.0.0.1:<port>/` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The port the server listens on (kept across [`stop`](Self::stop) and
@@ -167,9 +217,21 @@ impl RedisServer {
         }
     }
 
-    /// Sends `PING` over a fresh connection and reports whether `+PONG` came back.
+    /// Sends `PING` over a fresh connection and reports whether `+PONG` came back. A TLS
+    /// server is not spoken to (this harness has no TLS client): it counts as answering when
+    /// it accepts a connection and has logged that it is ready.
     pub fn ping(&self) -> bool {
-        ping(self.port, Duration::from_millis(500))
+        self.answers(Duration::from_millis(500))
+    }
+
+    fn answers(&self, timeout: Duration) -> bool {
+        if self.tls.is_none() {
+            return ping(self.port, timeout);
+        }
+        let ready = fs::read(self.log_path())
+            .map(|log| String::from_utf8_lossy(&log).contains(READY_LINE))
+            .unwrap_or(false);
+        ready && TcpStream::connect_timeout(&self.addr(), timeout).is_ok()
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
@@ -180,8 +242,21 @@ impl RedisServer {
             .try_clone()
             .map_err(|e| HarnessError::io("duplicating the log file handle", e))?;
         let port = self.port.to_string();
-        let child = Command::new(&self.binary)
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        let mut command = Command::new(&self.binary);
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(files) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(&files.cert)
+                .arg("--tls-key-file")
+                .arg(&files.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&files.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args([
                 "--appendonly",
                 "no",
@@ -216,7 +291,7 @@ impl RedisServer {
                     });
                 }
             }
-            if ping(self.port, Duration::from_millis(200)) {
+            if self.answers(Duration::from_millis(200)) {
                 return Ok(());
             }
             if started.elapsed() >= READY_TIMEOUT {

@@ -61,8 +61,8 @@ use crate::key::Keys;
 use crate::scope::{self, Event};
 use crate::source::{AirtableSource, Source, SourceError};
 use crate::store::{
-    MemoryStore, RedisClusterStore, RedisStore, Store, StoreError, Ticket, TierLookup, TieredStore,
-    TypedTier,
+    MemoryStore, RedisCa, RedisClusterStore, RedisStore, Store, StoreError, Ticket, TierLookup,
+    TieredStore, TypedTier,
 };
 
 /// What a cache operation can fail with. Reads fail only when the source fails (a store that
@@ -368,6 +368,25 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// The CA of `redis_ca_file`, read and checked, when it is set.
+fn redis_ca(settings: &Settings) -> Result<Option<RedisCa>, ConfigError> {
+    let Some(pem) = settings.redis_ca_pem()? else {
+        return Ok(None);
+    };
+    let path = settings
+        .redis_ca_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    RedisCa::from_pem(pem)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid {
+            setting: "redis_ca_file",
+            env: "PODIUM_REDIS_CA_FILE",
+            message: format!("{path}: {e}"),
+        })
+}
+
 /// Why [`Cache::from_settings`] could not build a cache.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -397,6 +416,7 @@ impl Cache {
     /// The store and source that `settings` describe: Redis when `redis_url` is set, a Redis
     /// Cluster when `redis_cluster_nodes` is (the two together are refused by [`Settings`]), else
     /// the in-memory store (with one info line); Airtable with the configured key, base and URL.
+    /// `rediss://` connects over TLS, trusting `redis_ca_file` when it is set.
     /// With Redis or a cluster, the Airtable budget (5 requests a second per base) is kept in
     /// that store and shared by every instance (key [`Keys::rate_limit`] of the base); while
     /// the store is unreachable each instance keeps to `airtable_local_rps` (see
@@ -404,28 +424,35 @@ impl Cache {
     pub async fn stores_from_settings(
         settings: &Settings,
     ) -> Result<(Arc<dyn Store>, Arc<dyn Source>), SetupError> {
+        let ca = redis_ca(settings)?;
         let store: Arc<dyn Store> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisStore::connect(url.expose()).await.map_err(|e| {
-                ConfigError::Invalid {
+            Some(url) => {
+                let mut builder = RedisStore::builder(url.expose());
+                if let Some(ca) = &ca {
+                    builder = builder.ca(ca.clone());
+                }
+                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
                     setting: "redis_url",
                     env: "PODIUM_REDIS_URL",
                     message: e.to_string(),
-                }
-            })?),
-            None if !settings.redis_cluster_nodes.is_empty() => Arc::new(
-                RedisClusterStore::connect(
+                })?)
+            }
+            None if !settings.redis_cluster_nodes.is_empty() => {
+                let mut builder = RedisClusterStore::builder(
                     settings
                         .redis_cluster_nodes
                         .iter()
                         .map(|n| n.expose().to_owned()),
-                )
-                .await
-                .map_err(|e| ConfigError::Invalid {
+                );
+                if let Some(ca) = &ca {
+                    builder = builder.ca(ca.clone());
+                }
+                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
                     setting: "redis_cluster_nodes",
                     env: "PODIUM_REDIS_CLUSTER_NODES",
                     message: e.to_string(),
-                })?,
-            ),
+                })?)
+            }
             None => {
                 tracing::info!(
                     capacity = settings.memory_capacity,
@@ -437,24 +464,9 @@ impl Cache {
         // The Airtable budget is shared through Redis itself (not the in-process tier).
         let shared = settings.redis_url.is_some() || !settings.redis_cluster_nodes.is_empty();
         let budget_store = shared.then(|| Arc::clone(&store));
-        let store = Self::with_tier(settings, store).await?;
-        let key = settings
-            .airtable_api_key
-            .as_ref()
-            .ok_or(ConfigError::Invalid {
-                setting: "airtable_api_key",
-                env: "PODIUM_AIRTABLE_API_KEY",
-                message: "is not set".into(),
-            })?;
-        let base = settings
-            .airtable_base_id
-            .as_ref()
-            .ok_or(ConfigError::Invalid {
-                setting: "airtable_base_id",
-                env: "PODIUM_AIRTABLE_BASE_ID",
-                message: "is not set".into(),
-            })?;
-        let mut source = AirtableSource::builder(key.expose(), base.as_str())
+        let store = Self::with_tier(settings, store, ca).await?;
+        let (key, base) = settings.airtable_key_and_base()?;
+        let mut source = AirtableSource::builder(key.expose(), base)
             .api_url(settings.airtable_api_url.as_str())
             .local_rps(settings.local_airtable_rps());
         if let Some(budget_store) = budget_store {
@@ -476,6 +488,7 @@ impl Cache {
     async fn with_tier(
         settings: &Settings,
         store: Arc<dyn Store>,
+        ca: Option<RedisCa>,
     ) -> Result<Arc<dyn Store>, SetupError> {
         if settings.l1_capacity == 0 {
             return Ok(store);
@@ -502,17 +515,18 @@ impl Cache {
                 return Ok(store);
             }
         };
-        let tiered = TieredStore::builder(store)
+        let mut tiered = TieredStore::builder(store)
             .capacity(settings.l1_capacity)
             .prefix(&settings.prefix)
-            .bus_urls(urls)
-            .connect()
-            .await
-            .map_err(|e| ConfigError::Invalid {
-                setting,
-                env,
-                message: e.to_string(),
-            })?;
+            .bus_urls(urls);
+        if let Some(ca) = ca {
+            tiered = tiered.ca(ca);
+        }
+        let tiered = tiered.connect().await.map_err(|e| ConfigError::Invalid {
+            setting,
+            env,
+            message: e.to_string(),
+        })?;
         tracing::info!(
             capacity = settings.l1_capacity,
             "in-process tier on, kept coherent over redis pub/sub"

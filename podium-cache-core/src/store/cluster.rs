@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
+use super::tls::RedisCa;
 use super::{
     Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
 };
@@ -58,6 +59,7 @@ const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 pub struct RedisClusterStoreBuilder {
     nodes: Vec<String>,
     call_timeout: Duration,
+    ca: Option<RedisCa>,
 }
 
 impl std::fmt::Debug for RedisClusterStoreBuilder {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for RedisClusterStoreBuilder {
         f.debug_struct("RedisClusterStoreBuilder")
             .field("seed_nodes", &self.nodes.len())
             .field("call_timeout", &self.call_timeout)
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -80,6 +83,25 @@ impl RedisClusterStoreBuilder {
         self
     }
 
+    /// Trusts `ca` (a private certificate authority) instead of the public roots; the seed
+    /// nodes must then be `rediss://` URLs, and every node the cluster names is reached over
+    /// TLS.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use podium_cache_core::store::{RedisCa, RedisClusterStore};
+    /// let ca = RedisCa::from_pem(std::fs::read("/etc/redis/ca.pem")?)?;
+    /// let store = RedisClusterStore::builder(["rediss://10.0.0.1:7000"])
+    ///     .ca(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ca(mut self, ca: RedisCa) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
     /// Validates the seed node URLs and connects. A cluster that is down now is not an error:
     /// the store answers [`StoreError::Unavailable`] until it can connect, and connects by
     /// itself on a later call; once connected, the client follows slot moves and failovers and
@@ -90,7 +112,16 @@ impl RedisClusterStoreBuilder {
                 "invalid redis_cluster_nodes: no seed node given".into(),
             ));
         }
-        let client = ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+        if self.ca.is_some() && !self.nodes.iter().all(|n| n.starts_with("rediss://")) {
+            return Err(StoreError::Unavailable(
+                "invalid redis_cluster_nodes: a CA is given, so every seed node must be a rediss:// URL".into(),
+            ));
+        }
+        let mut builder = ClusterClientBuilder::new(self.nodes.iter().map(String::as_str));
+        if let Some(ca) = &self.ca {
+            builder = builder.certs(ca.certificates());
+        }
+        let client = builder
             .connection_timeout(self.call_timeout.max(Duration::from_millis(100)))
             .response_timeout(self.call_timeout)
             // Each call is bounded by `call_timeout` here; inside it the client may retry
@@ -187,6 +218,7 @@ impl RedisClusterStore {
         RedisClusterStoreBuilder {
             nodes: nodes.into_iter().map(Into::into).collect(),
             call_timeout: Duration::from_millis(250),
+            ca: None,
         }
     }
 

@@ -6,6 +6,9 @@
 //! - [`RedisClusterStore`]: a Redis (or Valkey) Cluster through the redis crate's async cluster
 //!   client; multi-key reads and deletes are split by hash slot, `scan` walks every master.
 //!
+//! Both Redis stores connect over TLS for `rediss://` URLs, trusting the public roots or the
+//! private CA given as a [`RedisCa`].
+//!
 //! The engine never needs more than these operations, so any key/value store that can do an
 //! atomic "check a version, then write several keys" can be plugged in. Every shipped store runs
 //! the same behaviour suite (`tests/store_behaviour.rs`).
@@ -29,6 +32,7 @@ mod memory;
 mod redis;
 mod script;
 mod tiered;
+mod tls;
 
 use std::time::Duration;
 
@@ -42,6 +46,7 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use self::tiered::{
     Ticket, TierLookup, TierMetrics, TieredStore, TieredStoreBuilder, TypedTier, DEFAULT_TIER_TTL,
 };
+pub use self::tls::{RedisCa, RedisCaError};
 
 /// A store operation failed; the engine falls through to the source when it sees one.
 #[derive(Debug, thiserror::Error)]

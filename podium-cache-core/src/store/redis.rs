@@ -6,11 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, RedisError, Script};
+use redis::{Client, ConnectionAddr, FromRedisValue, RedisError, Script};
 use tokio::sync::Mutex;
 
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
+use super::tls::{self, RedisCa};
 use super::{
     Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
 };
@@ -33,6 +34,7 @@ pub struct RedisStoreBuilder {
     /// May carry a password: a [`Secret`], so the derived `Debug` shows `[redacted]`.
     url: Secret,
     call_timeout: Duration,
+    ca: Option<RedisCa>,
 }
 
 impl RedisStoreBuilder {
@@ -43,10 +45,28 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trusts `ca` (a private certificate authority) instead of the public roots for a
+    /// `rediss://` URL; with a `redis://` URL, [`connect`](Self::connect) refuses it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use podium_cache_core::store::{RedisCa, RedisStore};
+    /// let ca = RedisCa::from_pem(std::fs::read("/etc/redis/ca.pem")?)?;
+    /// let store = RedisStore::builder("rediss://redis.internal:6380/")
+    ///     .ca(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ca(mut self, ca: RedisCa) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
     /// Validates the URL and opens the connection. A Redis that is down now is not an error:
     /// the store answers [`StoreError::Unavailable`] until it can connect, and connects by itself.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = Client::open(self.url.expose())
+        let client = tls::client(self.url.expose(), self.ca.as_ref())
             .map_err(|e| StoreError::Unavailable(format!("invalid redis_url: {e}")))?;
         let store = RedisStore {
             inner: Arc::new(Inner {
@@ -90,11 +110,13 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A builder for the store at `url` (`redis://[:password@]host:port[/db]`).
+    /// A builder for the store at `url` (`redis://[:password@]host:port[/db]`, or `rediss://`
+    /// for TLS).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: Secret::new(url),
             call_timeout: Duration::from_millis(250),
+            ca: None,
         }
     }
 
@@ -141,11 +163,28 @@ impl RedisStore {
         )
         .await
         .map_err(|_| StoreError::Timeout(self.inner.call_timeout * 4))
-        .and_then(|made| made.map_err(map_err));
+        .and_then(|made| made.map_err(|e| self.connect_error(e)));
         let manager = self.inner.epoch.watch(connected)?;
         self.inner.epoch.advance();
         *slot = Some(manager.clone());
         Ok(manager)
+    }
+
+    /// A failed connection attempt as a store error. A plain `redis://` connection that the
+    /// server drops at once (rather than refuses) is what a TLS-only server does, as managed
+    /// Redis services are: the error says so.
+    fn connect_error(&self, err: RedisError) -> StoreError {
+        let plain = matches!(
+            self.inner.client.get_connection_info().addr(),
+            ConnectionAddr::Tcp(..)
+        );
+        let dropped = err.is_connection_dropped() && !err.is_connection_refusal();
+        match map_err(err) {
+            StoreError::Unavailable(message) if plain && dropped => StoreError::Unavailable(
+                format!("{message} (the server closed the connection: if it speaks TLS only, as managed Redis services do, use a rediss:// URL)"),
+            ),
+            other => other,
+        }
     }
 
     /// Runs `call` within the call timeout, maps its error, and moves the epoch on a

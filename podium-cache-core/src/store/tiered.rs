@@ -15,6 +15,7 @@ use tracing::Instrument;
 use self::bus::{Bus, BusConfig};
 use self::tier::inc;
 pub use self::tier::{Ticket, TierLookup, TierMetrics, TypedTier};
+use super::tls::RedisCa;
 use super::{
     RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
 };
@@ -45,6 +46,7 @@ pub struct TieredStoreBuilder {
     ttl: Duration,
     prefix: String,
     urls: Vec<String>,
+    ca: Option<RedisCa>,
     call_timeout: Duration,
     ping_interval: Duration,
     link_wait: Option<Duration>,
@@ -96,6 +98,13 @@ impl TieredStoreBuilder {
         self
     }
 
+    /// Trusts `ca` instead of the public roots for `rediss://` link URLs (the shared store's
+    /// own CA, setting `redis_ca_file`).
+    pub fn ca(mut self, ca: RedisCa) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
     /// How long publishing one invalidation may take before the write is reported failed
     /// (default 250 ms); subscribing may take four times that.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
@@ -130,7 +139,7 @@ impl TieredStoreBuilder {
             call_timeout: self.call_timeout,
             ping_interval: self.ping_interval,
         };
-        let bus = Bus::start(&self.urls, config, Arc::clone(&tier))?;
+        let bus = Bus::start(&self.urls, self.ca.as_ref(), config, Arc::clone(&tier))?;
         let wait = self.link_wait.unwrap_or(self.call_timeout * 4);
         if !tier.wait_serving(wait).await {
             tracing::warn!(
@@ -223,6 +232,7 @@ impl TieredStore {
             ttl: DEFAULT_TIER_TTL,
             prefix: "podium".to_owned(),
             urls: Vec::new(),
+            ca: None,
             call_timeout: Duration::from_millis(250),
             ping_interval: Duration::from_secs(1),
             link_wait: None,

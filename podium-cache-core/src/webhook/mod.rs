@@ -3,9 +3,11 @@
 pub mod native;
 pub mod receiver;
 pub mod registry;
+mod settings;
 pub mod signature;
 
 pub use native::{MacSecret, NativeError, NativeWebhooks, SyncOutcome, WebhooksApi};
 pub use receiver::{Delivery, Receipt, ReceiptStatus, ReceiveError, Receiver};
 pub use registry::{FitError, ModelOps, Models};
+pub use settings::secrets_from_settings;
 pub use signature::{sign, verify, SignatureHeaders, VerifyError, WebhookSecret};

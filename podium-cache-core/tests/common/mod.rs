@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use podium_cache_core::cache::Cache;
+use podium_cache_core::cache::{Cache, SetupError};
+use podium_cache_core::config::ConfigError;
 use podium_cache_core::entity::{
     schema_hash_of, Cacheable, EntityMeta, FieldKind, FieldMeta, Reference,
 };
@@ -343,6 +344,14 @@ impl Source for GatedSource {
 }
 
 /// Milliseconds since the epoch.
+/// Asserts that setting up the cache failed on the setting named `setting`.
+pub fn assert_setup_error_names(err: &SetupError, setting: &str) {
+    assert!(
+        matches!(err, SetupError::Config(ConfigError::Invalid { setting: named, .. }) if *named == setting),
+        "expected an error naming `{setting}`: {err:?}"
+    );
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -27,7 +27,7 @@ pub async fn start(with_redis: bool) -> TestApp {
 }
 
 /// How [`start_with`] starts the app.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct Options {
     /// A real redis-server instead of the in-memory store.
     pub redis: bool,
@@ -37,6 +37,8 @@ pub struct Options {
     pub latency: Duration,
     /// The local Airtable server's rate limit per base (none by default).
     pub rate_limit: Option<u32>,
+    /// Changes the settings last.
+    pub adjust: Option<Box<dyn FnOnce(&mut Settings)>>,
 }
 
 pub async fn start_with(options: Options) -> TestApp {
@@ -51,6 +53,9 @@ pub async fn start_with(options: Options) -> TestApp {
     };
     if let Some(capacity) = options.memory_capacity {
         settings.memory_capacity = capacity;
+    }
+    if let Some(adjust) = options.adjust {
+        adjust(&mut settings);
     }
     let app = server::start(RunOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -111,7 +116,19 @@ impl TestApp {
 
     /// Posts `body` signed with the app's secret (id and timestamp given).
     pub async fn deliver_signed(&self, id: &str, timestamp: i64, body: &[u8]) -> (u16, Value) {
-        let signature = sign(&self.app.webhook_secret, id, timestamp, body);
+        self.deliver_signed_with(&self.app.webhook_secret, id, timestamp, body)
+            .await
+    }
+
+    /// Posts `body` signed with `secret` (id and timestamp given).
+    pub async fn deliver_signed_with(
+        &self,
+        secret: &WebhookSecret,
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let signature = sign(secret, id, timestamp, body);
         self.post_webhook(
             body.to_vec(),
             &[

@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use super::tier::{inc, TypedTier};
+use crate::store::tls::{self, RedisCa};
 use crate::store::StoreError;
 
 /// First wait before resubscribing after a lost link; doubled up to [`MAX_BACKOFF`].
@@ -48,6 +49,7 @@ impl Bus {
     /// subscription is confirmed). Must be called within a Tokio runtime.
     pub(super) fn start(
         urls: &[String],
+        ca: Option<&RedisCa>,
         config: BusConfig,
         tier: Arc<TypedTier>,
     ) -> Result<Self, StoreError> {
@@ -59,7 +61,7 @@ impl Bus {
         let clients = urls
             .iter()
             .map(|url| {
-                Client::open(url.as_str()).map_err(|e| {
+                tls::client(url, ca).map_err(|e| {
                     StoreError::Unavailable(format!("invalid invalidation-link URL: {e}"))
                 })
             })
