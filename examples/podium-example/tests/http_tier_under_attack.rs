@@ -1,8 +1,9 @@
 //! The HTTP tier under attack, over real sockets (the example app with the layer in front of
 //! the local Airtable server):
 //!
-//! - a response never outlives its purge key: records changed while a flood of stored 404s
-//!   evicts the in-memory store are never served stale after their webhook answered `applied`;
+//! (A response never outliving its purge key under an eviction flood is
+//! `podium-cache-tower/tests/eviction_flood.rs`.)
+//!
 //! - a 404 planted by an index lookup before a record exists (or before a rename) is purged when
 //!   the creation (or rename) is acknowledged;
 //! - junk paths (malformed ids, encoded aliases of real ids) store nothing: the warm entries stay
@@ -13,7 +14,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,115 +67,6 @@ fn client_at(address: Ipv4Addr) -> reqwest::Client {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client")
-}
-
-async fn no_stale_response_after_applied_under_an_eviction_flood(redis: bool) {
-    const USERS: usize = 150;
-    // Each user's record and response are two data entries: the store cannot hold them all,
-    // so it evicts all along, besides what the flood adds.
-    const CAPACITY: u64 = 200;
-    const { assert!(2 * USERS as u64 > CAPACITY) };
-    let t = Arc::new(
-        start_with(Options {
-            redis,
-            memory_capacity: Some(CAPACITY),
-            ..Options::default()
-        })
-        .await,
-    );
-    let airtable = t.app.airtable.as_ref().expect("demo airtable");
-    let ids: Vec<String> = (0..USERS)
-        .map(|n| {
-            let id = format!("recATK{n:011}");
-            airtable.insert_with_id(
-                DEMO_BASE,
-                "Users",
-                &id,
-                user_fields(&format!("u{n}@attack.test"), "v0"),
-            );
-            id
-        })
-        .collect();
-    for id in &ids {
-        let (status, body) = t.get_json(&format!("/users/{id}")).await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["display_name"], "v0");
-    }
-
-    // The flood, from another address: lookups of e-mails and slugs nobody has, each answer a
-    // storable 404 (up to the route's bound).
-    let stop = Arc::new(AtomicBool::new(false));
-    let flooded = Arc::new(AtomicU64::new(0));
-    let flooder = client_at(Ipv4Addr::new(127, 0, 0, 2));
-    let mut workers = Vec::new();
-    for worker in 0..8u64 {
-        let (t, stop, flooded) = (Arc::clone(&t), Arc::clone(&stop), Arc::clone(&flooded));
-        let flooder = flooder.clone();
-        workers.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let path = if n % 2 == 0 {
-                    format!("/users/by-email/junk-{worker}-{n}@flood.test")
-                } else {
-                    format!("/events/by-slug/junk-{worker}-{n}")
-                };
-                let _ = flooder.get(t.url(&path)).send().await;
-                flooded.fetch_add(1, Ordering::Relaxed);
-                n += 1;
-            }
-        }));
-    }
-
-    let mut stale = Vec::new();
-    for round in 1..=2u64 {
-        for id in &ids {
-            let name = format!("v{round}");
-            let (status, body) =
-                change_user(&t, id, &format!("{id}@attack.test"), &name, round).await;
-            assert_eq!(status, 200, "{body}");
-            assert_eq!(body["status"], "applied", "{body}");
-            let response = t
-                .http
-                .get(t.url(&format!("/users/{id}")))
-                .send()
-                .await
-                .expect("answer");
-            let status = cache_status(&response);
-            let body: Value = response.json().await.expect("json");
-            if body["display_name"] != json!(name) {
-                stale.push(format!("{id}: {} ({status})", body["display_name"]));
-            }
-        }
-    }
-    // Read every record once more after the flood has gone on: nothing older comes back.
-    for id in &ids {
-        let (_, body) = t.get_json(&format!("/users/{id}")).await;
-        if body["display_name"] != json!("v2") {
-            stale.push(format!("{id} later: {}", body["display_name"]));
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.expect("flood worker");
-    }
-    let flood = flooded.load(Ordering::Relaxed);
-    println!(
-        "{}: {} changes applied, {flood} flood requests, stale after applied: {}",
-        if redis { "redis" } else { "memory" },
-        2 * USERS,
-        stale.len()
-    );
-    assert!(stale.is_empty(), "served stale after `applied`: {stale:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_response_is_served_stale_after_applied_while_a_flood_evicts_the_memory_store() {
-    no_stale_response_after_applied_under_an_eviction_flood(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_response_is_served_stale_after_applied_during_a_flood_on_redis() {
-    no_stale_response_after_applied_under_an_eviction_flood(true).await;
 }
 
 async fn planted_not_found_is_purged_by_creation_and_rename(redis: bool) {
@@ -334,7 +226,13 @@ async fn junk_costs_nothing_to_keep(redis: bool, requests: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn junk_paths_leave_the_warm_entries_hot_and_the_memory_store_bounded() {
-    junk_costs_nothing_to_keep(false, 150_000).await;
+    // 150,000 as in the audit with `PODIUM_JUNK_REQUESTS=150000` (about a minute in a debug
+    // build); 30,000 in the suite.
+    let requests = std::env::var("PODIUM_JUNK_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30_000);
+    junk_costs_nothing_to_keep(false, requests).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -382,18 +280,15 @@ async fn random_index_lookups_cannot_hold_back_another_clients_miss() {
         .expect("answer");
     let calls_before_answer = t.airtable_calls();
     assert_eq!(response.status(), 200);
-    let mut statuses = std::collections::BTreeMap::new();
-    for lookup in lookups {
-        let status = lookup.await.expect("task").map_or(0, |s| s);
-        *statuses.entry(status).or_insert(0) += 1;
+    // The attacker's remaining lookups are not waited for.
+    for lookup in &lookups {
+        lookup.abort();
     }
     // The victim's miss is sent in the next free slot: the calls Airtable answered meanwhile
     // are those already in flight or queued in the slots of one budget window (5), plus its
     // own. Without a fair share for index lookups it waited behind the attacker's whole queue.
     let between = calls_before_answer - calls_before;
-    println!(
-        "Airtable calls answered while the victim waited: {between}; attacker's answers: {statuses:?}"
-    );
+    println!("Airtable calls answered while the victim waited: {between}");
     assert!(
         between <= 11,
         "the victim's miss waited behind {between} Airtable calls of the attacker's lookups"

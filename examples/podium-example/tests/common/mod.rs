@@ -26,6 +26,9 @@ pub async fn start(with_redis: bool) -> TestApp {
     .await
 }
 
+/// A last change to the app's settings.
+pub type AdjustSettings = Box<dyn FnOnce(&mut Settings)>;
+
 /// How [`start_with`] starts the app.
 #[derive(Default)]
 pub struct Options {
@@ -38,7 +41,7 @@ pub struct Options {
     /// The local Airtable server's rate limit per base (none by default).
     pub rate_limit: Option<u32>,
     /// Changes the settings last.
-    pub adjust: Option<Box<dyn FnOnce(&mut Settings)>>,
+    pub adjust: Option<AdjustSettings>,
 }
 
 pub async fn start_with(options: Options) -> TestApp {
