@@ -26,7 +26,11 @@ fn event_delivery(name: &str, timestamp: &str) -> Vec<u8> {
 #[tokio::test]
 async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
     let t = start(false).await;
+    let event_path = format!("/events/{FIRST_EVENT}");
     t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Fresh"}));
+    t.settle("the native webhook", &event_path, |_, e| e["name"] == "Fresh")
+        .await;
+    let calls = t.airtable_calls();
     let (status, body) = t
         .deliver_signed("msg_1", now_secs(), &event_delivery("Fresh", &iso(0)))
         .await;
@@ -35,11 +39,11 @@ async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
         body,
         json!({"status": "applied", "table": "Events", "record_id": FIRST_EVENT})
     );
-    assert_eq!(t.airtable_calls(), 1, "the delivery re-read the record");
-    let (status, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(t.airtable_calls(), calls + 1, "the delivery re-read the record");
+    let (status, event) = t.get_json(&event_path).await;
     assert_eq!(status, 200);
     assert_eq!(event["name"], "Fresh");
-    assert_eq!(t.airtable_calls(), 1, "the delivery stored the record");
+    assert_eq!(t.airtable_calls(), calls + 1, "the delivery stored the record");
 }
 
 #[tokio::test]
@@ -97,6 +101,10 @@ async fn a_delivery_for_a_record_airtable_deleted_removes_it() {
     assert_eq!(status, 200);
     let airtable = t.app.airtable.as_ref().unwrap();
     assert!(airtable.remove(podium_example::demo::DEMO_BASE, "Events", FIRST_EVENT));
+    t.settle("the native webhook", &format!("/events/{FIRST_EVENT}"), |status, _| {
+        status == 404
+    })
+    .await;
     let (status, body) = t
         .deliver_signed("msg_gone", now_secs(), &event_delivery("Whatever", &iso(0)))
         .await;
@@ -118,13 +126,8 @@ async fn a_delivery_for_a_record_airtable_deleted_removes_it() {
 /// never a removal: the record is served again once Airtable answers.
 #[tokio::test]
 async fn airtable_refusing_the_reread_is_a_502_and_removes_nothing() {
-    let t = start_with(Options {
-        adjust: Some(Box::new(|settings| {
-            settings.airtable_base_id = Some("appNOSUCHBASE0000".into());
-        })),
-        ..Options::default()
-    })
-    .await;
+    let t = start(false).await;
+    t.app.airtable.as_ref().unwrap().fail_next(1, 403);
     let (status, body) = t
         .deliver_signed("msg_403", now_secs(), &event_delivery("x", &iso(0)))
         .await;
@@ -137,6 +140,8 @@ async fn airtable_refusing_the_reread_is_a_502_and_removes_nothing() {
         .filter(|k| k.contains(":tomb:"))
         .collect();
     assert!(tombstones.is_empty(), "{tombstones:?}");
+    let (status, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!((status, &event["name"]), (200, &json!("Hack Night")));
 }
 
 #[tokio::test]
@@ -255,6 +260,10 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
     for (n, secret) in [&old, &new].into_iter().enumerate() {
         let name = format!("Signed {n}");
         t.set_in_airtable("Events", FIRST_EVENT, json!({"name": name}));
+        t.settle("the native webhook", &format!("/events/{FIRST_EVENT}"), |_, e| {
+            e["name"] == name.as_str()
+        })
+        .await;
         let body = event_delivery(&name, &iso(n as i64 * 10));
         let (status, body) = t
             .deliver_signed_with(secret, &format!("msg_rot_{n}"), now_secs(), &body)
@@ -289,12 +298,17 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
 #[tokio::test]
 async fn replayed_delivery_is_applied_once() {
     let t = start(true).await;
+    let event_path = format!("/events/{FIRST_EVENT}");
     t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Once"}));
+    t.settle("the native webhook", &event_path, |_, e| e["name"] == "Once")
+        .await;
     let body = event_delivery("Once", &iso(0));
     let (status, first) = t.deliver_signed("msg_replay", now_secs(), &body).await;
     assert_eq!((status, first["status"].clone()), (200, json!("applied")));
     // A newer change arrives, then the first delivery is replayed: it must not apply again.
     t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Newer"}));
+    t.settle("the native webhook", &event_path, |_, e| e["name"] == "Newer")
+        .await;
     let (status, _) = t
         .deliver_signed("msg_newer", now_secs(), &event_delivery("Newer", &iso(5)))
         .await;

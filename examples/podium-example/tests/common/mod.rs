@@ -103,6 +103,24 @@ impl TestApp {
         );
     }
 
+    /// Waits until `GET path` answers what `done` accepts (e.g. after a change in the local
+    /// Airtable server, until the demo's native webhook has carried it to the app), so that a
+    /// delivery sent next does not race it; panics after 10 s naming `what`.
+    pub async fn settle(&self, what: &str, path: &str, done: impl Fn(u16, &Value) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.get_json(path).await;
+            if done(status, &body) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: GET {path} still answers {status} {body} after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Record reads (get and list calls) the local Airtable server answered; webhook API
     /// calls (the demo's native webhook) are not counted.
     pub fn airtable_calls(&self) -> u64 {
