@@ -440,3 +440,76 @@ mod any_input {
         }
     }
 }
+
+/// What signal mode costs: 1,000 deliveries for 100 records from 16 concurrent senders, each
+/// acknowledged only after Airtable's record is stored. The re-reads are batched with each
+/// other (and would be with misses), so far fewer Airtable calls than deliveries reach the
+/// local server; the number is printed for the record.
+#[tokio::test]
+async fn a_thousand_deliveries_cost_far_fewer_airtable_calls_than_deliveries() {
+    let t = start(false).await;
+    let airtable = t.app.airtable.as_ref().unwrap();
+    let ids: Vec<String> = (0..100)
+        .map(|i| {
+            let fields = json!({"name": format!("Event {i}"), "slug": format!("event-{i}"),
+                "max_votes": 3, "owner": [FIRST_USER]});
+            let Value::Object(fields) = fields else {
+                unreachable!()
+            };
+            airtable.insert(podium_example::demo::DEMO_BASE, "Events", fields)
+        })
+        .collect();
+    // Let the native webhook's notifications of the inserts pass first.
+    let last = ids.last().cloned().unwrap_or_default();
+    t.settle("the inserts", &format!("/events/{last}"), |status, _| status == 200)
+        .await;
+    let before = t.airtable_calls();
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..16 {
+        let (ids, http) = (ids.clone(), t.http.clone());
+        let (url, secret) = (t.url("/api/webhooks/airtable"), t.app.webhook_secret.clone());
+        senders.spawn(async move {
+            let mut applied = 0;
+            for n in (sender..1000).step_by(16) {
+                let id = &ids[n % ids.len()];
+                let body = serde_json::to_vec(
+                    &json!({"table": "Events", "record_id": id, "timestamp": iso(0)}),
+                )
+                .unwrap();
+                let (msg, now) = (format!("msg_load_{n}"), now_secs());
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &msg)
+                    .header("webhook-timestamp", now.to_string())
+                    .header(
+                        "webhook-signature",
+                        podium_cache_core::webhook::sign(&secret, &msg, now, &body),
+                    )
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("webhook answers");
+                assert_eq!(response.status().as_u16(), 200);
+                applied += 1;
+            }
+            applied
+        });
+    }
+    let mut delivered = 0;
+    while let Some(applied) = senders.join_next().await {
+        delivered += applied.expect("sender");
+    }
+    assert_eq!(delivered, 1000);
+    let calls = t.airtable_calls() - before;
+    eprintln!("signal mode: {calls} Airtable get/list calls for 1000 deliveries of 100 records from 16 senders");
+    assert!(calls > 0, "every delivery is re-read");
+    assert!(calls < 500, "re-reads are batched: {calls} calls");
+    // Every record is served from the store afterwards.
+    let after = t.airtable_calls();
+    for id in ids.iter().take(10) {
+        let (status, _) = t.get_json(&format!("/events/{id}")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(t.airtable_calls(), after);
+}
