@@ -586,7 +586,12 @@ async fn the_secret_is_never_read_from_a_table_every_reader_can_read() {
             ("webhook_secret", &webhook.secret.expose())
         ]),
     ]);
-    let run = run_script("secret in a table", &automation_script(sample.meta), scenario).await;
+    let run = run_script(
+        "secret in a table",
+        &automation_script(sample.meta),
+        scenario,
+    )
+    .await;
     assert!(!run.ok);
     assert!(run.error().contains("No webhook secret"), "{}", run.error());
     assert_config_help(run.error());
@@ -604,7 +609,11 @@ async fn without_script_secrets_the_input_variable_is_used_and_the_log_says_who_
     scenario["inputs"]["webhookSecret"] = json!(webhook.secret.expose());
     let run = run_script("input secret", &automation_script(sample.meta), scenario).await;
     assert!(run.ok, "{} {:?}", run.error(), run.logs);
-    assert!(run.logged("anyone who can view this automation"), "{:?}", run.logs);
+    assert!(
+        run.logged("anyone who can view this automation"),
+        "{:?}",
+        run.logs
+    );
     assert_eq!(webhook.received().len(), 1);
     assert_eq!(webhook.received()[0].verified, Ok(()));
 }
@@ -617,7 +626,11 @@ async fn a_missing_webhook_url_input_is_explained() {
     scenario["inputs"] = json!({});
     let run = run_script("no webhookUrl", &automation_script(sample.meta), scenario).await;
     assert!(!run.ok);
-    assert!(run.error().contains("No webhookUrl input variable"), "{}", run.error());
+    assert!(
+        run.error().contains("No webhookUrl input variable"),
+        "{}",
+        run.error()
+    );
     assert_config_help(run.error());
     assert!(webhook.received().is_empty());
 }
@@ -792,7 +805,13 @@ struct Attachment {
 
 /// A model with a field of every kind whose scripting-API shape differs from its REST shape.
 #[derive(
-    Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, JsonSchema, podium_cache_core::Cacheable,
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    JsonSchema,
+    podium_cache_core::Cacheable,
 )]
 #[cacheable(table = "Tasks")]
 struct Task {
@@ -892,7 +911,10 @@ async fn every_field_type_arrives_in_the_rest_shape_the_model_reads() {
         .expect("the delivered record fits the model (no 422)");
     assert_eq!(task.status.as_deref(), Some("In progress"));
     assert_eq!(task.owner_status, ["Active", "Away"]);
-    assert_eq!(task.assignee.map(|a| a.email), Some("ada@example.com".into()));
+    assert_eq!(
+        task.assignee.map(|a| a.email),
+        Some("ada@example.com".into())
+    );
     assert!(task.done && !task.archived);
 }
 
@@ -929,18 +951,28 @@ async fn with_the_app_down_the_script_finishes_within_25_seconds_and_says_why() 
             let attempts = run.logs.iter().filter(|l| l.contains("failed:")).count();
             // A fast failure is retried; after a 12 s hang a 2 s wait and another 12 s no
             // longer fit, so the greedy script stops there.
-            let min_attempts = if label == "greedy" && down["kind"] == "hang" { 1 } else { 2 };
+            let min_attempts = if label == "greedy" && down["kind"] == "hang" {
+                1
+            } else {
+                2
+            };
             assert!(
                 attempts >= min_attempts,
                 "{label} {down}: {attempts} attempts: {:?}",
                 run.logs
             );
             if label == "greedy" {
-                assert!(error.contains("Airtable stops a script after 30 s"), "{error}");
+                assert!(
+                    error.contains("Airtable stops a script after 30 s"),
+                    "{error}"
+                );
             }
         }
     }
-    assert!(webhook.received().is_empty(), "no fetch reached the network");
+    assert!(
+        webhook.received().is_empty(),
+        "no fetch reached the network"
+    );
 }
 
 /// Back-offs are jittered, so that runs failing together do not retry in lockstep: each wait

@@ -28,8 +28,10 @@ async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
     let t = start(false).await;
     let event_path = format!("/events/{FIRST_EVENT}");
     t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Fresh"}));
-    t.settle("the native webhook", &event_path, |_, e| e["name"] == "Fresh")
-        .await;
+    t.settle("the native webhook", &event_path, |_, e| {
+        e["name"] == "Fresh"
+    })
+    .await;
     let calls = t.airtable_calls();
     let (status, body) = t
         .deliver_signed("msg_1", now_secs(), &event_delivery("Fresh", &iso(0)))
@@ -39,11 +41,19 @@ async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
         body,
         json!({"status": "applied", "table": "Events", "record_id": FIRST_EVENT})
     );
-    assert_eq!(t.airtable_calls(), calls + 1, "the delivery re-read the record");
+    assert_eq!(
+        t.airtable_calls(),
+        calls + 1,
+        "the delivery re-read the record"
+    );
     let (status, event) = t.get_json(&event_path).await;
     assert_eq!(status, 200);
     assert_eq!(event["name"], "Fresh");
-    assert_eq!(t.airtable_calls(), calls + 1, "the delivery stored the record");
+    assert_eq!(
+        t.airtable_calls(),
+        calls + 1,
+        "the delivery stored the record"
+    );
 }
 
 #[tokio::test]
@@ -72,16 +82,27 @@ async fn a_signed_delivery_whose_fields_differ_from_airtable_never_serves_them()
         let (status, body) = t
             .deliver_signed("msg_forged", now_secs(), &event_delivery("Forged", &iso(0)))
             .await;
-        assert_eq!((status, &body["status"]), (200, &json!("applied")), "{body}");
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("applied")),
+            "{body}"
+        );
         let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
-        assert_eq!(event, before, "Airtable's record is served, not the delivered one");
+        assert_eq!(
+            event, before,
+            "Airtable's record is served, not the delivered one"
+        );
 
         // A record not cached yet, with a field of the wrong type: Airtable's answer is stored.
         let user = serde_json::to_vec(&json!({"table": "Users", "record_id": FIRST_USER,
             "record": {"name": "Mallory", "email": ["not", "a", "string"]}, "timestamp": iso(0)}))
         .unwrap();
         let (status, body) = t.deliver_signed("msg_forged_2", now_secs(), &user).await;
-        assert_eq!((status, &body["status"]), (200, &json!("applied")), "{body}");
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("applied")),
+            "{body}"
+        );
         let calls = t.airtable_calls();
         let (status, stored) = t.get_json(&format!("/users/{FIRST_USER}")).await;
         assert_eq!(status, 200);
@@ -101,9 +122,11 @@ async fn a_delivery_for_a_record_airtable_deleted_removes_it() {
     assert_eq!(status, 200);
     let airtable = t.app.airtable.as_ref().unwrap();
     assert!(airtable.remove(podium_example::demo::DEMO_BASE, "Events", FIRST_EVENT));
-    t.settle("the native webhook", &format!("/events/{FIRST_EVENT}"), |status, _| {
-        status == 404
-    })
+    t.settle(
+        "the native webhook",
+        &format!("/events/{FIRST_EVENT}"),
+        |status, _| status == 404,
+    )
     .await;
     let (status, body) = t
         .deliver_signed("msg_gone", now_secs(), &event_delivery("Whatever", &iso(0)))
@@ -118,7 +141,11 @@ async fn a_delivery_for_a_record_airtable_deleted_removes_it() {
         "timestamp": iso(0)}))
     .unwrap();
     let (status, body) = t.deliver_signed("msg_bogus", now_secs(), &bogus).await;
-    assert_eq!((status, &body["code"]), (400, &json!("malformed_json")), "{body}");
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("malformed_json")),
+        "{body}"
+    );
     assert_eq!(t.airtable_calls(), calls, "nothing asked for a bogus id");
 }
 
@@ -260,9 +287,11 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
     for (n, secret) in [&old, &new].into_iter().enumerate() {
         let name = format!("Signed {n}");
         t.set_in_airtable("Events", FIRST_EVENT, json!({"name": name}));
-        t.settle("the native webhook", &format!("/events/{FIRST_EVENT}"), |_, e| {
-            e["name"] == name.as_str()
-        })
+        t.settle(
+            "the native webhook",
+            &format!("/events/{FIRST_EVENT}"),
+            |_, e| e["name"] == name.as_str(),
+        )
         .await;
         let body = event_delivery(&name, &iso(n as i64 * 10));
         let (status, body) = t
@@ -300,15 +329,19 @@ async fn replayed_delivery_is_applied_once() {
     let t = start(true).await;
     let event_path = format!("/events/{FIRST_EVENT}");
     t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Once"}));
-    t.settle("the native webhook", &event_path, |_, e| e["name"] == "Once")
-        .await;
+    t.settle("the native webhook", &event_path, |_, e| {
+        e["name"] == "Once"
+    })
+    .await;
     let body = event_delivery("Once", &iso(0));
     let (status, first) = t.deliver_signed("msg_replay", now_secs(), &body).await;
     assert_eq!((status, first["status"].clone()), (200, json!("applied")));
     // A newer change arrives, then the first delivery is replayed: it must not apply again.
     t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Newer"}));
-    t.settle("the native webhook", &event_path, |_, e| e["name"] == "Newer")
-        .await;
+    t.settle("the native webhook", &event_path, |_, e| {
+        e["name"] == "Newer"
+    })
+    .await;
     let (status, _) = t
         .deliver_signed("msg_newer", now_secs(), &event_delivery("Newer", &iso(5)))
         .await;
@@ -344,7 +377,11 @@ async fn changed_email_moves_the_index_entry() {
     let mut record: Value = user.clone();
     record["email"] = json!("countess@example.com");
     // The automation fires because the e-mail changed in Airtable.
-    t.set_in_airtable("Users", FIRST_USER, json!({"email": "countess@example.com"}));
+    t.set_in_airtable(
+        "Users",
+        FIRST_USER,
+        json!({"email": "countess@example.com"}),
+    );
     let delivery = serde_json::to_vec(
         &json!({"table": "Users", "record_id": FIRST_USER, "record": record, "timestamp": iso(0)}),
     )
@@ -461,13 +498,18 @@ async fn a_thousand_deliveries_cost_far_fewer_airtable_calls_than_deliveries() {
         .collect();
     // Let the native webhook's notifications of the inserts pass first.
     let last = ids.last().cloned().unwrap_or_default();
-    t.settle("the inserts", &format!("/events/{last}"), |status, _| status == 200)
-        .await;
+    t.settle("the inserts", &format!("/events/{last}"), |status, _| {
+        status == 200
+    })
+    .await;
     let before = t.airtable_calls();
     let mut senders = tokio::task::JoinSet::new();
     for sender in 0..16 {
         let (ids, http) = (ids.clone(), t.http.clone());
-        let (url, secret) = (t.url("/api/webhooks/airtable"), t.app.webhook_secret.clone());
+        let (url, secret) = (
+            t.url("/api/webhooks/airtable"),
+            t.app.webhook_secret.clone(),
+        );
         senders.spawn(async move {
             let mut applied = 0;
             for n in (sender..1000).step_by(16) {

@@ -96,7 +96,11 @@ impl TestApp {
         let Value::Object(fields) = fields else {
             panic!("fields must be a JSON object: {fields}");
         };
-        let airtable = self.app.airtable.as_ref().expect("the local Airtable server runs");
+        let airtable = self
+            .app
+            .airtable
+            .as_ref()
+            .expect("the local Airtable server runs");
         assert!(
             airtable.update(podium_example::demo::DEMO_BASE, table, id, fields),
             "{table} {id} exists in the local Airtable server"
