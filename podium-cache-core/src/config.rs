@@ -34,6 +34,7 @@
 //! | `max_client_misses` | `PODIUM_MAX_CLIENT_MISSES` | 128 (0: no limit) |
 //! | `negative_ttl_secs` | `PODIUM_NEGATIVE_TTL_SECS` | 300 (5 min) |
 //! | `negative_capacity` | `PODIUM_NEGATIVE_CAPACITY` | 100000 ids |
+//! | `trust_delivery_fields` | `PODIUM_TRUST_DELIVERY_FIELDS` | `false`: a delivery is a signal, the record is re-read from Airtable |
 //!
 //! ```
 //! use podium_cache_core::config::Settings;
@@ -218,6 +219,10 @@ pub struct Settings {
     /// The bearer token the example app's writes (`DELETE`) require; none: it generates one at
     /// start-up and prints it once.
     pub admin_token: Option<Secret>,
+    /// Store the fields an automation delivery carries as they came (the seed's behaviour),
+    /// instead of re-reading the record from Airtable. Only for bases whose webhook secret no
+    /// untrusted reader can see: whoever holds it can then make the cache serve any value.
+    pub trust_delivery_fields: bool,
 }
 
 impl Default for Settings {
@@ -249,6 +254,7 @@ impl Default for Settings {
             negative_ttl_secs: 300,
             negative_capacity: 100_000,
             admin_token: None,
+            trust_delivery_fields: false,
         }
     }
 }
@@ -304,6 +310,13 @@ impl Settings {
             "PODIUM_AIRTABLE_WEBHOOK_ID" => self.airtable_webhook_id = value_opt(),
             "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET" => {
                 self.airtable_webhook_mac_secret = value_opt().map(Secret)
+            }
+            "PODIUM_TRUST_DELIVERY_FIELDS" => {
+                self.trust_delivery_fields = parse(
+                    "trust_delivery_fields",
+                    "PODIUM_TRUST_DELIVERY_FIELDS",
+                    &value,
+                )?
             }
             "PODIUM_ALLOW_LEGACY_SECRET" => {
                 self.allow_legacy_secret =

@@ -4,9 +4,11 @@
 //! Every refusal answers a JSON body `{"error": "...", "code": "...", "detail": ...}` and applies
 //! nothing: no or bad signature 401, timestamp outside the tolerance 401 saying so, body over the
 //! limit 413, malformed JSON 400, unknown table 400 naming the known ones, a record that does not
-//! fit the model 422 with the field path, store unavailable 503 (so the script retries). Success
-//! is 200 `{"status": "applied" | "stale", "table", "record_id"}`; a replayed delivery id is 200
-//! with `"duplicate": true` and is applied once only.
+//! fit the model 422 with the field path, Airtable failing or refusing (403) the re-read of the
+//! record 502, store unavailable 503 (so the script retries): [`receive_status`] maps each
+//! [`ReceiveErrorKind`] of core to its status. Success is 200 `{"status": "applied" | "stale" |
+//! "gone", "table", "record_id"}` (see [`podium_cache_core::webhook::receiver`] for what each
+//! means); a replayed delivery id is 200 with `"duplicate": true` and is applied once only.
 //!
 //! [`WebhookRoutes::from_settings`] builds them from the app's settings in one call; or by
 //! hand:
@@ -33,7 +35,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use podium_cache_core::cache::SetupError;
 use podium_cache_core::config::Settings;
-use podium_cache_core::webhook::{Models, NativeError, NativeWebhooks, ReceiveError, Receiver};
+use podium_cache_core::webhook::{
+    Models, NativeError, NativeWebhooks, ReceiveError, ReceiveErrorKind, Receiver,
+};
 use podium_cache_core::Cache;
 use serde_json::json;
 
@@ -171,8 +175,36 @@ pub fn error_response(
         .into_response()
 }
 
+/// The HTTP status of a refused delivery's kind: 401 unauthorized, 413 too large, 400
+/// malformed or unknown table, 422 a record that does not fit the model, 502 Airtable failing
+/// or refusing the re-read, 503 the store failing (the last two are retried by the script).
+///
+/// ```
+/// use podium_cache_core::webhook::ReceiveErrorKind;
+/// use podium_cache_tower::webhook::receive_status;
+/// assert_eq!(receive_status(ReceiveErrorKind::Unauthorized), 401);
+/// assert_eq!(receive_status(ReceiveErrorKind::SourceFailed), 502);
+/// ```
+pub fn receive_status(kind: ReceiveErrorKind) -> u16 {
+    match kind {
+        ReceiveErrorKind::Unauthorized => 401,
+        ReceiveErrorKind::TooLarge => 413,
+        ReceiveErrorKind::Malformed | ReceiveErrorKind::UnknownTable => 400,
+        ReceiveErrorKind::Unprocessable => 422,
+        ReceiveErrorKind::SourceFailed => 502,
+        ReceiveErrorKind::StoreFailed => 503,
+        // A kind added later: the sender may retry.
+        _ => 500,
+    }
+}
+
 fn refusal(err: &ReceiveError) -> Response {
-    error_response(err.status(), err.code(), err.to_string(), err.detail())
+    error_response(
+        receive_status(err.kind()),
+        err.code(),
+        err.to_string(),
+        err.detail(),
+    )
 }
 
 /// Reads the body up to `limit` bytes; `Err(size)` when it is larger.

@@ -36,6 +36,7 @@ mod listener;
 mod metrics;
 mod negative;
 mod read;
+mod refresh;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,7 @@ pub use self::dependents::Dependents;
 pub use self::listener::{Change, ChangeKind, InvalidationListener};
 pub use self::metrics::MetricsSnapshot;
 pub use self::read::Query;
+pub use self::refresh::Refreshed;
 pub use self::write::UpsertOutcome;
 
 use self::batch::{BatchConfig, Batcher};

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `webhook_secret`, `webhook_secrets` | every one verifies deliveries (rotation) |
 //! | `allow_legacy_secret` | the first of them is also accepted as `X-Airtable-Secret` |
+//! | `trust_delivery_fields` | deliveries' fields are stored as they came, not re-read from Airtable |
 //! | `airtable_webhook_id`, `airtable_webhook_mac_secret` | native notifications of that webhook |
 //! | `airtable_api_key`, `airtable_base_id`, `airtable_api_url` | where native payloads are paged from |
 
@@ -94,7 +95,8 @@ impl Receiver {
             .allow_legacy_secret
             .then(|| settings.all_webhook_secrets().first().map(|s| (*s).clone()))
             .flatten();
-        let receiver = Receiver::new(cache, models, secrets);
+        let receiver = Receiver::new(cache, models, secrets)
+            .trust_delivery_fields(settings.trust_delivery_fields);
         Ok(match legacy {
             Some(secret) => receiver.allow_legacy_secret(secret),
             None => receiver,
