@@ -50,7 +50,7 @@ use crate::config::Settings;
 use crate::entity::Cacheable;
 use crate::source::{AirtableSource, SourceError};
 use crate::sweep::{Strategy, Sweep, SweepEntity, SweepError, SweepReport, DEFAULT_MAX_GONE_SHARE};
-use crate::webhook::native::WebhooksApi;
+use crate::source::WebhooksApi;
 
 /// Time between two sweeps by default: a day.
 pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);

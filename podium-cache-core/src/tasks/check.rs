@@ -14,7 +14,7 @@ use crate::cache::{Cache, SetupError};
 use crate::config::{ConfigError, Secret, Settings};
 use crate::source::{AirtableSource, ListQuery, Source, SourceError};
 use crate::sweep::SweepEntity;
-use crate::webhook::native::WebhooksApi;
+use crate::source::WebhooksApi;
 
 /// Options of `check`.
 #[derive(Clone, Debug, clap::Args)]

@@ -8,7 +8,7 @@
 use super::{block_on, ConfigArgs, Ctx};
 use crate::config::Settings;
 use crate::source::AirtableSource;
-use crate::webhook::native::WebhooksApi;
+use crate::source::WebhooksApi;
 
 /// Options of `webhooks`.
 #[derive(Clone, Debug, clap::Args)]
