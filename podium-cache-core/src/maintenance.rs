@@ -57,9 +57,9 @@ use tracing::Instrument;
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::entity::Cacheable;
+use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, SourceError};
 use crate::sweep::{Strategy, Sweep, SweepEntity, SweepError, SweepReport, DEFAULT_MAX_GONE_SHARE};
-use crate::source::WebhooksApi;
 use crate::webhook::native::{invalidate_entity_wide, MacSecret, NativeWebhooks};
 
 /// Time between two sweeps by default: a day.

@@ -300,7 +300,12 @@ async fn an_expired_webhook_is_recreated_with_its_secret_kept_in_the_store_or_al
     assert_eq!(airtable.webhooks(BASE).len(), 1, "nothing was created");
 
     // With re-creation: a new webhook, its secret in the store, the old one's changes gone.
-    airtable.update(BASE, "Members", &member, fields(json!({"name": "v2 while unheard"})));
+    airtable.update(
+        BASE,
+        "Members",
+        &member,
+        fields(json!({"name": "v2 while unheard"})),
+    );
     let handle = Maintenance::new(&cache)
         .model::<Member>()
         .sweep_every(Duration::from_secs(3600))
@@ -308,9 +313,11 @@ async fn an_expired_webhook_is_recreated_with_its_secret_kept_in_the_store_or_al
         .refresh_webhooks(api, vec![created.id.clone()])
         .recreate_expired_webhooks(url)
         .spawn();
-    eventually(Duration::from_secs(20), "the webhook to be re-created", || {
-        handle.stats().webhooks_recreated >= 1
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the webhook to be re-created",
+        || handle.stats().webhooks_recreated >= 1,
+    )
     .await;
     handle.shutdown().await;
     let hooks = airtable.webhooks(BASE);
@@ -319,25 +326,36 @@ async fn an_expired_webhook_is_recreated_with_its_secret_kept_in_the_store_or_al
     assert!(hooks[0].is_hook_enabled);
     assert_eq!(hooks[0].notification_url.as_deref(), Some(url));
     assert_eq!(
-        cache.get::<Member>(&member).await.expect("read").map(|m| m.name),
+        cache
+            .get::<Member>(&member)
+            .await
+            .expect("read")
+            .map(|m| m.name),
         Some("v2 while unheard".into()),
         "the change made while no webhook listened is read again"
     );
 
     // A receiver configured with the old webhook accepts the new one's pings.
     let new_secret: MacSecret = hooks[0].mac_secret_base64.parse().expect("secret");
-    let receiver = NativeWebhooks::builder(cache.clone(), Models::new(), WebhooksApi::new(
-        AirtableSource::builder(airtable.api_key(), BASE)
-            .api_url(airtable.url())
-            .build()
-            .expect("source"),
-    ))
+    let receiver = NativeWebhooks::builder(
+        cache.clone(),
+        Models::new(),
+        WebhooksApi::new(
+            AirtableSource::builder(airtable.api_key(), BASE)
+                .api_url(airtable.url())
+                .build()
+                .expect("source"),
+        ),
+    )
     .webhook(created.id.clone(), old_secret)
     .build();
     let body = json!({"base": {"id": BASE}, "webhook": {"id": hooks[0].id}, "timestamp": "2026-01-01T00:00:00.000Z"}).to_string();
     let mac = new_secret.sign(body.as_bytes());
     let accepted = receiver
-        .notify(|name| (name == MAC_HEADER).then(|| mac.clone()), body.as_bytes())
+        .notify(
+            |name| (name == MAC_HEADER).then(|| mac.clone()),
+            body.as_bytes(),
+        )
         .await
         .expect("the new webhook's ping is accepted");
     assert_eq!(accepted.webhook_id, hooks[0].id);

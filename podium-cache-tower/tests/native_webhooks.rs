@@ -194,9 +194,10 @@ where
 
 /// Waits until the saved cursor of `webhook` reaches `cursor` (its payloads are applied).
 async fn applied_through(native: &NativeWebhooks, webhook: &str, cursor: u64) {
-    eventually(&format!("the cursor of {webhook} to reach {cursor}"), || async {
-        native.cursor(webhook).await.ok() == Some(cursor)
-    })
+    eventually(
+        &format!("the cursor of {webhook} to reach {cursor}"),
+        || async { native.cursor(webhook).await.ok() == Some(cursor) },
+    )
     .await;
 }
 
@@ -821,8 +822,8 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ping_is_answered_before_any_airtable_call_while_airtable_is_slow_or_paused(
-) -> TestResult {
+async fn a_ping_is_answered_before_any_airtable_call_while_airtable_is_slow_or_paused() -> TestResult
+{
     let h = Harness::start().await?;
     let id = h.event("Before");
     let store = h.redis_store().await?;

@@ -37,7 +37,10 @@ async fn call(server: &RunningAirtable, method: reqwest::Method, path: &str) -> 
         "specification": {"options": {"filters": {"dataTypes": ["tableData"]}}},
     });
     let mut request = reqwest::Client::new()
-        .request(method.clone(), format!("{}/v0/bases/{BASE}/{path}", server.url()))
+        .request(
+            method.clone(),
+            format!("{}/v0/bases/{BASE}/{path}", server.url()),
+        )
         .bearer_auth(server.api_key());
     if method == reqwest::Method::POST && path == "webhooks" {
         request = request.json(&body);
@@ -59,15 +62,28 @@ async fn an_unrefreshed_webhook_expires_after_seven_days_and_cannot_be_refreshed
     let id = created["id"].as_str().expect("an id").to_owned();
 
     server.advance_webhook_clock(6 * DAY);
-    let (status, _) = call(&server, reqwest::Method::POST, &format!("webhooks/{id}/refresh")).await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("webhooks/{id}/refresh"),
+    )
+    .await;
     assert_eq!(status, 200, "an active webhook is refreshed");
     server.advance_webhook_clock(6 * DAY);
-    assert!(server.webhooks(BASE)[0].is_hook_enabled, "the refresh gave it 7 more days");
+    assert!(
+        server.webhooks(BASE)[0].is_hook_enabled,
+        "the refresh gave it 7 more days"
+    );
 
     server.advance_webhook_clock(2 * DAY);
     let hook = &server.webhooks(BASE)[0];
     assert!(!hook.is_hook_enabled, "8 days after the refresh it expired");
-    let (status, _) = call(&server, reqwest::Method::POST, &format!("webhooks/{id}/refresh")).await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("webhooks/{id}/refresh"),
+    )
+    .await;
     assert_eq!(status, 422, "an expired webhook cannot be refreshed");
     server.insert(BASE, "Events", name("after expiry"));
     assert_eq!(
@@ -85,16 +101,29 @@ async fn payloads_older_than_a_week_are_dropped_and_the_cursor_skips_them() {
     server.insert(BASE, "Events", name("old 1"));
     server.insert(BASE, "Events", name("old 2"));
     server.advance_webhook_clock(4 * DAY);
-    let (status, _) = call(&server, reqwest::Method::POST, &format!("webhooks/{id}/refresh")).await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("webhooks/{id}/refresh"),
+    )
+    .await;
     assert_eq!(status, 200);
     server.insert(BASE, "Events", name("recent"));
     server.advance_webhook_clock(4 * DAY);
 
-    let (status, page) =
-        call(&server, reqwest::Method::GET, &format!("webhooks/{id}/payloads?cursor=1")).await;
+    let (status, page) = call(
+        &server,
+        reqwest::Method::GET,
+        &format!("webhooks/{id}/payloads?cursor=1"),
+    )
+    .await;
     assert_eq!(status, 200, "{page}");
     let payloads = page["payloads"].as_array().expect("payloads");
-    assert_eq!(payloads.len(), 1, "the two 8-day-old payloads are gone: {page}");
+    assert_eq!(
+        payloads.len(),
+        1,
+        "the two 8-day-old payloads are gone: {page}"
+    );
     assert_eq!(page["cursor"], 4, "numbers are never reused");
     // The first returned payload is number cursor - len = 3, after the requested 1: a gap.
     assert_eq!(page["cursor"].as_u64().unwrap_or(0) - 1, 3);
@@ -113,7 +142,12 @@ async fn a_base_has_at_most_ten_webhooks() {
     assert_eq!(server.webhooks(BASE).len(), MAX_WEBHOOKS_PER_BASE);
 
     let first = server.webhooks(BASE)[0].id.clone();
-    let (status, _) = call(&server, reqwest::Method::DELETE, &format!("webhooks/{first}")).await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("webhooks/{first}"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(create(&server).await.0, 200, "room again after a delete");
 }

@@ -176,8 +176,6 @@ struct SchemaWire {
     tables: Vec<TableSchema>,
 }
 
-/// The notification body Airtable POSTs.
-
 impl PayloadPage {
     /// The number (cursor) of the page's first payload: "the last payload's transaction
     /// number is (cursor-1), the second-to-last payload's transaction number is (cursor-2), and
@@ -363,7 +361,6 @@ impl WebhooksApi {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +405,10 @@ mod tests {
         assert_eq!(page(5, 2).skipped_since(3), 0, "nothing skipped");
         assert_eq!(page(5, 2).skipped_since(1), 2, "1 and 2 were deleted");
         assert_eq!(page(5, 0).first_number(), None);
-        assert_eq!(page(5, 0).skipped_since(1), 0, "an empty page proves nothing");
+        assert_eq!(
+            page(5, 0).skipped_since(1),
+            0,
+            "an empty page proves nothing"
+        );
     }
 }

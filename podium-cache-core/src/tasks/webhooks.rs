@@ -7,8 +7,8 @@
 
 use super::{block_on, ConfigArgs, Ctx};
 use crate::config::Settings;
-use crate::source::AirtableSource;
 use crate::source::webhooks_api::{WebhookDescription, MAX_WEBHOOKS_PER_BASE};
+use crate::source::AirtableSource;
 use crate::source::WebhooksApi;
 
 /// Options of `webhooks`.
@@ -241,10 +241,19 @@ mod tests {
         let url = "https://app.example/notify";
         let one = [hook("achONE", url, true)];
         let refusal = create_refusal(&one, url, "appB", "tasks").unwrap_or_default();
-        assert!(refusal.contains("achONE") && refusal.contains("duplicate"), "{refusal}");
+        assert!(
+            refusal.contains("achONE") && refusal.contains("duplicate"),
+            "{refusal}"
+        );
         let expired = [hook("achOLD", url, false)];
-        assert_eq!(create_refusal(&expired, url, "appB", "tasks"), None, "an expired one is no duplicate");
-        let full: Vec<_> = (0..10).map(|i| hook(&format!("ach{i}"), "https://other/", true)).collect();
+        assert_eq!(
+            create_refusal(&expired, url, "appB", "tasks"),
+            None,
+            "an expired one is no duplicate"
+        );
+        let full: Vec<_> = (0..10)
+            .map(|i| hook(&format!("ach{i}"), "https://other/", true))
+            .collect();
         let refusal = create_refusal(&full, url, "appB", "tasks").unwrap_or_default();
         assert!(refusal.contains("limit of 10"), "{refusal}");
         assert_eq!(create_refusal(&full[..9], url, "appB", "tasks"), None);

@@ -75,8 +75,8 @@ pub use tokens::{
     SCHEMA_READ, USER_EMAIL_READ, WEBHOOK_MANAGE,
 };
 pub use webhooks::{
-    MAX_WEBHOOKS_PER_BASE, PING_RETRIES, PING_RETRY_DELAY,
     content_mac, NotificationResult, WebhookCallStats, WebhookInfo, CONTENT_MAC_HEADER,
+    MAX_WEBHOOKS_PER_BASE, PING_RETRIES, PING_RETRY_DELAY,
 };
 
 /// The key of the default token (every scope) unless told otherwise.

@@ -612,7 +612,14 @@ fn create(shared: &Shared, base: &str, token: &Token, body: &[u8]) -> Result<Val
         &Webhook::data_scopes(spec.table_data, spec.schema_types),
     )?;
     // "The number of webhooks per base is limited to 10" (create-a-webhook, see the module docs).
-    if store.webhooks.hooks.iter().filter(|h| h.base == base).count() >= MAX_WEBHOOKS_PER_BASE {
+    if store
+        .webhooks
+        .hooks
+        .iter()
+        .filter(|h| h.base == base)
+        .count()
+        >= MAX_WEBHOOKS_PER_BASE
+    {
         return Err(ApiError::TooManyWebhooks);
     }
     let mut mac_secret = vec![0u8; 32];
@@ -1095,7 +1102,7 @@ impl RunningAirtable {
     pub fn advance_webhook_clock(&self, by: Duration) {
         let mut store = self.shared().store.write();
         let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
-        store.webhooks.clock_offset = store.webhooks.clock_offset + by;
+        store.webhooks.clock_offset += by;
     }
 
     /// Webhook and schema API calls since start.

@@ -152,7 +152,6 @@ pub struct IdRef {
     pub id: String,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,8 +258,7 @@ impl NativeWebhooks {
                 let span = tracing::info_span!("webhook.native.pager", webhook = id.as_str());
                 this.catch_up_with_retries(&id).instrument(span).await;
                 slot.running.store(false, Ordering::SeqCst);
-                if !slot.again.load(Ordering::SeqCst) || slot.running.swap(true, Ordering::SeqCst)
-                {
+                if !slot.again.load(Ordering::SeqCst) || slot.running.swap(true, Ordering::SeqCst) {
                     return;
                 }
             }
@@ -331,7 +330,11 @@ impl NativeWebhooks {
     }
 
     async fn lock_within(&self, webhook_id: &str) -> Result<HeldLock, NativeError> {
-        let key = self.inner.cache.keys().lock(&format!("webhook:{webhook_id}"));
+        let key = self
+            .inner
+            .cache
+            .keys()
+            .lock(&format!("webhook:{webhook_id}"));
         let deadline = tokio::time::Instant::now() + self.inner.lock_wait;
         loop {
             let store = self.inner.cache.store();
@@ -370,7 +373,10 @@ impl NativeWebhooks {
     pub async fn flag_gap(cache: &Cache, webhook_id: &str) -> Result<(), NativeError> {
         let key = cache.keys().webhook_state("gap", webhook_id);
         let ttl = super::receiver::DEFAULT_CURSOR_TTL;
-        cache.store().set(&key, Bytes::from_static(b"1"), ttl).await?;
+        cache
+            .store()
+            .set(&key, Bytes::from_static(b"1"), ttl)
+            .await?;
         Ok(())
     }
 

@@ -285,7 +285,11 @@ impl NativeWebhooks {
                 self.inner.api.base_id()
             )));
         }
-        let key = self.inner.cache.keys().webhook_state("pending", &webhook_id);
+        let key = self
+            .inner
+            .cache
+            .keys()
+            .webhook_state("pending", &webhook_id);
         let pending = self.store().increment(&key, self.inner.cursor_ttl).await?;
         Ok(Accepted {
             webhook_id,
@@ -367,7 +371,11 @@ impl NativeWebhooks {
         let key = cache.keys().webhook_state("mac", webhook_id);
         cache
             .store()
-            .set(&key, Bytes::from(secret.expose_base64()), DEFAULT_CURSOR_TTL)
+            .set(
+                &key,
+                Bytes::from(secret.expose_base64()),
+                DEFAULT_CURSOR_TTL,
+            )
             .await?;
         Ok(())
     }
