@@ -12,9 +12,9 @@ use serde::Deserialize;
 use super::{block_on, init_logs, ConfigArgs, Ctx};
 use crate::cache::{Cache, SetupError};
 use crate::config::{ConfigError, Secret, Settings};
+use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, ListQuery, Source, SourceError};
 use crate::sweep::SweepEntity;
-use crate::webhook::native::WebhooksApi;
 
 /// Options of `check`.
 #[derive(Clone, Debug, clap::Args)]

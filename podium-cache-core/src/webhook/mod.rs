@@ -7,7 +7,9 @@ pub mod registry;
 mod settings;
 pub mod signature;
 
-pub use native::{MacSecret, NativeError, NativeWebhooks, SyncOutcome, WebhooksApi};
+pub use native::{
+    MacSecret, NativeError, NativeErrorKind, NativeStats, NativeWebhooks, SyncOutcome, WebhooksApi,
+};
 pub use receiver::{Delivery, Receipt, ReceiptStatus, ReceiveError, ReceiveErrorKind, Receiver};
 pub use registry::{FitError, ModelOps, Models};
 pub use settings::secrets_from_settings;

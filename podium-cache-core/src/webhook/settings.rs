@@ -10,13 +10,13 @@
 //! | `airtable_webhook_id`, `airtable_webhook_mac_secret` | native notifications of that webhook |
 //! | `airtable_api_key`, `airtable_base_id`, `airtable_api_url` | where native payloads are paged from |
 
-use super::native::{MacSecret, NativeWebhooks, WebhooksApi};
+use super::native::{MacSecret, NativeWebhooks};
 use super::receiver::Receiver;
 use super::registry::Models;
 use super::signature::WebhookSecret;
 use crate::cache::{Cache, SetupError};
 use crate::config::{ConfigError, Settings};
-use crate::source::AirtableSource;
+use crate::source::{AirtableSource, WebhooksApi};
 
 /// Every configured webhook secret, parsed: `webhook_secret` first, then `webhook_secrets`,
 /// each once. A malformed one is an error naming its setting; none at all is an empty list.

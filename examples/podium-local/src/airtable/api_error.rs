@@ -37,6 +37,9 @@ pub(crate) enum ApiError {
     InvalidFormula(String),
     /// 422: the `offset` is not a live iterator.
     IteratorNotAvailable,
+    /// 422 `TOO_MANY_WEBHOOKS_IN_BASE`: the base already has its 10 webhooks ("The number of
+    /// webhooks per base is limited to 10", <https://airtable.com/developers/web/api/create-a-webhook>).
+    TooManyWebhooks,
     /// An injected fault with this status.
     Injected(u16),
 }
@@ -92,6 +95,13 @@ impl ApiError {
                 typed(
                     "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
                     "The offset is not valid (it may have expired); start listing from the beginning.",
+                ),
+            ),
+            ApiError::TooManyWebhooks => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed(
+                    "TOO_MANY_WEBHOOKS_IN_BASE",
+                    "A base can have at most 10 webhooks. Delete one before creating another.",
                 ),
             ),
             ApiError::Injected(status) => injected(*status),
