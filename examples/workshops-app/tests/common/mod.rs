@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use podium_cache_core::webhook::WebhookSecret;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::{free_port, RedisServer};
-use serde_json::json;
 
-/// The Airtable base of the tests.
+/// The Airtable base of `seed.json` (the README's offline development runs on it too).
 pub const BASE: &str = "appWORKSHOPS00001";
 /// Members: Ada hosts the first workshop, Grace the second, Linus none.
 pub const ADA: &str = "recMEMBERADA00001";
@@ -27,7 +26,7 @@ pub const GIT: &str = "recWORKSHOPGIT001";
 /// How long a process may take to start or finish.
 const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The local Airtable server with the two tables, and a redis-server.
+/// The local Airtable server with the two tables of `seed.json`, and a redis-server.
 pub struct World {
     pub airtable: RunningAirtable,
     pub redis: RedisServer,
@@ -38,18 +37,7 @@ pub struct World {
 impl World {
     pub async fn start(name: &str) -> World {
         let airtable = AirtableServer::builder()
-            .seed_json(&json!({"bases": {BASE: {
-                "Members": [
-                    {"id": ADA, "fields": {"name": "Ada", "email": "ada@example.com"}},
-                    {"id": GRACE, "fields": {"name": "Grace", "email": "grace@example.com"}},
-                    {"id": LINUS, "fields": {"name": "Linus", "email": "linus@example.com"}},
-                ],
-                "Workshops": [
-                    {"id": RUST, "fields": {"title": "Rust", "host": [ADA]}},
-                    {"id": COBOL, "fields": {"title": "COBOL", "host": [GRACE]}},
-                    {"id": GIT, "fields": {"title": "Git"}},
-                ],
-            }}}))
+            .seed_file(concat!(env!("CARGO_MANIFEST_DIR"), "/seed.json"))
             .start()
             .await
             .expect("the local Airtable server starts");
