@@ -1,9 +1,6 @@
 //! The workshops app: members and workshops read from Airtable through podium-cache.
 
-use std::net::SocketAddr;
-
-use axum::extract::{Path, State};
-use axum::{http::StatusCode, routing::get, Json, Router};
+use axum::{extract::Path, extract::State, http::StatusCode, routing::get, Json, Router};
 use podium_cache_core::{config::Settings, maintenance::Maintenance, webhook::Models};
 use podium_cache_core::{Cache, CacheError, Cacheable};
 use podium_cache_tower::{webhook::WebhookRoutes, CacheLayer};
@@ -18,7 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cache = Cache::from_settings(&settings).await?;
     let models = Models::new().register::<Member>().register::<Workshop>();
     let webhooks = WebhookRoutes::from_settings(&cache, models, &settings)?;
-    // The daily sweep and the native webhook's refresh, in the background, one instance at a time.
+    // The daily sweep and the native webhook's refresh, in the background.
     let maintenance = Maintenance::new(&cache).model::<Member>().model::<Workshop>();
     let maintenance = maintenance.webhooks_from_settings(&settings)?.spawn();
 
@@ -33,9 +30,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     // With the peer address: the cache queues and limits each client's misses on its own.
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
-        .await?;
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let stop = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
+    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
     maintenance.shutdown().await;
     Ok(())
 }
@@ -43,20 +40,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 type Reply<T> = Result<Json<T>, StatusCode>;
 
 async fn by_id<T: Cacheable>(State(cache): State<Cache>, Path(id): Path<String>) -> Reply<T> {
-    reply(cache.get::<T>(&id).await)
+    cache.get::<T>(&id).await.map_err(unavailable)?.map(Json).ok_or(StatusCode::NOT_FOUND)
 }
 
 async fn member_by_email(State(cache): State<Cache>, Path(email): Path<String>) -> Reply<Member> {
-    reply(cache.get_by_index::<Member>("email", &email).await)
+    let member = cache.get_by_index::<Member>("email", &email).await.map_err(unavailable)?;
+    member.map(Json).ok_or(StatusCode::NOT_FOUND)
 }
 
-fn reply<T>(read: Result<Option<T>, CacheError>) -> Reply<T> {
-    match read {
-        Ok(Some(record)) => Ok(Json(record)),
-        Ok(None) => Err(StatusCode::NOT_FOUND),
-        Err(error) => {
-            tracing::error!(%error, "read failed");
-            Err(StatusCode::SERVICE_UNAVAILABLE)
-        }
-    }
+fn unavailable(error: CacheError) -> StatusCode {
+    tracing::error!(%error, "read failed");
+    StatusCode::SERVICE_UNAVAILABLE
 }

@@ -112,3 +112,13 @@ async fn a_sweep_from_the_task_runner_makes_the_running_app_answer_404_for_each_
     let gone = app.get(&by_email).await;
     assert_eq!((gone.status, gone.x_cache.as_str()), (404, "MISS"), "{by_email}: {gone:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_app_and_its_maintenance_cleanly() {
+    let world = World::start("ctrl-c").await;
+    let app = world.app().await;
+    assert_eq!(app.get(&format!("/members/{ADA}")).await.status, 200);
+    let stderr = app.stderr();
+    let status = app.interrupt().await;
+    assert!(status.success(), "the app exits 0 on Ctrl-C: {status}\n{stderr}");
+}

@@ -148,6 +148,14 @@ impl App {
     pub fn stderr(&self) -> String {
         self.process.stderr()
     }
+
+    /// Sends the app Ctrl-C (SIGINT) and waits for it to exit.
+    pub async fn interrupt(mut self) -> ExitStatus {
+        let pid = self.process.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+        assert!(sent.success(), "kill -INT {pid}: {sent}");
+        self.process.wait(PROCESS_DEADLINE).await
+    }
 }
 
 /// A child process whose output goes to files (read at any time, never a full pipe); killed
