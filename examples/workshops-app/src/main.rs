@@ -1,0 +1,54 @@
+//! The workshops app: members and workshops read from Airtable through podium-cache.
+
+use axum::{extract::Path, extract::State, http::StatusCode, routing::get, Json, Router};
+use podium_cache_core::{config::Settings, maintenance::Maintenance, webhook::Models};
+use podium_cache_core::{Cache, CacheError, Cacheable};
+use podium_cache_tower::{webhook::WebhookRoutes, CacheLayer};
+use workshops_app::{Member, Workshop};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let logs = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or("info".into());
+    tracing_subscriber::fmt().with_env_filter(logs).init();
+    // `.secrets.toml` in the working directory, then the PODIUM_* environment variables.
+    let settings = Settings::load(".".as_ref())?;
+    let cache = Cache::from_settings(&settings).await?;
+    let models = Models::new().register::<Member>().register::<Workshop>();
+    let webhooks = WebhookRoutes::from_settings(&cache, models, &settings)?;
+    // The daily sweep and the native webhook's refresh, in the background.
+    let maintenance = Maintenance::new(&cache).model::<Member>().model::<Workshop>();
+    let maintenance = maintenance.webhooks_from_settings(&settings)?.spawn();
+
+    let app = Router::new()
+        .route("/members/{id}", get(by_id::<Member>))
+        .route("/members/by-email/{email}", get(member_by_email))
+        .route("/workshops/{id}", get(by_id::<Workshop>))
+        .layer(CacheLayer::new(&cache))
+        .with_state(cache)
+        .merge(webhooks.into_router());
+    let bind = std::env::var("PODIUM_BIND").unwrap_or("127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    // With the peer address: the cache queues and limits each client's misses on its own.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let stop = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
+    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
+    maintenance.shutdown().await;
+    Ok(())
+}
+
+type Reply<T> = Result<Json<T>, StatusCode>;
+
+async fn by_id<T: Cacheable>(State(cache): State<Cache>, Path(id): Path<String>) -> Reply<T> {
+    cache.get::<T>(&id).await.map_err(unavailable)?.map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+async fn member_by_email(State(cache): State<Cache>, Path(email): Path<String>) -> Reply<Member> {
+    let member = cache.get_by_index::<Member>("email", &email).await.map_err(unavailable)?;
+    member.map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+fn unavailable(error: CacheError) -> StatusCode {
+    tracing::error!(%error, "read failed");
+    StatusCode::SERVICE_UNAVAILABLE
+}
