@@ -24,5 +24,8 @@ pub mod tasks;
 pub mod webhook;
 
 pub use cache::{Cache, CacheError, Query, UpsertOutcome};
+pub use config::Settings;
 pub use entity::{Cacheable, EntityMeta};
+pub use maintenance::Maintenance;
 pub use podium_cache_macros::Cacheable;
+pub use webhook::Models;

@@ -61,6 +61,7 @@ use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, SourceError};
 use crate::sweep::{Strategy, Sweep, SweepEntity, SweepError, SweepReport, DEFAULT_MAX_GONE_SHARE};
 use crate::webhook::native::{invalidate_entity_wide, MacSecret, NativeWebhooks};
+use crate::webhook::Models;
 
 /// Time between two sweeps by default: a day.
 pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -107,6 +108,43 @@ impl Maintenance {
     /// Sweeps the model `T` too.
     pub fn model<T: Cacheable>(mut self) -> Self {
         SweepEntity::of::<T>().add_to(&mut self.models);
+        self
+    }
+
+    /// Maintenance of `cache` for `models`, with the native webhook's refresh when `settings`
+    /// configure one: [`Maintenance::new`], [`Maintenance::models`] and
+    /// [`Maintenance::webhooks_from_settings`] in one call.
+    pub fn from_settings(
+        cache: &Cache,
+        models: &Models,
+        settings: &Settings,
+    ) -> Result<Self, SourceError> {
+        Self::new(cache)
+            .models(models)
+            .webhooks_from_settings(settings)
+    }
+
+    /// Sweeps every model of `models` too (the registry the webhook routes take), so an app
+    /// lists its models once.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
+    /// # #[cacheable(table = "Members")]
+    /// # struct Member { id: String }
+    /// use podium_cache_core::{Maintenance, Models};
+    /// let models = Models::new().register::<Member>();
+    /// let maintenance = Maintenance::new(cache).models(&models);
+    /// # }
+    /// ```
+    pub fn models(mut self, models: &Models) -> Self {
+        for model in models.iter() {
+            SweepEntity {
+                meta: model.meta(),
+                schema_hash: model.schema_hash(),
+            }
+            .add_to(&mut self.models);
+        }
         self
     }
 

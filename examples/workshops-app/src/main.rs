@@ -1,9 +1,8 @@
 //! The workshops app: members and workshops read from Airtable through podium-cache.
 
-use axum::{extract::Path, extract::State, http::StatusCode, routing::get, Json, Router};
-use podium_cache_core::{config::Settings, maintenance::Maintenance, webhook::Models};
-use podium_cache_core::{Cache, CacheError, Cacheable};
-use podium_cache_tower::{webhook::WebhookRoutes, CacheLayer};
+use axum::{extract::Path, extract::State, routing::get, Router};
+use podium_cache_core::{Cache, Cacheable, Maintenance, Models, Settings};
+use podium_cache_tower::{webhook::WebhookRoutes, CacheLayer, Found};
 use workshops_app::{Member, Workshop};
 
 #[tokio::main]
@@ -14,10 +13,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::load(".".as_ref())?;
     let cache = Cache::from_settings(&settings).await?;
     let models = Models::new().register::<Member>().register::<Workshop>();
-    let webhooks = WebhookRoutes::from_settings(&cache, models, &settings)?;
     // The daily sweep and the native webhook's refresh, in the background.
-    let maintenance = Maintenance::new(&cache).model::<Member>().model::<Workshop>();
-    let maintenance = maintenance.webhooks_from_settings(&settings)?.spawn();
+    let maintenance = Maintenance::from_settings(&cache, &models, &settings)?.spawn();
+    let webhooks = WebhookRoutes::from_settings(&cache, models, &settings)?;
 
     let app = Router::new()
         .route("/members/{id}", get(by_id::<Member>))
@@ -37,18 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-type Reply<T> = Result<Json<T>, StatusCode>;
-
-async fn by_id<T: Cacheable>(State(cache): State<Cache>, Path(id): Path<String>) -> Reply<T> {
-    cache.get::<T>(&id).await.map_err(unavailable)?.map(Json).ok_or(StatusCode::NOT_FOUND)
+async fn by_id<T: Cacheable>(State(cache): State<Cache>, Path(id): Path<String>) -> Found<T> {
+    cache.get::<T>(&id).await.into()
 }
 
-async fn member_by_email(State(cache): State<Cache>, Path(email): Path<String>) -> Reply<Member> {
-    let member = cache.get_by_index::<Member>("email", &email).await.map_err(unavailable)?;
-    member.map(Json).ok_or(StatusCode::NOT_FOUND)
-}
-
-fn unavailable(error: CacheError) -> StatusCode {
-    tracing::error!(%error, "read failed");
-    StatusCode::SERVICE_UNAVAILABLE
+async fn member_by_email(State(cache): State<Cache>, Path(email): Path<String>) -> Found<Member> {
+    cache.get_by_index("email", &email).await.into()
 }
