@@ -34,6 +34,7 @@
 //! | `max_client_misses` | `PODIUM_MAX_CLIENT_MISSES` | 128 (0: no limit) |
 //! | `negative_ttl_secs` | `PODIUM_NEGATIVE_TTL_SECS` | 300 (5 min) |
 //! | `negative_capacity` | `PODIUM_NEGATIVE_CAPACITY` | 100000 ids |
+//! | `airtable_table_ids` | `PODIUM_AIRTABLE_TABLE_IDS` | none: looked up in the base schema (needs `schema.bases:read`) |
 //! | `trust_delivery_fields` | `PODIUM_TRUST_DELIVERY_FIELDS` | `false`: a delivery is a signal, the record is re-read from Airtable |
 //!
 //! ```
@@ -223,6 +224,10 @@ pub struct Settings {
     /// instead of re-reading the record from Airtable. Only for bases whose webhook secret no
     /// untrusted reader can see: whoever holds it can then make the cache serve any value.
     pub trust_delivery_fields: bool,
+    /// Airtable table ids by table name (`Events = "tblXXXXXXXXXXXXXX"`; in the environment
+    /// `Events=tbl…,Users=tbl…`): native webhook payloads name tables by id, and with every
+    /// model's table listed here the token needs no `schema.bases:read` to map them.
+    pub airtable_table_ids: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -255,6 +260,7 @@ impl Default for Settings {
             negative_capacity: 100_000,
             admin_token: None,
             trust_delivery_fields: false,
+            airtable_table_ids: BTreeMap::new(),
         }
     }
 }
@@ -310,6 +316,20 @@ impl Settings {
             "PODIUM_AIRTABLE_WEBHOOK_ID" => self.airtable_webhook_id = value_opt(),
             "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET" => {
                 self.airtable_webhook_mac_secret = value_opt().map(Secret)
+            }
+            "PODIUM_AIRTABLE_TABLE_IDS" => {
+                let mut ids = BTreeMap::new();
+                for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let Some((name, id)) = pair.split_once('=') else {
+                        return Err(ConfigError::Invalid {
+                            setting: "airtable_table_ids",
+                            env: "PODIUM_AIRTABLE_TABLE_IDS",
+                            message: format!("`{pair}` is not `Table Name=tblXXXXXXXXXXXXXX`"),
+                        });
+                    };
+                    ids.insert(name.trim().to_owned(), id.trim().to_owned());
+                }
+                self.airtable_table_ids = ids;
             }
             "PODIUM_TRUST_DELIVERY_FIELDS" => {
                 self.trust_delivery_fields = parse(
