@@ -26,3 +26,42 @@ pub mod webhook;
 pub use cache::{Cache, CacheError, Query, UpsertOutcome};
 pub use entity::{Cacheable, EntityMeta};
 pub use podium_cache_macros::Cacheable;
+
+/// The serde this crate is built with (a model's `Serialize`/`Deserialize` must be serde 1's).
+/// With `#[serde(crate = "podium_cache_core::serde")]` a model needs no serde dependency of
+/// its own (see [`prelude`]).
+pub use serde;
+
+/// The schemars this crate is built with (a model's `JsonSchema` must be this major version).
+/// With `#[schemars(crate = "podium_cache_core::schemars")]` a model needs no schemars
+/// dependency of its own (see [`prelude`]).
+pub use schemars;
+
+/// What a model needs: the derives of serde and schemars in the versions this crate uses, and
+/// [`Cacheable`].
+///
+/// ```
+/// use podium_cache_core::prelude::*;
+///
+/// #[derive(Clone, Serialize, Deserialize, JsonSchema, Cacheable)]
+/// #[serde(crate = "podium_cache_core::serde")]
+/// #[schemars(crate = "podium_cache_core::schemars")]
+/// #[cacheable(table = "Events")]
+/// struct Event {
+///     id: String,
+///     name: String,
+/// }
+/// assert_eq!(Event::meta().entity, "events");
+/// ```
+pub mod prelude {
+    pub use crate::Cacheable;
+    pub use schemars::JsonSchema;
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// Paths for the code `#[derive(Cacheable)]` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde;
+}

@@ -12,8 +12,10 @@
 //! response extension or with a `Cache-Tag` header of `entity:id` tokens (`entity` or
 //! `entity:*` for a whole entity's lists), which the layer strips before the client sees it.
 
+#[cfg(feature = "axum")]
 use std::convert::Infallible;
 
+#[cfg(feature = "axum")]
 use axum::response::{IntoResponseParts, ResponseParts};
 use http::header::HeaderName;
 use http::HeaderMap;
@@ -106,6 +108,8 @@ impl CacheTags {
     }
 }
 
+/// With the feature `axum`, a handler returns the tags as part of its answer.
+#[cfg(feature = "axum")]
 impl IntoResponseParts for CacheTags {
     type Error = Infallible;
 

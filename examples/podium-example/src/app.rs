@@ -166,6 +166,7 @@ impl IntoResponse for AppError {
             CacheError::Decode { .. } => (StatusCode::BAD_GATEWAY, None),
             CacheError::UnknownIndex { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
             CacheError::TooManyMisses { .. } => (StatusCode::TOO_MANY_REQUESTS, Some("1")),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
         tracing::warn!(error = %self.0, "request failed");
         let mut response = (status, Json(json!({ "error": self.0.to_string() }))).into_response();
