@@ -5,6 +5,20 @@
 //! millisecond on Redis); misses are coalesced and batched into as few source calls as the
 //! source's rate limit allows; a record changed or deleted is never served again once the change
 //! is acknowledged.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `redis` | on | `store::RedisStore`, the in-process tier kept coherent over Redis pub/sub, the Airtable budget shared through the store, `rediss://` with a private CA |
+//! | `cluster` | off | `store::RedisClusterStore` (`redis_cluster_nodes`); implies `redis` |
+//! | `metrics` | off | every engine counter also sent to the `metrics` facade as `podium_cache_<name>` |
+//! | `tasks` | off | `tasks`: the task runner a binary of yours calls |
+//!
+//! Without `redis`, [`Cache::from_settings`] refuses a `redis_url` (or cluster nodes without
+//! `cluster`) with [`cache::SetupError::FeatureDisabled`], naming the feature to enable.
+//! The Airtable client (reqwest with rustls) and `.secrets.toml` parsing (toml) are always
+//! built: they are what every configuration uses.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -113,7 +113,7 @@ async fn no_stale_response_after_applied_under_an_eviction_flood(redis: bool) {
         workers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let path = if n % 2 == 0 {
+                let path = if n.is_multiple_of(2) {
                     format!("/users/by-email/junk-{worker}-{n}@flood.test")
                 } else {
                     format!("/events/by-slug/junk-{worker}-{n}")

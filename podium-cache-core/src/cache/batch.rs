@@ -509,29 +509,31 @@ impl State {
                 batch.push(waiter);
                 taken.insert(client.clone(), 1);
             }
-            while !alone {
-                let mut progressed = false;
-                for client in &order {
-                    let Some(queue) = queues.get_mut(client) else {
-                        continue;
-                    };
-                    // Loads only: a list call waits for its own client's turn.
-                    let fits = queue
-                        .front()
-                        .and_then(Waiter::id)
-                        .is_some_and(|id| ids.len() < max_batch || ids.contains(id));
-                    if !fits {
-                        continue;
+            if !alone {
+                loop {
+                    let mut progressed = false;
+                    for client in &order {
+                        let Some(queue) = queues.get_mut(client) else {
+                            continue;
+                        };
+                        // Loads only: a list call waits for its own client's turn.
+                        let fits = queue
+                            .front()
+                            .and_then(Waiter::id)
+                            .is_some_and(|id| ids.len() < max_batch || ids.contains(id));
+                        if !fits {
+                            continue;
+                        }
+                        if let Some(waiter) = queue.pop_front() {
+                            ids.insert(waiter.id().unwrap_or_default().to_owned());
+                            batch.push(waiter);
+                            *taken.entry(client.clone()).or_insert(0) += 1;
+                            progressed = true;
+                        }
                     }
-                    if let Some(waiter) = queue.pop_front() {
-                        ids.insert(waiter.id().unwrap_or_default().to_owned());
-                        batch.push(waiter);
-                        *taken.entry(client.clone()).or_insert(0) += 1;
-                        progressed = true;
+                    if !progressed {
+                        break;
                     }
-                }
-                if !progressed {
-                    break;
                 }
             }
             queues.retain(|_, queue| !queue.is_empty());

@@ -38,8 +38,11 @@ pub struct Options {
     /// The local Airtable server's rate limit per base (none by default).
     pub rate_limit: Option<u32>,
     /// Changes the settings last.
-    pub adjust: Option<Box<dyn FnOnce(&mut Settings)>>,
+    pub adjust: Option<AdjustSettings>,
 }
+
+/// A change made to the settings after every other option.
+pub type AdjustSettings = Box<dyn FnOnce(&mut Settings)>;
 
 pub async fn start_with(options: Options) -> TestApp {
     let redis = options
