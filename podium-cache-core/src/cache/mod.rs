@@ -425,6 +425,19 @@ fn redis_ca(settings: &Settings) -> Result<Option<RedisCa>, ConfigError> {
         })
 }
 
+/// The error for a setting that needs a feature this build left out (`redis`, `cluster`: the
+/// ones enabled are passed in), if `settings` has one.
+fn missing_feature(settings: &Settings, redis: bool, cluster: bool) -> Option<SetupError> {
+    let disabled = |setting, feature| Some(SetupError::FeatureDisabled { setting, feature });
+    if settings.redis_url.is_some() && !redis {
+        return disabled("redis_url", "redis");
+    }
+    if !settings.redis_cluster_nodes.is_empty() && !cluster {
+        return disabled("redis_cluster_nodes", "cluster");
+    }
+    None
+}
+
 /// Why [`Cache::from_settings`] could not build a cache.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -475,6 +488,11 @@ impl Cache {
     pub async fn stores_from_settings(
         settings: &Settings,
     ) -> Result<(Arc<dyn Store>, Arc<dyn Source>), SetupError> {
+        if let Some(err) =
+            missing_feature(settings, cfg!(feature = "redis"), cfg!(feature = "cluster"))
+        {
+            return Err(err);
+        }
         #[cfg(feature = "redis")]
         let ca = redis_ca(settings)?;
         #[cfg(feature = "redis")]
@@ -538,33 +556,15 @@ impl Cache {
                     message: e.to_string(),
                 })?)
             }
-            #[cfg(not(feature = "cluster"))]
-            None if !settings.redis_cluster_nodes.is_empty() => {
-                return Err(SetupError::FeatureDisabled {
-                    setting: "redis_cluster_nodes",
-                    feature: "cluster",
-                })
-            }
-            None => Self::memory_store(settings),
+            // Without `cluster`, cluster nodes were refused by `missing_feature`.
+            _ => Self::memory_store(settings),
         })
     }
 
-    /// The store `settings` describe in a build without Redis: the in-memory store, or a
-    /// [`SetupError::FeatureDisabled`] naming the feature a Redis setting needs.
+    /// The store `settings` describe in a build without Redis: the in-memory store (Redis
+    /// settings were refused by [`missing_feature`]).
     #[cfg(not(feature = "redis"))]
     fn store_from_settings(settings: &Settings) -> Result<Arc<dyn Store>, SetupError> {
-        if settings.redis_url.is_some() {
-            return Err(SetupError::FeatureDisabled {
-                setting: "redis_url",
-                feature: "redis",
-            });
-        }
-        if !settings.redis_cluster_nodes.is_empty() {
-            return Err(SetupError::FeatureDisabled {
-                setting: "redis_cluster_nodes",
-                feature: "cluster",
-            });
-        }
         if settings.l1_capacity > 0 {
             tracing::info!(
                 "l1_capacity has no effect without redis: the in-memory store is in process already"
@@ -820,6 +820,36 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_setting_without_its_feature_names_the_feature() {
+        use crate::config::Secret;
+        let redis = "redis://127.0.0.1:1";
+        let mut url = Settings::default();
+        url.redis_url = Some(Secret::new(redis));
+        let mut nodes = Settings::default();
+        nodes.redis_cluster_nodes = vec![Secret::new(redis)];
+        let refused = [
+            (&url, false, false, "redis_url", "redis"),
+            (&nodes, false, false, "redis_cluster_nodes", "cluster"),
+            (&nodes, true, false, "redis_cluster_nodes", "cluster"),
+        ];
+        for (settings, redis, cluster, named, needed) in refused {
+            let err = missing_feature(settings, redis, cluster).expect("refused");
+            assert!(
+                matches!(err, SetupError::FeatureDisabled { setting, feature } if setting == named && feature == needed),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{needed}` feature")) && text.contains(named),
+                "{text}"
+            );
+        }
+        assert!(missing_feature(&url, true, false).is_none());
+        assert!(missing_feature(&nodes, true, true).is_none());
+        assert!(missing_feature(&Settings::default(), false, false).is_none());
+    }
 
     #[test]
     fn jitter_stays_within_five_percent() {
