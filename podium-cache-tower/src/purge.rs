@@ -24,7 +24,10 @@ use podium_cache_core::key::Keys;
 /// Records and entities a response depends on, set by a handler as a response extension (in
 /// addition to what the engine saw it read).
 ///
+/// With the feature `axum`, a handler returns them as a response part:
+///
 /// ```
+/// # #[cfg(feature = "axum")] {
 /// use axum::{routing::get, Router};
 /// use podium_cache_tower::CacheTags;
 ///
@@ -32,6 +35,7 @@ use podium_cache_core::key::Keys;
 ///     (CacheTags::new().record("settings", "recBANNER").entity("events"), "hello")
 /// }
 /// let app: Router = Router::new().route("/banner", get(banner));
+/// # }
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheTags {
