@@ -825,10 +825,14 @@ mod tests {
     fn a_redis_setting_without_its_feature_names_the_feature() {
         use crate::config::Secret;
         let redis = "redis://127.0.0.1:1";
-        let mut url = Settings::default();
-        url.redis_url = Some(Secret::new(redis));
-        let mut nodes = Settings::default();
-        nodes.redis_cluster_nodes = vec![Secret::new(redis)];
+        let url = Settings {
+            redis_url: Some(Secret::new(redis)),
+            ..Settings::default()
+        };
+        let nodes = Settings {
+            redis_cluster_nodes: vec![Secret::new(redis)],
+            ..Settings::default()
+        };
         let refused = [
             (&url, false, false, "redis_url", "redis"),
             (&nodes, false, false, "redis_cluster_nodes", "cluster"),
