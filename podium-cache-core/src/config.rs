@@ -102,6 +102,7 @@ impl fmt::Display for Secret {
 
 /// A setting could not be read or does not make sense.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `.secrets.toml` could not be read.
     #[error("could not read {path}: {message}")]
@@ -152,8 +153,20 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
 ///
 /// Deserializing it ignores keys it does not know; [`Settings::from_sources`] is the reader
 /// that refuses typos (see the [module documentation](self)).
+///
+/// More settings will come, so it cannot be written as a struct literal outside this crate:
+/// start from [`Settings::default`] (or [`Settings::from_sources`]) and set fields.
+///
+/// ```
+/// use podium_cache_core::config::Settings;
+/// let mut settings = Settings::default();
+/// settings.prefix = "shop".into();
+/// settings.l1_capacity = 10_000;
+/// assert!(settings.redis_url.is_none(), "the in-memory store unless redis_url is set");
+/// ```
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Settings {
     /// `redis://…` of a standalone Redis/Valkey (`rediss://…` over TLS); none means the
     /// in-memory store.

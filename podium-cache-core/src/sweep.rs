@@ -193,6 +193,7 @@ impl Method {
 /// Why a sweep could not run or had to stop. A source failure for one entity is not an
 /// error of the run: it is reported in [`EntityReport::error`] and the sweep goes on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SweepError {
     /// Another sweep holds the lock.
     #[error(

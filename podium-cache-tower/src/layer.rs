@@ -6,13 +6,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "axum")]
 use axum::extract::ConnectInfo;
-
 use http::header::HeaderName;
 use http::request::Parts;
 use http::StatusCode;
 use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, Dependents};
+use podium_cache_core::key::Keys;
 use podium_cache_core::scope::Scope;
 use podium_cache_core::store::Store;
 use tower::Layer;
@@ -26,8 +27,8 @@ use crate::service::CacheService;
 /// of a [`podium_cache_core::Cache`], and purges exactly the responses that read a record when
 /// that record changes.
 ///
-/// Build it from the core cache (it uses the cache's store and key prefix and registers its
-/// purge listener with it):
+/// Build it from the core cache (it uses the cache's store and key prefix, and every change
+/// the cache applies purges the responses that read the record):
 ///
 /// ```
 /// # fn demo(cache: &podium_cache_core::Cache) {
@@ -121,12 +122,7 @@ impl ClientIdentity {
                 });
             }
         }
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0)
-            .or_else(|| parts.extensions.get::<SocketAddr>().copied())
-            .map(|addr| ip_client(addr.ip()))
+        peer_address(parts).map(|addr| ip_client(addr.ip()))
     }
 
     /// A core scope for the request, attributed to its client when it has one.
@@ -136,6 +132,16 @@ impl ClientIdentity {
             None => Scope::new(),
         }
     }
+}
+
+/// The peer address of a request: axum's `ConnectInfo<SocketAddr>` (feature `axum`), else a
+/// `SocketAddr` request extension (what a plain hyper server can insert).
+fn peer_address(parts: &Parts) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        return Some(info.0);
+    }
+    parts.extensions.get::<SocketAddr>().copied()
 }
 
 /// An address as a client name: IPv4 as it is, IPv6 by its /64 (IPv4-mapped as IPv4).
@@ -164,14 +170,50 @@ impl CacheLayer {
         Self::builder(cache).build()
     }
 
-    /// A builder over `cache`.
+    /// A builder over `cache`: responses are stored in its store under its key prefix, and
+    /// purged by every change it (or any cache sharing the store) applies.
     pub fn builder(cache: &Cache) -> CacheLayerBuilder {
-        CacheLayerBuilder {
-            cache: cache.clone(),
-            policy: Policy::default(),
-            per_principal: false,
-            client: ClientIdentity::default(),
-        }
+        CacheLayerBuilder::over(
+            Arc::clone(cache.store()),
+            cache.keys().clone(),
+            cache.dependents().clone(),
+        )
+    }
+
+    /// A builder over a store alone, with no [`Cache`] and no record source: caching any
+    /// service's responses (key prefix `podium` unless [`prefix`](CacheLayerBuilder::prefix)
+    /// says otherwise). Responses are tied to records by the tags handlers give them
+    /// ([`CacheTags`](crate::CacheTags) or a `Cache-Tag` header) and purged with
+    /// [`CacheLayer::dependents`] (or any [`Dependents`] over the same store and prefix, in
+    /// any process).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use podium_cache_core::store::MemoryStore;
+    /// use podium_cache_tower::CacheLayer;
+    ///
+    /// let layer = CacheLayer::with_store(Arc::new(MemoryStore::new(10_000)))
+    ///     .prefix("web")
+    ///     .build();
+    /// // After the record changes elsewhere: drop every response tagged with it.
+    /// layer.dependents().purge("events", "recAAAAAAAAAAAAAA").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_store(store: Arc<dyn Store>) -> CacheLayerBuilder {
+        let keys = Keys::default();
+        CacheLayerBuilder::over(
+            Arc::clone(&store),
+            keys.clone(),
+            Dependents::new(store, keys),
+        )
+    }
+
+    /// Where this layer's responses are registered against the records they read: purge a
+    /// record's responses with [`Dependents::purge`].
+    pub fn dependents(&self) -> &Dependents {
+        &self.state.dependents
     }
 
     pub(crate) fn state(&self) -> &Arc<LayerState> {
@@ -224,7 +266,9 @@ impl<S> Layer<S> for CacheLayer {
 /// # }
 /// ```
 pub struct CacheLayerBuilder {
-    cache: Cache,
+    store: Arc<dyn Store>,
+    keys: Keys,
+    dependents: Dependents,
     policy: Policy,
     per_principal: bool,
     client: ClientIdentity,
@@ -233,6 +277,8 @@ pub struct CacheLayerBuilder {
 impl fmt::Debug for CacheLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayerBuilder")
+            .field("store", &self.store.name())
+            .field("prefix", &self.keys.prefix())
             .field("policy", &self.policy)
             .field("per_principal", &self.per_principal)
             .field("client", &self.client)
@@ -241,6 +287,36 @@ impl fmt::Debug for CacheLayerBuilder {
 }
 
 impl CacheLayerBuilder {
+    fn over(store: Arc<dyn Store>, keys: Keys, dependents: Dependents) -> Self {
+        Self {
+            store,
+            keys,
+            dependents,
+            policy: Policy::default(),
+            per_principal: false,
+            client: ClientIdentity::default(),
+        }
+    }
+
+    /// The key prefix of stored responses and their tags (default: the cache's prefix, or
+    /// `podium` for [`CacheLayer::with_store`]). A layer built from a [`Cache`] is purged by
+    /// that cache's changes only while the two share a prefix, so set it there only to keep
+    /// this layer's responses apart from the cache's purges.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::store::MemoryStore;
+    /// let layer = podium_cache_tower::CacheLayer::with_store(Arc::new(MemoryStore::new(100)))
+    ///     .prefix("shop")
+    ///     .build();
+    /// assert!(format!("{:?}", layer.dependents()).contains("shop"));
+    /// ```
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.keys = Keys::new(prefix);
+        self.dependents = Dependents::new(Arc::clone(&self.store), self.keys.clone());
+        self
+    }
+
     /// The freshness lifetime of stored responses, and the most a response's `max-age` or
     /// `s-maxage` can ask for (they can only lower it). Zero stores nothing.
     pub fn ttl(mut self, ttl: Duration) -> Self {
@@ -494,7 +570,8 @@ impl CacheLayerBuilder {
     }
 
     /// Builds the layer. Its responses are purged by the core cache's changes (see
-    /// [`purge`](crate::purge)); nothing is registered with the cache.
+    /// [`purge`](crate::purge)) or through [`CacheLayer::dependents`]; nothing is registered
+    /// with the cache.
     pub fn build(mut self) -> CacheLayer {
         if self.per_principal && self.policy.principal.is_none() {
             let cookies = self.policy.private_cookies.clone();
@@ -502,12 +579,12 @@ impl CacheLayerBuilder {
                 default_principal(&cookies, parts)
             }));
         }
-        let keys = LayerKeys::new(self.cache.keys().clone());
+        let keys = LayerKeys::new(self.keys);
         tracing::debug!(policy = ?self.policy, "http cache layer built");
         CacheLayer {
             state: Arc::new(LayerState {
-                store: Arc::clone(self.cache.store()),
-                dependents: self.cache.dependents().clone(),
+                store: self.store,
+                dependents: self.dependents,
                 keys,
                 policy: self.policy,
                 in_flight: Arc::new(InFlight::default()),
@@ -532,9 +609,11 @@ mod tests {
             .map(|r| r.into_parts())
             .unwrap_or_else(|_| http::Request::new(()).into_parts());
         if let Some(peer) = peer {
-            parts
-                .extensions
-                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            let peer = peer.parse::<SocketAddr>().unwrap();
+            #[cfg(feature = "axum")]
+            parts.extensions.insert(ConnectInfo(peer));
+            #[cfg(not(feature = "axum"))]
+            parts.extensions.insert(peer);
         }
         parts
     }

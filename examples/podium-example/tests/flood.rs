@@ -54,12 +54,10 @@ async fn start(events: usize, latency: Duration, tune: impl FnOnce(&mut Settings
         .map(|i| airtable.insert(BASE, "Events", event_fields(i)))
         .collect();
     airtable.declare_fields(BASE, "Events", &["name", "slug", "description"]);
-    let mut settings = Settings {
-        airtable_api_key: Some(Secret::new(airtable.api_key())),
-        airtable_base_id: Some(BASE.to_owned()),
-        airtable_api_url: airtable.url(),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.airtable_api_key = Some(Secret::new(airtable.api_key()));
+    settings.airtable_base_id = Some(BASE.to_owned());
+    settings.airtable_api_url = airtable.url();
     tune(&mut settings);
     let app = server::start(RunOptions {
         bind: SocketAddr::from((LEGIT, 0)),

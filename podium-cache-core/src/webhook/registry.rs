@@ -65,6 +65,7 @@ pub trait ModelOps: Send + Sync + 'static {
 
 /// Why [`ModelOps::upsert_json`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UpsertJsonError {
     /// The record does not fit the model.
     #[error(transparent)]

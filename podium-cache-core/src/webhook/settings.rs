@@ -139,8 +139,8 @@ impl NativeWebhooks {
         let source = AirtableSource::builder(key.expose(), base)
             .api_url(settings.airtable_api_url.as_str())
             .build()?;
-        let mut builder =
-            NativeWebhooks::builder(cache, models, WebhooksApi::new(source)).webhook(id.as_str(), mac);
+        let mut builder = NativeWebhooks::builder(cache, models, WebhooksApi::new(source))
+            .webhook(id.as_str(), mac);
         for (name, table_id) in &settings.airtable_table_ids {
             builder = builder.table(table_id.as_str(), name.as_str());
         }

@@ -59,11 +59,9 @@ pub async fn start_with(options: Options) -> TestApp {
         .redis
         .then(|| RedisServer::start().expect("redis-server"));
     let secret = WebhookSecret::generate();
-    let mut settings = Settings {
-        webhook_secret: Some(Secret::new(secret.expose())),
-        redis_url: redis.as_ref().map(|r| Secret::new(r.url())),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.webhook_secret = Some(Secret::new(secret.expose()));
+    settings.redis_url = redis.as_ref().map(|r| Secret::new(r.url()));
     if let Some(capacity) = options.memory_capacity {
         settings.memory_capacity = capacity;
     }
