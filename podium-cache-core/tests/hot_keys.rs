@@ -199,7 +199,10 @@ async fn instances_sharing_a_store_refresh_a_hot_record_once_between_them() {
         version: 1,
         owner: vec![],
     };
-    first.upsert(&v1, common::now_ms()).await.expect("upsert v1");
+    first
+        .upsert(&v1, common::now_ms())
+        .await
+        .expect("upsert v1");
     // The first instance's refresh claims the entry; its Airtable answer is held.
     let (answer, _) = read(&first, &id).await;
     assert_eq!(answer.expect("hit"), Some(v1.clone()));
@@ -213,7 +216,10 @@ async fn instances_sharing_a_store_refresh_a_hot_record_once_between_them() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        (first.metrics().early_refreshes, second.metrics().early_refreshes),
+        (
+            first.metrics().early_refreshes,
+            second.metrics().early_refreshes
+        ),
         (1, 0),
         "one refresh between the two instances"
     );

@@ -99,9 +99,11 @@ async fn a_waiting_request_runs_the_handler_itself_after_the_timeout() {
         let app = app.clone();
         async move { send(&app, req("/stuck")).await }
     });
-    wait_until("the leader runs the handler", Duration::from_secs(30), || {
-        runs.get() == 1
-    })
+    wait_until(
+        "the leader runs the handler",
+        Duration::from_secs(30),
+        || runs.get() == 1,
+    )
     .await;
     let follower = within(
         "the follower to give up waiting",
@@ -155,9 +157,11 @@ async fn a_failed_leader_lets_the_waiting_requests_run_the_handler() {
         let app = app.clone();
         async move { send(&app, req("/flaky")).await }
     });
-    wait_until("the leader runs the handler", Duration::from_secs(30), || {
-        runs.get() == 1
-    })
+    wait_until(
+        "the leader runs the handler",
+        Duration::from_secs(30),
+        || runs.get() == 1,
+    )
     .await;
     let follower = tokio::spawn({
         let app = app.clone();

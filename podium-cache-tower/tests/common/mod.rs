@@ -293,7 +293,11 @@ pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> 
 
 /// Awaits `future`, failing the test with `what` if it has not finished after `within` of
 /// real time (a deadline against hangs, not a bound on speed).
-pub async fn within<T>(what: &str, within: Duration, future: impl std::future::Future<Output = T>) -> T {
+pub async fn within<T>(
+    what: &str,
+    within: Duration,
+    future: impl std::future::Future<Output = T>,
+) -> T {
     let deadline = std::time::Instant::now() + within;
     tokio::pin!(future);
     loop {
