@@ -134,9 +134,16 @@ fn spawn_read(
     tokio::spawn(async move { read(&cache, client, &id).await })
 }
 
-/// Waits (on the paused clock) until the source has been called `n` times.
+/// Waits (on the paused clock) until the source has been called `n` times; fails past a
+/// deadline in real time (the paused clock would advance without end).
 async fn until_calls(source: &StandIn, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while source.calls.lock().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source was called {} times, never {n}",
+            source.calls.lock().len()
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
