@@ -82,6 +82,7 @@ mod future;
 mod layer;
 pub mod policy;
 pub mod purge;
+#[cfg(feature = "axum")]
 pub mod response;
 mod service;
 pub mod status;
@@ -93,5 +94,6 @@ pub use entry::EntryError;
 pub use future::ResponseFuture;
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use purge::CacheTags;
+#[cfg(feature = "axum")]
 pub use response::{Failure, Found};
 pub use service::CacheService;
