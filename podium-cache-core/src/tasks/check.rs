@@ -372,7 +372,9 @@ async fn check_tables(source: &AirtableSource, models: &[SweepEntity], findings:
             }
             // 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND: a missing scope, no access to the
             // base, or no such base or table (Airtable does not say which).
-            Err(SourceError::Unauthorized(_)) | Err(SourceError::NotFound(_)) => findings.add(
+            Err(SourceError::Unauthorized(_))
+            | Err(SourceError::NotFound(_))
+            | Err(SourceError::Forbidden { .. }) => findings.add(
                 Level::Problem,
                 format!("scope data.records:read / airtable_base_id / {subject}"),
                 format!(
@@ -472,7 +474,7 @@ async fn check_webhooks(
                 ),
             }
         }
-        Err(SourceError::Unauthorized(_)) => findings.add(
+        Err(SourceError::Unauthorized(_)) | Err(SourceError::Forbidden { .. }) => findings.add(
             Level::Problem,
             "scope webhook:manage",
             format!(
