@@ -56,7 +56,10 @@ async fn run_batched_check() -> serde_json::Value {
         let ids = fx.data.ids(entity);
         cached += ids.len() as u64;
         for chunk in ids.chunks(100) {
-            let found = source.get_many(table(entity), chunk).await.expect("batched check");
+            let found = source
+                .get_many(table(entity), chunk)
+                .await
+                .expect("batched check");
             gone += (chunk.len() - found.len()) as u64;
         }
     }
