@@ -86,6 +86,10 @@ impl Cache {
                     id,
                     "refresh superseded by a newer change"
                 );
+                // The newer change may still be purging what depends on the record (its
+                // generation moves before its purge): purge here too, so nothing that read the
+                // old record is served once this delivery is acknowledged.
+                self.changed(meta, id, ChangeKind::Upserted).await?;
                 return Ok(Refreshed::Superseded);
             }
             if found.is_none() {
