@@ -248,6 +248,59 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// The standards mode: a shared cache as RFC 9111 describes it, for a reverse proxy in
+    /// front of an origin that says how long its responses stay fresh. Freshness comes only
+    /// from the response's own headers (`s-maxage`, `max-age`, `Expires` against `Date`, all
+    /// corrected by `Age`) or, for the statuses RFC 9110 §15.1 calls heuristically cacheable
+    /// and `public` responses, from RFC 9111 §4.2.2 heuristics (a tenth of the time since
+    /// `Last-Modified`, at most a day); there is no default TTL ([`ttl`](Self::ttl) is not
+    /// used). Requests' own `Cache-Control` is honoured for everyone (RFC 9111 §5.2.1), a
+    /// `HEAD` miss is forwarded as a `HEAD`, and a request with `Authorization` is looked up
+    /// and its answer stored as RFC 9111 §3.5 allows (`public`, `s-maxage`,
+    /// `must-revalidate`) unless [`per_principal`](Self::per_principal) keys it.
+    ///
+    /// Which mode to choose: the default (app) mode is for an application that purges its
+    /// responses record by record ([`purge`](crate::purge)): every cacheable answer is kept
+    /// for the TTL even when it carries no freshness, and a record change purges it. Choose
+    /// the standards mode when the layer fronts responses it is not told about (a proxy, a
+    /// service whose handlers set `Cache-Control`), where only the response can say how long
+    /// it stays valid. Age, validation, invalidation by unsafe methods, `CDN-Cache-Control`,
+    /// stale-if-error, ranges and request directives work in both modes.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .freshness_from_headers()
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn freshness_from_headers(mut self) -> Self {
+        self.policy.standards = true;
+        self.policy.request_directives = Audience::Everyone;
+        self
+    }
+
+    /// A targeted cache-control field (RFC 9213) meant for this cache, e.g.
+    /// `Podium-Cache-Control`: when a response carries it with a valid value, its directives
+    /// are used and `Cache-Control` and `Expires` ignored. It is read before
+    /// `CDN-Cache-Control`, which is always read before `Cache-Control`. A name that is not a
+    /// valid header name is ignored (with a warning).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .targeted_cache_control("podium-cache-control")
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn targeted_cache_control(mut self, name: &str) -> Self {
+        match HeaderName::from_bytes(name.trim().as_bytes()) {
+            Ok(header) => self.policy.targeted.insert(0, header),
+            Err(_) => tracing::warn!(header = name, "targeted_cache_control is not a header name"),
+        }
+        self
+    }
+
     /// The stale-while-revalidate window of responses that do not set one themselves: after
     /// its TTL an entry is still served for this long while one background request refreshes
     /// it.
@@ -256,7 +309,9 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// The longest stale-while-revalidate window any response gets (default 1 hour).
+    /// The longest stale-while-revalidate or stale-if-error window any response gets, and how
+    /// long a response with validators is kept past its freshness to be validated (default
+    /// 1 hour).
     pub fn max_stale_while_revalidate(mut self, window: Duration) -> Self {
         self.policy.max_swr = window;
         self
