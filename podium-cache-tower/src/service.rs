@@ -343,16 +343,16 @@ where
 /// with the request's authority.
 fn same_origin_uri(target: &http::Uri, authority: Option<&str>, value: &str) -> Option<http::Uri> {
     let value = value.trim();
-    let uri: http::Uri = value.parse().ok()?;
-    if let Some(theirs) = uri.authority() {
-        let ours = authority?;
-        if !theirs.as_str().eq_ignore_ascii_case(ours) {
+    if value.contains("://") || value.starts_with("//") {
+        let uri: http::Uri = value.parse().ok()?;
+        let theirs = uri.authority()?;
+        if !theirs.as_str().eq_ignore_ascii_case(authority?) {
             return None;
         }
-        return uri.path_and_query().map(|pq| pq.as_str().parse().ok())?;
+        return uri.path_and_query()?.as_str().parse().ok();
     }
     if value.starts_with('/') {
-        return Some(uri);
+        return value.parse().ok();
     }
     // A relative reference: resolved against the target's directory (RFC 3986 §5.2).
     let base = target.path();
