@@ -74,7 +74,7 @@ fn is_stored_header(name: &HeaderName) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) enum Stored {
     /// A response.
-    Response(StoredResponse),
+    Response(Box<StoredResponse>),
     /// The plain key of a response that varies on these (lower-cased) request headers.
     Vary(Vec<String>),
 }
@@ -315,7 +315,7 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
             }
             let body_len = r.len32()?;
             let body = r.take(body_len)?;
-            Ok(Stored::Response(StoredResponse {
+            Ok(Stored::Response(Box::new(StoredResponse {
                 status,
                 stored_at_ms,
                 initial_age_ms,
@@ -330,7 +330,7 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
                 vary,
                 headers,
                 body,
-            }))
+            })))
         }
         _ => Err(EntryError::Format),
     }

@@ -1,26 +1,17 @@
 //! [`CacheLayer`] and its builder.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-
-use axum::extract::ConnectInfo;
 
 use http::header::HeaderName;
 use http::request::Parts;
 use http::StatusCode;
-use parking_lot::Mutex;
-use podium_cache_core::cache::{Cache, Dependents};
-use podium_cache_core::scope::Scope;
-use podium_cache_core::store::Store;
+use podium_cache_core::cache::Cache;
 use tower::Layer;
 
-use crate::coalesce::InFlight;
 use crate::policy::{default_principal, Audience, Policy};
-use crate::purge::LayerKeys;
-use crate::service::CacheService;
+use crate::service::{CacheService, ClientIdentity, LayerState};
 
 /// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
 /// of a [`podium_cache_core::Cache`], and purges exactly the responses that read a record when
@@ -60,98 +51,6 @@ impl fmt::Debug for CacheLayer {
     }
 }
 
-/// What every [`CacheService`] made by one layer shares.
-pub(crate) struct LayerState {
-    pub store: Arc<dyn Store>,
-    /// Where responses are registered against the records they read, and purged.
-    pub dependents: Dependents,
-    pub keys: LayerKeys,
-    pub policy: Policy,
-    pub in_flight: Arc<InFlight>,
-    /// Entry keys being refreshed in the background by this process.
-    pub refreshing: Mutex<HashSet<String>>,
-    /// How a request's client is named (its misses are queued and limited per client).
-    pub client: ClientIdentity,
-}
-
-/// A function naming the client of a request (e.g. an authenticated principal).
-type ClientFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
-
-/// The longest client name taken from a header as it is; longer ones are cut.
-const MAX_CLIENT_LEN: usize = 64;
-
-/// How the layer names the client of a request, for the core engine's per-client miss queues
-/// and limits: the [`client_fn`](CacheLayerBuilder::client_fn) if it names one, else the
-/// first hop of the [trusted header](CacheLayerBuilder::trusted_client_header), else the peer
-/// address (axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` request extension). IPv6
-/// addresses are grouped by /64, the block one host usually holds.
-#[derive(Clone, Default)]
-pub(crate) struct ClientIdentity {
-    header: Option<HeaderName>,
-    client_fn: Option<ClientFn>,
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("header", &self.header)
-            .field("client_fn", &self.client_fn.is_some())
-            .finish()
-    }
-}
-
-impl ClientIdentity {
-    /// The client of the request with `parts`, if it can be named.
-    pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
-        if let Some(client) = self.client_fn.as_ref().and_then(|f| f(parts)) {
-            return Some(client);
-        }
-        if let Some(name) = &self.header {
-            let first_hop = parts
-                .headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.split(',').next())
-                .map(str::trim)
-                .filter(|hop| !hop.is_empty());
-            if let Some(hop) = first_hop {
-                return Some(match hop.parse::<IpAddr>() {
-                    Ok(ip) => ip_client(ip),
-                    Err(_) => hop.chars().take(MAX_CLIENT_LEN).collect(),
-                });
-            }
-        }
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0)
-            .or_else(|| parts.extensions.get::<SocketAddr>().copied())
-            .map(|addr| ip_client(addr.ip()))
-    }
-
-    /// A core scope for the request, attributed to its client when it has one.
-    pub(crate) fn scope_for(&self, parts: &Parts) -> Scope {
-        match self.of(parts) {
-            Some(client) => Scope::new().with_client(client),
-            None => Scope::new(),
-        }
-    }
-}
-
-/// An address as a client name: IPv4 as it is, IPv6 by its /64 (IPv4-mapped as IPv4).
-fn ip_client(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
 impl CacheLayer {
     /// A layer with the default configuration (see [`CacheLayerBuilder`]).
     ///
@@ -173,17 +72,13 @@ impl CacheLayer {
             client: ClientIdentity::default(),
         }
     }
-
-    pub(crate) fn state(&self) -> &Arc<LayerState> {
-        &self.state
-    }
 }
 
 impl<S> Layer<S> for CacheLayer {
     type Service = CacheService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(inner, self.clone())
+        CacheService::from_state(inner, Arc::clone(&self.state))
     }
 }
 
@@ -557,74 +452,9 @@ impl CacheLayerBuilder {
                 default_principal(&cookies, parts)
             }));
         }
-        let keys = LayerKeys::new(self.cache.keys().clone());
         tracing::debug!(policy = ?self.policy, "http cache layer built");
         CacheLayer {
-            state: Arc::new(LayerState {
-                store: Arc::clone(self.cache.store()),
-                dependents: self.cache.dependents().clone(),
-                keys,
-                policy: self.policy,
-                in_flight: Arc::new(InFlight::default()),
-                refreshing: Mutex::new(HashSet::new()),
-                client: self.client,
-            }),
+            state: Arc::new(LayerState::new(&self.cache, self.policy, self.client)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(headers: &[(&str, &str)], peer: Option<&str>) -> Parts {
-        let mut request = http::Request::get("/events/recAAAAAAAAAAAAAA");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let (mut parts, ()) = request
-            .body(())
-            .map(|r| r.into_parts())
-            .unwrap_or_else(|_| http::Request::new(()).into_parts());
-        if let Some(peer) = peer {
-            parts
-                .extensions
-                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
-        }
-        parts
-    }
-
-    #[test]
-    fn the_client_is_the_peer_address_unless_a_trusted_header_names_it() {
-        let peer_only = ClientIdentity::default();
-        let behind_proxy = ClientIdentity {
-            header: Some(HeaderName::from_static("x-forwarded-for")),
-            client_fn: None,
-        };
-        let forwarded = parts(
-            &[("x-forwarded-for", " 203.0.113.9, 10.0.0.1")],
-            Some("127.0.0.2:5555"),
-        );
-        assert_eq!(peer_only.of(&forwarded).as_deref(), Some("127.0.0.2"));
-        assert_eq!(behind_proxy.of(&forwarded).as_deref(), Some("203.0.113.9"));
-        let direct = parts(&[], Some("[2001:db8:1:2:3:4:5:6]:443"));
-        assert_eq!(
-            behind_proxy.of(&direct).as_deref(),
-            Some("2001:db8:1:2::/64"),
-            "no header: the peer address, IPv6 by its /64"
-        );
-        assert_eq!(peer_only.of(&parts(&[], None)), None);
-        let principal = ClientIdentity {
-            client_fn: Some(Arc::new(|_: &Parts| Some("user:ada".to_owned()))),
-            ..behind_proxy
-        };
-        assert_eq!(principal.of(&forwarded).as_deref(), Some("user:ada"));
-        let long = "x".repeat(500);
-        let hostile = ClientIdentity {
-            header: Some(HeaderName::from_static("x-client")),
-            client_fn: None,
-        };
-        let named = hostile.of(&parts(&[("x-client", &long)], None));
-        assert_eq!(named.map(|n| n.len()), Some(MAX_CLIENT_LEN));
     }
 }

@@ -578,7 +578,8 @@ pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-con
 pub const STANDARDS_MAX_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// The statuses RFC 9110 §15.1 calls heuristically cacheable.
-pub const HEURISTIC_STATUSES: [u16; 12] = [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+pub const HEURISTIC_STATUSES: [u16; 12] =
+    [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// The most heuristic freshness a response gets (RFC 9111 §4.2.2 leaves the cap to the cache).
 pub const MAX_HEURISTIC: Duration = Duration::from_secs(24 * 3600);
@@ -773,7 +774,11 @@ impl Policy {
             (false, None) if listed => self.ttl,
             (_, None) => return Err(NotStored::Status),
         };
-        let lifetime = if cc.no_cache { Duration::ZERO } else { lifetime };
+        let lifetime = if cc.no_cache {
+            Duration::ZERO
+        } else {
+            lifetime
+        };
         if lifetime.is_zero() && !validator {
             return Err(NotStored::Expired);
         }
@@ -818,7 +823,10 @@ pub(crate) fn has_origin_validator(headers: &HeaderMap) -> bool {
 /// Heuristic freshness (RFC 9111 §4.2.2): a tenth of the time since `Last-Modified` (as of
 /// `Date`, or now), at most [`MAX_HEURISTIC`]; none without `Last-Modified`.
 fn heuristic_lifetime(headers: &HeaderMap) -> Duration {
-    let Some(modified) = headers.get(http::header::LAST_MODIFIED).and_then(parse_date) else {
+    let Some(modified) = headers
+        .get(http::header::LAST_MODIFIED)
+        .and_then(parse_date)
+    else {
         return Duration::ZERO;
     };
     let date = headers
@@ -887,7 +895,11 @@ fn expires_lifetime(headers: &HeaderMap) -> Option<Duration> {
 
 /// The corrected initial age of a response in milliseconds (RFC 9111 §4.2.3): the larger of
 /// its apparent age (`Date` to its arrival) and the origin's `Age` plus the response delay.
-pub(crate) fn initial_age_ms(headers: &HeaderMap, request_time_ms: u64, response_time_ms: u64) -> u64 {
+pub(crate) fn initial_age_ms(
+    headers: &HeaderMap,
+    request_time_ms: u64,
+    response_time_ms: u64,
+) -> u64 {
     let age_value = headers
         .get(http::header::AGE)
         .and_then(|v| v.to_str().ok())
@@ -986,7 +998,11 @@ pub(crate) fn vary_value(request: &HeaderMap, name: &str) -> String {
             if member.is_empty() {
                 continue;
             }
-            members.push(if fold { member.to_ascii_lowercase() } else { member });
+            members.push(if fold {
+                member.to_ascii_lowercase()
+            } else {
+                member
+            });
         }
     }
     members.join(", ")

@@ -17,13 +17,25 @@ use crate::body::{collect_limited, BodyError, CacheBody, Collected};
 use crate::coalesce::{follow, Join, Shared};
 use crate::entry::{self, Age, EntryError, Stored, StoredResponse};
 use crate::future::ResponseFuture;
-use crate::layer::{CacheLayer, LayerState};
 use crate::policy::{self, BypassReason, NotStored, Plan, Vary};
 use crate::purge::CacheTags;
 use crate::status::{CacheStatus, Forward, StatusHeaders};
-use podium_cache_core::cache::Dependents;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
-/// The middleware [`CacheLayer`] wraps a service in.
+use axum::extract::ConnectInfo;
+use http::header::HeaderName;
+use parking_lot::Mutex;
+use podium_cache_core::cache::{Cache, Dependents};
+use podium_cache_core::scope::Scope;
+use podium_cache_core::store::Store;
+
+use crate::coalesce::InFlight;
+use crate::policy::Policy;
+use crate::purge::LayerKeys;
+
+/// The middleware [`CacheLayer`](crate::CacheLayer) wraps a service in.
 ///
 /// It serves `GET`/`HEAD` requests from the store when it can, runs the inner service (inside
 /// a core [`Scope`](podium_cache_core::scope::Scope), attributed to the request's client) when
@@ -46,21 +58,23 @@ use podium_cache_core::cache::Dependents;
 #[derive(Clone)]
 pub struct CacheService<S> {
     inner: S,
-    layer: CacheLayer,
+    state: Arc<LayerState>,
 }
 
 impl<S> std::fmt::Debug for CacheService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheService")
-            .field("layer", &self.layer)
+            .field("store", &self.state.store.name())
+            .field("policy", &self.state.policy)
             .finish_non_exhaustive()
     }
 }
 
 impl<S> CacheService<S> {
-    /// Wraps `inner` with the cache of `layer`.
-    pub fn new(inner: S, layer: CacheLayer) -> Self {
-        Self { inner, layer }
+    /// Wraps `inner` with the state a [`CacheLayer`](crate::CacheLayer) shares among its
+    /// services (use [`Layer::layer`](tower::Layer::layer) on the layer).
+    pub(crate) fn from_state(inner: S, state: Arc<LayerState>) -> Self {
+        Self { inner, state }
     }
 
     /// The wrapped service.
@@ -101,7 +115,7 @@ where
         // The ready service goes with this request; a fresh clone waits for the next one.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let state = Arc::clone(self.layer.state());
+        let state = Arc::clone(&self.state);
         let span = tracing::debug_span!(
             "http_cache",
             method = %request.method(),
@@ -109,6 +123,114 @@ where
             cache_status = tracing::field::Empty,
         );
         ResponseFuture::new(handle(state, inner, request).instrument(span))
+    }
+}
+
+/// What every [`CacheService`] made by one layer shares: the service's state (the layer
+/// only holds it).
+pub(crate) struct LayerState {
+    pub store: Arc<dyn Store>,
+    /// Where responses are registered against the records they read, and purged.
+    pub dependents: Dependents,
+    pub keys: LayerKeys,
+    pub policy: Policy,
+    pub in_flight: Arc<InFlight>,
+    /// Entry keys being refreshed in the background by this process.
+    pub refreshing: Mutex<HashSet<String>>,
+    /// How a request's client is named (its misses are queued and limited per client).
+    pub client: ClientIdentity,
+}
+
+impl LayerState {
+    /// The state of a layer over `cache`'s store, key prefix and dependents.
+    pub(crate) fn new(cache: &Cache, policy: Policy, client: ClientIdentity) -> Self {
+        Self {
+            store: Arc::clone(cache.store()),
+            dependents: cache.dependents().clone(),
+            keys: LayerKeys::new(cache.keys().clone()),
+            policy,
+            in_flight: Arc::new(InFlight::default()),
+            refreshing: Mutex::new(HashSet::new()),
+            client,
+        }
+    }
+}
+
+/// A function naming the client of a request (e.g. an authenticated principal).
+pub(crate) type ClientFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// The longest client name taken from a header as it is; longer ones are cut.
+const MAX_CLIENT_LEN: usize = 64;
+
+/// How the layer names the client of a request, for the core engine's per-client miss queues
+/// and limits: the [`client_fn`](CacheLayerBuilder::client_fn) if it names one, else the
+/// first hop of the [trusted header](CacheLayerBuilder::trusted_client_header), else the peer
+/// address (axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` request extension). IPv6
+/// addresses are grouped by /64, the block one host usually holds.
+#[derive(Clone, Default)]
+pub(crate) struct ClientIdentity {
+    pub header: Option<HeaderName>,
+    pub client_fn: Option<ClientFn>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("header", &self.header)
+            .field("client_fn", &self.client_fn.is_some())
+            .finish()
+    }
+}
+
+impl ClientIdentity {
+    /// The client of the request with `parts`, if it can be named.
+    pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
+        if let Some(client) = self.client_fn.as_ref().and_then(|f| f(parts)) {
+            return Some(client);
+        }
+        if let Some(name) = &self.header {
+            let first_hop = parts
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split(',').next())
+                .map(str::trim)
+                .filter(|hop| !hop.is_empty());
+            if let Some(hop) = first_hop {
+                return Some(match hop.parse::<IpAddr>() {
+                    Ok(ip) => ip_client(ip),
+                    Err(_) => hop.chars().take(MAX_CLIENT_LEN).collect(),
+                });
+            }
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0)
+            .or_else(|| parts.extensions.get::<SocketAddr>().copied())
+            .map(|addr| ip_client(addr.ip()))
+    }
+
+    /// A core scope for the request, attributed to its client when it has one.
+    pub(crate) fn scope_for(&self, parts: &Parts) -> Scope {
+        match self.of(parts) {
+            Some(client) => Scope::new().with_client(client),
+            None => Scope::new(),
+        }
+    }
+}
+
+/// An address as a client name: IPv4 as it is, IPv6 by its /64 (IPv4-mapped as IPv4).
+fn ip_client(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -154,7 +276,11 @@ enum Use {
 
 fn choose(entry: &StoredResponse, request: &policy::CacheControl, now: u64) -> Use {
     let age = entry.age_ms(now);
-    if request.no_cache || request.max_age.is_some_and(|s| age > s.saturating_mul(1000)) {
+    if request.no_cache
+        || request
+            .max_age
+            .is_some_and(|s| age > s.saturating_mul(1000))
+    {
         return Use::Validate;
     }
     let state = entry.age(now);
@@ -243,9 +369,8 @@ where
                     parts,
                     body,
                     key,
-                    entry_key,
+                    (entry_key, entry),
                     lookup.sequence,
-                    entry,
                 );
                 return Ok(response);
             }
@@ -300,17 +425,18 @@ where
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| target.authority().map(|a| a.as_str().to_owned()));
-    let matched = parts
-        .extensions
-        .get::<axum::extract::MatchedPath>()
-        .cloned();
+    // The target's key as a GET of it would have (with the route the router matched).
+    let mut parts = parts;
+    let method = std::mem::replace(&mut parts.method, Method::GET);
+    let target_key = state.policy.key_of(&parts);
+    parts.method = method;
     let request_headers = parts.headers.clone();
     let response = pass_through(state, inner, parts, body, Forward::Method, None, false).await?;
     let status = response.status();
     if !(status.is_success() || status.is_redirection()) {
         return Ok(response);
     }
-    let mut uris = vec![target.clone()];
+    let mut uris = Vec::new();
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let named = response
             .headers()
@@ -319,18 +445,13 @@ where
             .and_then(|v| same_origin_uri(&target, authority.as_deref(), v));
         uris.extend(named);
     }
-    let keys: Vec<String> = uris
+    let keys: Vec<String> = target_key
         .into_iter()
-        .filter_map(|uri| {
+        .chain(uris.into_iter().filter_map(|uri| {
             let mut get = Request::get(uri).body(()).ok()?.into_parts().0;
             get.headers = request_headers.clone();
-            if let Some(matched) = &matched {
-                if get.uri.path() == target.path() {
-                    get.extensions.insert(matched.clone());
-                }
-            }
             state.policy.key_of(&get)
-        })
+        }))
         .collect();
     if let Err(err) = state.invalidate(&keys).await {
         tracing::warn!(error = %err, "invalidating after an unsafe method failed");
@@ -573,7 +694,10 @@ impl Fill<'_> {
                 let now = entry::now_ms();
                 if let Some(stale) = self.stale.as_ref().filter(|e| e.usable_on_error(now)) {
                     tracing::debug!("the service failed; answering from a stale entry");
-                    return Ok((self.stale_on_error(stale, head, &request_headers, detailed), None));
+                    return Ok((
+                        self.stale_on_error(stale, head, &request_headers, detailed),
+                        None,
+                    ));
                 }
                 return Err(err);
             }
@@ -620,7 +744,16 @@ impl Fill<'_> {
                     ));
                 };
                 return Ok(self
-                    .refreshed(stale, &parts, tags, (response_time, initial_age), &request_headers, head, detailed, &report)
+                    .refreshed(
+                        stale,
+                        &parts,
+                        tags,
+                        (response_time, initial_age),
+                        &request_headers,
+                        head,
+                        detailed,
+                        &report,
+                    )
                     .await);
             }
         };
@@ -717,7 +850,15 @@ impl Fill<'_> {
             }
         }
         let (mut response, shared) = self
-            .keep_and_render(entry, &tags, &request_headers, head, detailed, &report, None)
+            .keep_and_render(
+                entry,
+                &tags,
+                &request_headers,
+                head,
+                detailed,
+                &report,
+                None,
+            )
             .await;
         *response.extensions_mut() = extensions;
         Ok((response, shared))
@@ -992,7 +1133,10 @@ fn not_modified(entry: &StoredResponse, request: &HeaderMap) -> bool {
 /// The single byte range a request asks of a stored `200` (`None`: answer in full: no
 /// `Range`, several ranges, another unit, a syntax error, or an `If-Range` that does not
 /// match); `Err` when it cannot be satisfied (RFC 9110 §14.2, §13.1.5).
-fn requested_range(entry: &StoredResponse, request: &HeaderMap) -> Option<Result<(usize, usize), ()>> {
+fn requested_range(
+    entry: &StoredResponse,
+    request: &HeaderMap,
+) -> Option<Result<(usize, usize), ()>> {
     if entry.status != StatusCode::OK {
         return None;
     }
@@ -1001,7 +1145,8 @@ fn requested_range(entry: &StoredResponse, request: &HeaderMap) -> Option<Result
         let if_range = if_range.to_str().ok()?.trim();
         let matches = if if_range.starts_with('"') {
             // A strong comparison: a weak tag never matches.
-            !entry.etag.as_bytes().starts_with(b"W/") && entry.etag.as_bytes() == if_range.as_bytes()
+            !entry.etag.as_bytes().starts_with(b"W/")
+                && entry.etag.as_bytes() == if_range.as_bytes()
         } else {
             entry
                 .headers
@@ -1079,14 +1224,14 @@ impl LayerState {
         let invalidated = Dependents::parse_sequence(values.next().flatten().as_deref());
         let found = match raw.map(entry::decode) {
             None => None,
-            Some(Ok(Stored::Response(entry))) => Some((entry_key, entry)),
+            Some(Ok(Stored::Response(entry))) => Some((entry_key, *entry)),
             Some(Ok(Stored::Vary(names))) => {
                 let variant_key = self
                     .keys
                     .keys
                     .http(&policy::variant_key(key, &names, request));
                 match self.store.get(&variant_key).await?.map(entry::decode) {
-                    Some(Ok(Stored::Response(entry))) => Some((variant_key, entry)),
+                    Some(Ok(Stored::Response(entry))) => Some((variant_key, *entry)),
                     Some(Ok(Stored::Vary(_))) | None => None,
                     Some(Err(err)) => {
                         tracing::warn!(error = %err, "ignoring an unreadable cached response");
@@ -1126,7 +1271,10 @@ impl LayerState {
         self.store.set_many(&stamps).await?;
         let entries: Vec<String> = keys.iter().map(|key| self.keys.keys.http(key)).collect();
         self.store.delete(&entries).await?;
-        tracing::debug!(keys = keys.len(), "stored responses invalidated by an unsafe request");
+        tracing::debug!(
+            keys = keys.len(),
+            "stored responses invalidated by an unsafe request"
+        );
         Ok(())
     }
 
@@ -1266,9 +1414,8 @@ impl LayerState {
         parts: Parts,
         body: ReqBody,
         key: String,
-        entry_key: String,
+        (entry_key, stale): (String, StoredResponse),
         sequence: u64,
-        stale: StoredResponse,
     ) where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
         S::Future: Send + 'static,
@@ -1336,5 +1483,61 @@ struct Refreshing {
 impl Drop for Refreshing {
     fn drop(&mut self) {
         self.state.refreshing.lock().remove(&self.entry_key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)], peer: Option<&str>) -> Parts {
+        let mut request = http::Request::get("/events/recAAAAAAAAAAAAAA");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (mut parts, ()) = request
+            .body(())
+            .map(|r| r.into_parts())
+            .unwrap_or_else(|_| http::Request::new(()).into_parts());
+        if let Some(peer) = peer {
+            parts
+                .extensions
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        }
+        parts
+    }
+
+    #[test]
+    fn the_client_is_the_peer_address_unless_a_trusted_header_names_it() {
+        let peer_only = ClientIdentity::default();
+        let behind_proxy = ClientIdentity {
+            header: Some(HeaderName::from_static("x-forwarded-for")),
+            client_fn: None,
+        };
+        let forwarded = parts(
+            &[("x-forwarded-for", " 203.0.113.9, 10.0.0.1")],
+            Some("127.0.0.2:5555"),
+        );
+        assert_eq!(peer_only.of(&forwarded).as_deref(), Some("127.0.0.2"));
+        assert_eq!(behind_proxy.of(&forwarded).as_deref(), Some("203.0.113.9"));
+        let direct = parts(&[], Some("[2001:db8:1:2:3:4:5:6]:443"));
+        assert_eq!(
+            behind_proxy.of(&direct).as_deref(),
+            Some("2001:db8:1:2::/64"),
+            "no header: the peer address, IPv6 by its /64"
+        );
+        assert_eq!(peer_only.of(&parts(&[], None)), None);
+        let principal = ClientIdentity {
+            client_fn: Some(Arc::new(|_: &Parts| Some("user:ada".to_owned()))),
+            ..behind_proxy
+        };
+        assert_eq!(principal.of(&forwarded).as_deref(), Some("user:ada"));
+        let long = "x".repeat(500);
+        let hostile = ClientIdentity {
+            header: Some(HeaderName::from_static("x-client")),
+            client_fn: None,
+        };
+        let named = hostile.of(&parts(&[("x-client", &long)], None));
+        assert_eq!(named.map(|n| n.len()), Some(MAX_CLIENT_LEN));
     }
 }

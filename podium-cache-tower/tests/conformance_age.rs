@@ -9,7 +9,10 @@ use std::time::Duration;
 use common::{harness, send, StoreKind};
 
 fn age_of(reply: &common::Reply) -> u64 {
-    reply.header("age").parse().unwrap_or_else(|_| panic!("no Age: {:?}", reply.headers))
+    reply
+        .header("age")
+        .parse()
+        .unwrap_or_else(|_| panic!("no Age: {:?}", reply.headers))
 }
 
 /// RFC 9111 §4.2.3: the origin's `Age` is added to the resident time, on the miss that stores
@@ -18,15 +21,30 @@ fn age_of(reply: &common::Reply) -> u64 {
 async fn rfc9111_4_2_3_age_from_origin_is_added_to_resident_time() {
     for mode in Mode::BOTH {
         let h = harness(StoreKind::Memory).await;
-        let layer = mode.builder(&h.cache).ttl(Duration::from_secs(10_000)).build();
+        let layer = mode
+            .builder(&h.cache)
+            .ttl(Duration::from_secs(10_000))
+            .build();
         let (app, log) = origin(layer, |_, _| {
-            respond(200, &[("cache-control", "max-age=5000"), ("age", "2000")], "x")
+            respond(
+                200,
+                &[("cache-control", "max-age=5000"), ("age", "2000")],
+                "x",
+            )
         });
         let miss = send(&app, request("GET", "/r", &[])).await;
-        assert!(age_of(&miss) >= 2000, "{mode:?}: miss said Age {}", miss.header("age"));
+        assert!(
+            age_of(&miss) >= 2000,
+            "{mode:?}: miss said Age {}",
+            miss.header("age")
+        );
         let hit = send(&app, request("GET", "/r", &[])).await;
         assert!(hit.is_layer_hit(), "{mode:?}: {}", hit.cache_status());
-        assert!(age_of(&hit) >= 2000, "{mode:?}: hit said Age {}", hit.header("age"));
+        assert!(
+            age_of(&hit) >= 2000,
+            "{mode:?}: hit said Age {}",
+            hit.header("age")
+        );
         assert_eq!(log.count(), 1);
     }
 }
@@ -38,11 +56,19 @@ async fn rfc9111_4_2_3_a_response_stale_on_arrival_is_not_served_fresh() {
     for mode in Mode::BOTH {
         let h = harness(StoreKind::Memory).await;
         let (app, log) = origin(mode.builder(&h.cache).build(), |n, _| {
-            respond(200, &[("cache-control", "max-age=60"), ("age", "100")], &format!("run {n}"))
+            respond(
+                200,
+                &[("cache-control", "max-age=60"), ("age", "100")],
+                &format!("run {n}"),
+            )
         });
         send(&app, request("GET", "/r", &[])).await;
         let second = send(&app, request("GET", "/r", &[])).await;
-        assert_eq!(log.count(), 2, "{mode:?}: a stale response was served as fresh");
+        assert_eq!(
+            log.count(),
+            2,
+            "{mode:?}: a stale response was served as fresh"
+        );
         assert_eq!(second.text(), "run 2");
     }
 }
@@ -54,12 +80,20 @@ async fn rfc9111_4_2_3_apparent_age_from_date_counts() {
     for mode in Mode::BOTH {
         let h = harness(StoreKind::Memory).await;
         let date = http_date(-100);
-        let headers = pairs(&[("cache-control", "max-age=60"), ("date", &date), ("etag", "\"a\"")]);
+        let headers = pairs(&[
+            ("cache-control", "max-age=60"),
+            ("date", &date),
+            ("etag", "\"a\""),
+        ]);
         let (app, log) = origin(mode.builder(&h.cache).build(), move |_, _| {
             respond(200, &headers, "x")
         });
         let first = send(&app, request("GET", "/r", &[])).await;
-        assert!(age_of(&first) >= 99, "{mode:?}: Age {}", first.header("age"));
+        assert!(
+            age_of(&first) >= 99,
+            "{mode:?}: Age {}",
+            first.header("age")
+        );
         send(&app, request("GET", "/r", &[])).await;
         assert_eq!(log.count(), 2, "{mode:?}");
     }

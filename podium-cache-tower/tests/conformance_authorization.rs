@@ -9,7 +9,11 @@ use common::{harness, send, StoreKind};
 async fn calls(mode: Mode, cache_control: &'static str) -> usize {
     let h = harness(StoreKind::Memory).await;
     let (app, log) = origin(mode.builder(&h.cache).build(), move |n, _| {
-        respond(200, &[("cache-control", cache_control)], &format!("run {n}"))
+        respond(
+            200,
+            &[("cache-control", cache_control)],
+            &format!("run {n}"),
+        )
     });
     let auth = [("authorization", "Bearer secret")];
     send(&app, request("GET", "/r", &auth)).await;
@@ -35,6 +39,10 @@ async fn rfc9111_3_5_public_s_maxage_or_must_revalidate_allow_storing_it() {
         "max-age=60, must-revalidate",
     ] {
         assert_eq!(calls(Mode::Standards, directive).await, 1, "{directive}");
-        assert_eq!(calls(Mode::App, directive).await, 2, "app mode: {directive}");
+        assert_eq!(
+            calls(Mode::App, directive).await,
+            2,
+            "app mode: {directive}"
+        );
     }
 }

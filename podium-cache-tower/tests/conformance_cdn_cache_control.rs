@@ -7,7 +7,10 @@ use common::origin::{origin, pairs, request, respond, Mode};
 use common::{harness, send, StoreKind};
 use podium_cache_tower::CacheLayerBuilder;
 
-async fn calls(builder: impl Fn(&podium_cache_core::Cache) -> CacheLayerBuilder, headers: &[(&str, &str)]) -> usize {
+async fn calls(
+    builder: impl Fn(&podium_cache_core::Cache) -> CacheLayerBuilder,
+    headers: &[(&str, &str)],
+) -> usize {
     let h = harness(StoreKind::Memory).await;
     let headers = pairs(headers);
     let (app, log) = origin(builder(&h.cache).build(), move |n, _| {
@@ -23,15 +26,25 @@ async fn calls(builder: impl Fn(&podium_cache_core::Cache) -> CacheLayerBuilder,
 async fn rfc9213_3_cdn_cache_control_takes_precedence_over_cache_control() {
     for mode in Mode::BOTH {
         let b = |c: &podium_cache_core::Cache| mode.builder(c);
-        let stored = [("cache-control", "no-store"), ("cdn-cache-control", "max-age=60")];
+        let stored = [
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
         assert_eq!(calls(b, &stored).await, 1, "{mode:?}");
-        let refused = [("cache-control", "max-age=60"), ("cdn-cache-control", "no-store")];
+        let refused = [
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store"),
+        ];
         assert_eq!(calls(b, &refused).await, 2, "{mode:?}");
         let expires = [
             ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
             ("cdn-cache-control", "max-age=60"),
         ];
-        assert_eq!(calls(b, &expires).await, 1, "{mode:?}: Expires was not ignored");
+        assert_eq!(
+            calls(b, &expires).await,
+            1,
+            "{mode:?}: Expires was not ignored"
+        );
     }
 }
 
@@ -60,8 +73,14 @@ async fn rfc9213_2_2_a_configured_targeted_field_comes_first() {
 #[tokio::test]
 async fn rfc9213_2_1_an_invalid_targeted_field_is_ignored() {
     let b = |c: &podium_cache_core::Cache| Mode::Standards.builder(c);
-    let invalid = [("cdn-cache-control", "max-age=60, ,; ="), ("cache-control", "no-store")];
+    let invalid = [
+        ("cdn-cache-control", "max-age=60, ,; ="),
+        ("cache-control", "no-store"),
+    ];
     assert_eq!(calls(b, &invalid).await, 2);
-    let invalid_ok = [("cdn-cache-control", "(nonsense)"), ("cache-control", "max-age=60")];
+    let invalid_ok = [
+        ("cdn-cache-control", "(nonsense)"),
+        ("cache-control", "max-age=60"),
+    ];
     assert_eq!(calls(b, &invalid_ok).await, 1);
 }

@@ -27,7 +27,11 @@ async fn rfc5861_4_stale_if_error_answers_a_5xx_with_the_stale_entry() {
             let h = harness(StoreKind::Memory).await;
             let (app, _log) = origin(mode.builder(&h.cache).build(), move |n, _| {
                 if n == 1 {
-                    respond(200, &[("cache-control", directive), ("etag", "\"v1\"")], "good")
+                    respond(
+                        200,
+                        &[("cache-control", directive), ("etag", "\"v1\"")],
+                        "good",
+                    )
                 } else {
                     respond(503, &[("x", "y")], "down")
                 }
@@ -35,9 +39,17 @@ async fn rfc5861_4_stale_if_error_answers_a_5xx_with_the_stale_entry() {
             send(&app, request("GET", "/r", &[])).await;
             let reply = send(&app, request("GET", "/r", &[])).await;
             if served_stale {
-                assert_eq!((reply.status, reply.text()), (StatusCode::OK, "good".into()), "{mode:?}");
+                assert_eq!(
+                    (reply.status, reply.text()),
+                    (StatusCode::OK, "good".into()),
+                    "{mode:?}"
+                );
             } else {
-                assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{mode:?} {directive}");
+                assert_eq!(
+                    reply.status,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{mode:?} {directive}"
+                );
             }
         }
     }
@@ -84,14 +96,21 @@ async fn rfc5861_4_stale_if_error_answers_a_connection_error_with_the_stale_entr
         let h = harness(StoreKind::Memory).await;
         let live = axum::Router::new().fallback(|| async {
             (
-                [("cache-control", "max-age=0, stale-if-error=600"), ("etag", "\"v1\"")],
+                [
+                    ("cache-control", "max-age=0, stale-if-error=600"),
+                    ("etag", "\"v1\""),
+                ],
                 "good",
             )
         });
         let target = Arc::new(Mutex::new(serve(live).await));
         let layer: CacheLayer = mode.builder(&h.cache).build();
         let service = layer.layer(proxy(Arc::clone(&target)));
-        let first = service.clone().oneshot(request("GET", "/r", &[])).await.expect("first");
+        let first = service
+            .clone()
+            .oneshot(request("GET", "/r", &[]))
+            .await
+            .expect("first");
         assert_eq!(first.status(), StatusCode::OK);
         // A port nothing listens on any more.
         let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -101,7 +120,9 @@ async fn rfc5861_4_stale_if_error_answers_a_connection_error_with_the_stale_entr
             .clone()
             .oneshot(request("GET", "/r", &[]))
             .await
-            .unwrap_or_else(|err| panic!("{mode:?}: the connection error reached the client: {err}"));
+            .unwrap_or_else(|err| {
+                panic!("{mode:?}: the connection error reached the client: {err}")
+            });
         assert_eq!(reply.status(), StatusCode::OK);
         let body = reply.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(&body[..], b"good");

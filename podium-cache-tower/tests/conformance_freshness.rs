@@ -24,7 +24,11 @@ async fn origin_calls(mode: Mode, status: u16, headers: &[(&str, &str)]) -> usiz
 #[tokio::test]
 async fn rfc9111_4_2_a_response_without_freshness_is_not_reused_in_standards_mode() {
     assert_eq!(origin_calls(Mode::Standards, 200, &[]).await, 2);
-    assert_eq!(origin_calls(Mode::App, 200, &[]).await, 1, "app mode: the TTL");
+    assert_eq!(
+        origin_calls(Mode::App, 200, &[]).await,
+        1,
+        "app mode: the TTL"
+    );
 }
 
 /// RFC 9111 §4.2.1: `max-age` gives the freshness lifetime.

@@ -10,7 +10,11 @@ use podium_cache_tower::CacheLayer;
 
 /// A layer over a counting origin: GETs answer `run N` fresh for a minute (varying on
 /// `Accept-Language`), unsafe methods answer `status` with `headers`.
-fn app(layer: CacheLayer, status: u16, headers: &'static [(&'static str, &'static str)]) -> (axum::Router, common::origin::Log) {
+fn app(
+    layer: CacheLayer,
+    status: u16,
+    headers: &'static [(&'static str, &'static str)],
+) -> (axum::Router, common::origin::Log) {
     origin(layer, move |n, seen| {
         if seen.method == axum::http::Method::GET {
             respond(
@@ -48,9 +52,16 @@ async fn rfc9111_4_4_unsafe_methods_invalidate_the_target_uri() {
             let before = get(&client, &url).await;
             assert_eq!(get(&client, &url).await, before, "{mode:?}: not stored");
             let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-            client.request(method.clone(), &url).send().await.expect("unsafe request");
+            client
+                .request(method.clone(), &url)
+                .send()
+                .await
+                .expect("unsafe request");
             let after = get(&client, &url).await;
-            assert_ne!(after, before, "{mode:?}: {method} left the stored GET in place");
+            assert_ne!(
+                after, before,
+                "{mode:?}: {method} left the stored GET in place"
+            );
         }
         assert!(log.count() >= 10);
     }
@@ -77,10 +88,26 @@ async fn rfc9111_4_4_location_and_content_location_on_the_same_origin_are_invali
     for url in &urls {
         before.push(get(&client, url).await);
     }
-    client.post(format!("{base}/things/new")).send().await.expect("POST");
-    assert_ne!(get(&client, &urls[0]).await, before[0], "Location not invalidated");
-    assert_ne!(get(&client, &urls[1]).await, before[1], "relative Content-Location not invalidated");
-    assert_eq!(get(&client, &urls[2]).await, before[2], "an unnamed URI was invalidated");
+    client
+        .post(format!("{base}/things/new"))
+        .send()
+        .await
+        .expect("POST");
+    assert_ne!(
+        get(&client, &urls[0]).await,
+        before[0],
+        "Location not invalidated"
+    );
+    assert_ne!(
+        get(&client, &urls[1]).await,
+        before[1],
+        "relative Content-Location not invalidated"
+    );
+    assert_eq!(
+        get(&client, &urls[2]).await,
+        before[2],
+        "an unnamed URI was invalidated"
+    );
 
     let (router, _log) = app(
         Mode::Standards.builder(&h.cache).build(),
@@ -90,8 +117,16 @@ async fn rfc9111_4_4_location_and_content_location_on_the_same_origin_are_invali
     let base = serve(router).await;
     let url = format!("{base}/things/5");
     let stored = get(&client, &url).await;
-    client.post(format!("{base}/things/new")).send().await.expect("POST");
-    assert_eq!(get(&client, &url).await, stored, "another origin's URI was invalidated");
+    client
+        .post(format!("{base}/things/new"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        get(&client, &url).await,
+        stored,
+        "another origin's URI was invalidated"
+    );
 }
 
 /// RFC 9111 §4.4: only a non-error response invalidates.
@@ -105,7 +140,11 @@ async fn rfc9111_4_4_an_error_response_does_not_invalidate() {
         let url = format!("{base}/things/1");
         let stored = get(&client, &url).await;
         client.post(&url).send().await.expect("POST");
-        assert_eq!(get(&client, &url).await, stored, "{mode:?}: a 500 invalidated");
+        assert_eq!(
+            get(&client, &url).await,
+            stored,
+            "{mode:?}: a 500 invalidated"
+        );
     }
 }
 
@@ -118,11 +157,30 @@ async fn rfc9111_4_4_invalidation_reaches_every_instance_and_every_variant() {
     let (first, _) = app(Mode::Standards.builder(&h.cache).build(), 204, &[]);
     let (second, _) = app(Mode::Standards.builder(&other).build(), 204, &[]);
     let lang = |l: &'static str| [("accept-language", l)];
-    let en = send(&first, request("GET", "/things/1", &lang("en"))).await.text();
-    let fr = send(&first, request("GET", "/things/1", &lang("fr"))).await.text();
-    assert_eq!(send(&second, request("GET", "/things/1", &lang("fr"))).await.text(), fr);
+    let en = send(&first, request("GET", "/things/1", &lang("en")))
+        .await
+        .text();
+    let fr = send(&first, request("GET", "/things/1", &lang("fr")))
+        .await
+        .text();
+    assert_eq!(
+        send(&second, request("GET", "/things/1", &lang("fr")))
+            .await
+            .text(),
+        fr
+    );
     send(&second, request("DELETE", "/things/1", &[])).await;
-    let en_after = send(&first, request("GET", "/things/1", &lang("fr"))).await.text();
-    assert_ne!(en_after, fr, "the fr variant survived another instance's DELETE");
-    assert_ne!(send(&first, request("GET", "/things/1", &lang("en"))).await.text(), en);
+    let en_after = send(&first, request("GET", "/things/1", &lang("fr")))
+        .await
+        .text();
+    assert_ne!(
+        en_after, fr,
+        "the fr variant survived another instance's DELETE"
+    );
+    assert_ne!(
+        send(&first, request("GET", "/things/1", &lang("en")))
+            .await
+            .text(),
+        en
+    );
 }

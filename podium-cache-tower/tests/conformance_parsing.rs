@@ -26,8 +26,17 @@ async fn rfc9110_5_6_7_expires_in_all_three_date_forms_and_any_case() {
     let rfc850 = t.format("%A, %d-%b-%y %H:%M:%S GMT").to_string();
     let asctime = t.format("%a %b %e %H:%M:%S %Y").to_string();
     for mode in Mode::BOTH {
-        for expires in [imf.clone(), rfc850.clone(), asctime.clone(), imf.to_lowercase()] {
-            assert_eq!(calls_with_expires(mode, &expires).await, 1, "{mode:?}: {expires}");
+        for expires in [
+            imf.clone(),
+            rfc850.clone(),
+            asctime.clone(),
+            imf.to_lowercase(),
+        ] {
+            assert_eq!(
+                calls_with_expires(mode, &expires).await,
+                1,
+                "{mode:?}: {expires}"
+            );
         }
     }
 }
@@ -37,7 +46,11 @@ async fn rfc9110_5_6_7_expires_in_all_three_date_forms_and_any_case() {
 async fn rfc9111_5_3_an_invalid_expires_means_expired() {
     for mode in Mode::BOTH {
         for expires in ["0", "never", "Thu, 32 Foo 2099 99:00:00 GMT"] {
-            assert_eq!(calls_with_expires(mode, expires).await, 2, "{mode:?}: {expires}");
+            assert_eq!(
+                calls_with_expires(mode, expires).await,
+                2,
+                "{mode:?}: {expires}"
+            );
         }
     }
 }
@@ -55,17 +68,33 @@ async fn rfc9111_4_1_vary_values_are_normalised_before_matching() {
                 &format!("run {n}"),
             )
         });
-        let first = send(&app, request("GET", "/r", &[("accept-encoding", "gzip, br")])).await;
+        let first = send(
+            &app,
+            request("GET", "/r", &[("accept-encoding", "gzip, br")]),
+        )
+        .await;
         for same in ["gzip,br", "gzip ,  br", "GZIP, BR"] {
             let reply = send(&app, request("GET", "/r", &[("accept-encoding", same)])).await;
-            assert_eq!(reply.text(), first.text(), "{mode:?}: `{same}` did not match");
+            assert_eq!(
+                reply.text(),
+                first.text(),
+                "{mode:?}: `{same}` did not match"
+            );
         }
         let two_lines = send(
             &app,
-            request("GET", "/r", &[("accept-encoding", "gzip"), ("accept-encoding", "br")]),
+            request(
+                "GET",
+                "/r",
+                &[("accept-encoding", "gzip"), ("accept-encoding", "br")],
+            ),
         )
         .await;
-        assert_eq!(two_lines.text(), first.text(), "{mode:?}: field lines not combined");
+        assert_eq!(
+            two_lines.text(),
+            first.text(),
+            "{mode:?}: field lines not combined"
+        );
         let other = send(&app, request("GET", "/r", &[("accept-encoding", "br")])).await;
         assert_ne!(other.text(), first.text(), "{mode:?}");
         assert_eq!(log.count(), 2);
@@ -78,7 +107,11 @@ async fn rfc9111_4_1_vary_star_never_matches() {
     for mode in Mode::BOTH {
         let h = harness(StoreKind::Memory).await;
         let (app, log) = origin(mode.builder(&h.cache).build(), |n, _| {
-            respond(200, &[("cache-control", "max-age=60"), ("vary", "*")], &format!("run {n}"))
+            respond(
+                200,
+                &[("cache-control", "max-age=60"), ("vary", "*")],
+                &format!("run {n}"),
+            )
         });
         send(&app, request("GET", "/r", &[])).await;
         send(&app, request("GET", "/r", &[])).await;

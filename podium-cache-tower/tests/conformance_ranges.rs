@@ -35,7 +35,11 @@ async fn rfc9110_14_2_a_byte_range_is_answered_206_from_the_stored_response() {
             ("bytes=8-100", "89", "bytes 8-9/10"),
         ] {
             let reply = send(&app, request("GET", "/r", &[("range", range)])).await;
-            assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{mode:?} {range}");
+            assert_eq!(
+                reply.status,
+                StatusCode::PARTIAL_CONTENT,
+                "{mode:?} {range}"
+            );
             assert_eq!(reply.text(), body, "{mode:?} {range}");
             assert_eq!(reply.header("content-range"), content_range);
         }

@@ -20,8 +20,20 @@ fn validating_origin(
 ) -> (axum::Router, common::origin::Log) {
     origin(mode.builder(cache).build(), move |n, seen| {
         let cc = if n == 1 { first } else { later };
-        if seen.headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
-            respond(304, &[("cache-control", cc), ("etag", "\"v1\""), ("x-version", "2")], "")
+        if seen
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"")
+        {
+            respond(
+                304,
+                &[
+                    ("cache-control", cc),
+                    ("etag", "\"v1\""),
+                    ("x-version", "2"),
+                ],
+                "",
+            )
         } else {
             respond(
                 200,
@@ -48,7 +60,10 @@ async fn rfc9111_4_3_1_a_stale_entry_is_validated_with_its_validators() {
         send(&app, request("GET", "/r", &[])).await;
         assert_eq!(log.count(), 2, "{mode:?}");
         assert_eq!(log.header(2, "if-none-match"), "\"v1\"", "{mode:?}");
-        assert_eq!(log.header(2, "if-modified-since"), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            log.header(2, "if-modified-since"),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
     }
 }
 
@@ -63,7 +78,11 @@ async fn rfc9111_4_3_4_a_304_updates_the_stored_headers_and_serves_the_stored_bo
         let validated = send(&app, request("GET", "/r", &[])).await;
         assert_eq!(validated.status, StatusCode::OK, "{mode:?}");
         assert_eq!(validated.text(), "v1");
-        assert_eq!(validated.header("x-version"), "2", "{mode:?}: headers not updated");
+        assert_eq!(
+            validated.header("x-version"),
+            "2",
+            "{mode:?}: headers not updated"
+        );
         let hit = send(&app, request("GET", "/r", &[])).await;
         assert!(hit.is_layer_hit(), "{mode:?}: {}", hit.cache_status());
         assert_eq!((hit.text(), hit.header("x-version")), ("v1".into(), "2"));
@@ -79,7 +98,11 @@ async fn rfc9111_5_2_2_2_must_revalidate_entries_are_never_served_stale() {
         let h = harness(StoreKind::Memory).await;
         let (app, log) = validating_origin(Mode::Standards, &h.cache, directive, directive);
         send(&app, request("GET", "/r", &[])).await;
-        send(&app, request("GET", "/r", &[("cache-control", "max-stale=600")])).await;
+        send(
+            &app,
+            request("GET", "/r", &[("cache-control", "max-stale=600")]),
+        )
+        .await;
         assert_eq!(log.count(), 2, "{directive}: served stale");
     }
 }
@@ -95,7 +118,11 @@ async fn rfc9111_5_2_2_4_no_cache_responses_are_validated_on_every_use() {
             let reply = send(&app, request("GET", "/r", &[])).await;
             assert_eq!(reply.text(), "v1");
         }
-        assert_eq!(log.count(), 3, "{mode:?}: a no-cache entry was used without validation");
+        assert_eq!(
+            log.count(),
+            3,
+            "{mode:?}: a no-cache entry was used without validation"
+        );
         assert_eq!(log.header(3, "if-none-match"), "\"v1\"", "{mode:?}");
     }
 }
@@ -130,14 +157,16 @@ async fn rfc9111_4_3_concurrent_validations_coalesce() {
         if seen.headers.contains_key("if-none-match") {
             respond(304, &[("cache-control", "max-age=60")], "")
         } else {
-            respond(200, &[("cache-control", "max-age=0"), ("etag", "\"v1\"")], "v1")
+            respond(
+                200,
+                &[("cache-control", "max-age=0"), ("etag", "\"v1\"")],
+                "v1",
+            )
         }
     });
     send(&app, request("GET", "/r", &[])).await;
-    let replies = futures::future::join_all(
-        (0..8).map(|_| send(&app, request("GET", "/r", &[]))),
-    )
-    .await;
+    let replies =
+        futures::future::join_all((0..8).map(|_| send(&app, request("GET", "/r", &[])))).await;
     assert!(replies.iter().all(|r| r.text() == "v1"));
     assert_eq!(log.count(), 2, "validations were not coalesced");
 }
