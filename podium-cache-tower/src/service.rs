@@ -29,7 +29,7 @@ use http::header::HeaderName;
 use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, Dependents};
 use podium_cache_core::scope::Scope;
-use podium_cache_core::store::Store;
+use podium_cache_core::store::{Store, TierLookup};
 
 use crate::coalesce::InFlight;
 use crate::policy::Policy;
@@ -247,7 +247,7 @@ struct Fill<'a> {
     authorized: bool,
     /// The stored entry this fill validates (conditionally, when it has validators), and
     /// falls back on when the service fails and it allows stale-if-error.
-    stale: Option<StoredResponse>,
+    stale: Option<Arc<StoredResponse>>,
 }
 
 /// What the service's answer to a fill is.
@@ -393,10 +393,17 @@ where
         return pass_through(&state, inner, parts, body, reason, None, false).await;
     }
 
+    let sequence = match lookup.sequence {
+        Some(sequence) => sequence,
+        None => match state.dependents.sequence().await {
+            Ok(sequence) => sequence,
+            Err(err) => return store_down(&state, inner, parts, body, &err).await,
+        },
+    };
     let fill = Fill {
         state: &state,
         key: &key,
-        sequence: lookup.sequence,
+        sequence,
         reason,
         authorized,
         stale,
@@ -520,6 +527,7 @@ impl Fill<'_> {
                                     ttl: entry.remaining_secs(now),
                                 };
                                 let response = state.serve(&entry, &parts, status);
+                                let entry = Arc::unwrap_or_clone(entry);
                                 leader.publish(Some(Arc::new(Shared::new(entry, &parts.headers))));
                                 return Ok(response);
                             }
@@ -1191,9 +1199,20 @@ fn requested_range(
 /// What a lookup found.
 pub(crate) struct Lookup {
     /// The entry's store key and the entry.
-    pub found: Option<(String, StoredResponse)>,
-    /// The purge sequence when the lookup was made.
-    pub sequence: u64,
+    pub found: Option<(String, Arc<StoredResponse>)>,
+    /// The purge sequence when the lookup was made (`None`: answered by the in-process tier,
+    /// which does not read it).
+    pub sequence: Option<u64>,
+}
+
+/// What the in-process tier holds for one key of the layer: a decoded response, or a vary
+/// marker with the time its URI was last invalidated (read with it).
+enum TierEntry {
+    Response(Arc<StoredResponse>),
+    Vary {
+        names: Vec<String>,
+        invalidated: u64,
+    },
 }
 
 /// Storing failed.
@@ -1210,6 +1229,31 @@ impl LayerState {
     /// sequence in the same round trip.
     async fn lookup(&self, key: &str, request: &HeaderMap) -> Result<Lookup, StoreError> {
         let entry_key = self.keys.keys.http(key);
+        let tier = self.store.typed_tier();
+        // The in-process tier (a `TieredStore`): a hot response costs no round trip. Its
+        // entries are evicted by the same broadcast as records (every write and delete of the
+        // shared store, so every purge and invalidation, is announced to every instance).
+        let mut ticket = None;
+        if let Some(tier) = tier {
+            match tier.lookup::<TierEntry>(entry_key.clone()) {
+                TierLookup::Hit(hit) => match &*hit {
+                    TierEntry::Response(entry) => {
+                        return Ok(Lookup {
+                            found: Some((entry_key, Arc::clone(entry))),
+                            sequence: None,
+                        });
+                    }
+                    TierEntry::Vary { names, invalidated } => {
+                        let variant = self.variant(key, names, request, *invalidated).await?;
+                        return Ok(Lookup {
+                            found: variant,
+                            sequence: None,
+                        });
+                    }
+                },
+                TierLookup::Miss(miss) => ticket = miss,
+            }
+        }
         let mut values = self
             .store
             .get_many(&[
@@ -1224,29 +1268,76 @@ impl LayerState {
         let invalidated = Dependents::parse_sequence(values.next().flatten().as_deref());
         let found = match raw.map(entry::decode) {
             None => None,
-            Some(Ok(Stored::Response(entry))) => Some((entry_key, *entry)),
-            Some(Ok(Stored::Vary(names))) => {
-                let variant_key = self
-                    .keys
-                    .keys
-                    .http(&policy::variant_key(key, &names, request));
-                match self.store.get(&variant_key).await?.map(entry::decode) {
-                    Some(Ok(Stored::Response(entry))) => Some((variant_key, *entry)),
-                    Some(Ok(Stored::Vary(_))) | None => None,
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, "ignoring an unreadable cached response");
-                        None
-                    }
+            Some(Ok(Stored::Response(entry))) => {
+                let entry = Arc::new(*entry);
+                if let (Some(tier), Some(ticket)) = (tier, ticket) {
+                    tier.insert(ticket, Arc::new(TierEntry::Response(Arc::clone(&entry))));
                 }
+                // Stored before an unsafe request invalidated its URI: as if absent (§4.4).
+                (entry.stored_at_ms > invalidated).then_some((entry_key, entry))
+            }
+            Some(Ok(Stored::Vary(names))) => {
+                let found = self.variant(key, &names, request, invalidated).await?;
+                if let (Some(tier), Some(ticket)) = (tier, ticket) {
+                    tier.insert(ticket, Arc::new(TierEntry::Vary { names, invalidated }));
+                }
+                found
             }
             Some(Err(err)) => {
                 tracing::warn!(error = %err, "ignoring an unreadable cached response");
                 None
             }
         };
-        // Stored before an unsafe request invalidated its URI: as if absent (RFC 9111 §4.4).
-        let found = found.filter(|(_, entry)| entry.stored_at_ms > invalidated);
-        Ok(Lookup { found, sequence })
+        Ok(Lookup {
+            found,
+            sequence: Some(sequence),
+        })
+    }
+
+    /// The variant of `key` that `request` selects among responses varying on `names`, unless
+    /// it was stored before the URI was `invalidated` (RFC 9111 §4.4).
+    async fn variant(
+        &self,
+        key: &str,
+        names: &[String],
+        request: &HeaderMap,
+        invalidated: u64,
+    ) -> Result<Option<(String, Arc<StoredResponse>)>, StoreError> {
+        let variant_key = self
+            .keys
+            .keys
+            .http(&policy::variant_key(key, names, request));
+        let tier = self.store.typed_tier();
+        let mut ticket = None;
+        if let Some(tier) = tier {
+            match tier.lookup::<TierEntry>(variant_key.clone()) {
+                TierLookup::Hit(hit) => {
+                    return Ok(match &*hit {
+                        TierEntry::Response(entry) if entry.stored_at_ms > invalidated => {
+                            Some((variant_key, Arc::clone(entry)))
+                        }
+                        _ => None,
+                    });
+                }
+                TierLookup::Miss(miss) => ticket = miss,
+            }
+        }
+        Ok(
+            match self.store.get(&variant_key).await?.map(entry::decode) {
+                Some(Ok(Stored::Response(entry))) => {
+                    let entry = Arc::new(*entry);
+                    if let (Some(tier), Some(ticket)) = (tier, ticket) {
+                        tier.insert(ticket, Arc::new(TierEntry::Response(Arc::clone(&entry))));
+                    }
+                    (entry.stored_at_ms > invalidated).then_some((variant_key, entry))
+                }
+                Some(Ok(Stored::Vary(_))) | None => None,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "ignoring an unreadable cached response");
+                    None
+                }
+            },
+        )
     }
 
     /// Where the time (ms) an unsafe request last invalidated `key` is kept.
@@ -1271,6 +1362,9 @@ impl LayerState {
         self.store.set_many(&stamps).await?;
         let entries: Vec<String> = keys.iter().map(|key| self.keys.keys.http(key)).collect();
         self.store.delete(&entries).await?;
+        // Every instance's in-process tier drops them too (the vary markers among them, so
+        // their variants are looked up again against the new stamp).
+        self.store.announce(&entries).await?;
         tracing::debug!(
             keys = keys.len(),
             "stored responses invalidated by an unsafe request"
@@ -1414,8 +1508,8 @@ impl LayerState {
         parts: Parts,
         body: ReqBody,
         key: String,
-        (entry_key, stale): (String, StoredResponse),
-        sequence: u64,
+        (entry_key, stale): (String, Arc<StoredResponse>),
+        sequence: Option<u64>,
     ) where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
         S::Future: Send + 'static,
@@ -1454,6 +1548,16 @@ impl LayerState {
                 if !matches!(locked, Ok(true)) {
                     return;
                 }
+                let sequence = match sequence {
+                    Some(sequence) => sequence,
+                    None => match state.dependents.sequence().await {
+                        Ok(sequence) => sequence,
+                        Err(err) => {
+                            tracing::debug!(error = %err, "no purge sequence; stale entry not refreshed");
+                            return;
+                        }
+                    },
+                };
                 let fill = Fill {
                     state: &state,
                     key: &key,

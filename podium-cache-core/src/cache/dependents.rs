@@ -219,6 +219,8 @@ impl Dependents {
         doomed.push(entity_tag);
         for chunk in doomed.chunks(DELETE_CHUNK) {
             self.store.delete(chunk).await?;
+            // Other instances' in-process tiers may hold the purged responses.
+            self.store.announce(chunk).await?;
         }
         tracing::debug!(entity, id, purged, "dependents purged");
         Ok(purged)
