@@ -10,7 +10,7 @@ use http::StatusCode;
 use podium_cache_core::cache::Cache;
 use tower::Layer;
 
-use crate::policy::{default_principal, Audience, Policy};
+use crate::policy::{default_principal, Audience, ClientName, Policy, Principal, RequestKey};
 use crate::service::{CacheService, ClientIdentity, LayerState};
 
 /// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
@@ -212,12 +212,34 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// Replaces the request key function. Return `None` to leave a request uncached. The
-    /// values of the request headers a response's `Vary` names are always appended.
-    pub fn key_fn<F>(mut self, key: F) -> Self
+    /// Replaces the request key function (a closure or any [`RequestKey`]). Return `None` to
+    /// leave a request uncached. The values of the request headers a response's `Vary` names
+    /// are always appended.
+    pub fn key_fn<F>(self, key: F) -> Self
     where
+        // The `Fn` bound (closures infer their argument's type); a type implementing
+        // `RequestKey` goes through `key_policy`.
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
+        self.key_policy(key)
+    }
+
+    /// Like [`key_fn`](Self::key_fn), for any [`RequestKey`] (a type, not only a closure).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// use http::request::Parts;
+    /// use podium_cache_tower::policy::RequestKey;
+    /// struct PathOnly;
+    /// impl RequestKey for PathOnly {
+    ///     fn key(&self, parts: &Parts) -> Option<String> {
+    ///         Some(parts.uri.path().to_owned())
+    ///     }
+    /// }
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache).key_policy(PathOnly).build();
+    /// # }
+    /// ```
+    pub fn key_policy<K: RequestKey>(mut self, key: K) -> Self {
         self.policy.key_fn = Some(Arc::new(key));
         self
     }
@@ -306,10 +328,15 @@ impl CacheLayerBuilder {
     }
 
     /// Caches private requests per principal, named by `principal` (`None`: bypass).
-    pub fn principal_fn<F>(mut self, principal: F) -> Self
+    pub fn principal_fn<F>(self, principal: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
+        self.principal_policy(principal)
+    }
+
+    /// Like [`principal_fn`](Self::principal_fn), for any [`Principal`].
+    pub fn principal_policy<P: Principal>(mut self, principal: P) -> Self {
         self.policy.principal = Some(Arc::new(principal));
         self
     }
@@ -435,10 +462,15 @@ impl CacheLayerBuilder {
     ///     .build();
     /// # }
     /// ```
-    pub fn client_fn<F>(mut self, client: F) -> Self
+    pub fn client_fn<F>(self, client: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
+        self.client_policy(client)
+    }
+
+    /// Like [`client_fn`](Self::client_fn), for any [`ClientName`].
+    pub fn client_policy<C: ClientName>(mut self, client: C) -> Self {
         self.client.client_fn = Some(Arc::new(client));
         self
     }

@@ -1,27 +1,45 @@
 //! What is cacheable, under which key, and for how long.
 //!
-//! The layer caches like a shared cache (RFC 9111) would:
+//! The layer caches like a shared cache (RFC 9111) would, in one of two modes: the app mode
+//! (the default: a TTL for every cacheable answer, kept honest by record purges) and the
+//! standards mode
+//! ([`CacheLayerBuilder::freshness_from_headers`](crate::CacheLayerBuilder::freshness_from_headers):
+//! freshness only from the response's headers or RFC 9111 §4.2.2 heuristics).
 //!
-//! - **Requests**: only `GET` and `HEAD` (a `HEAD` is answered from the `GET` entry).
-//!   A request's own `Cache-Control` (and `Pragma`) is ignored by default, as Varnish, Fastly
-//!   and Cloudflare ignore it: otherwise any client could make the layer skip its entries and
-//!   call the service (and Airtable) at will. Where it is honoured
-//!   ([`CacheLayerBuilder::request_cache_control`](crate::CacheLayerBuilder::request_cache_control),
-//!   for everyone as RFC 9111 §5.2.1 describes, or for trusted clients only), `no-store`
-//!   bypasses the cache; `no-cache` (or `Pragma: no-cache`), `max-age=0` and a `max-age` older
-//!   than the entry make the layer ask the service again, coalesced with every other request
-//!   fetching the same key and counted against the client's share of misses, and store its
-//!   answer.
+//! - **Requests**: `GET` and `HEAD` are looked up (a `HEAD` is answered from the `GET` entry;
+//!   on a miss the app mode fetches the `GET`, the standards mode forwards the `HEAD`). Any
+//!   other method except `OPTIONS` and `TRACE` is unsafe: a non-error answer invalidates the
+//!   stored responses of its URI and of same-origin `Location`/`Content-Location` URIs
+//!   (RFC 9111 §4.4). A request's own `Cache-Control` (and `Pragma`) is ignored by default in
+//!   the app mode, as Varnish, Fastly and Cloudflare ignore it: otherwise any client could make
+//!   the layer skip its entries and call the service (and Airtable) at will. Where it is
+//!   honoured ([`CacheLayerBuilder::request_cache_control`](crate::CacheLayerBuilder::request_cache_control),
+//!   for everyone as RFC 9111 §5.2.1 describes and the standards mode does, or for trusted
+//!   clients only), `no-store` bypasses the cache; `no-cache` (or `Pragma: no-cache`),
+//!   `max-age=0`, a `max-age` the entry is older than or a `min-fresh` it cannot meet make the
+//!   layer validate with the service (coalesced, in the client's scope); `max-stale` accepts a
+//!   stale entry; `only-if-cached` answers `504` when nothing stored can answer.
 //!   A request carrying `Authorization` or one of the configured session cookies is private: it
 //!   bypasses the cache, unless per-principal keys are enabled
-//!   ([`CacheLayerBuilder::per_principal`](crate::CacheLayerBuilder::per_principal)).
-//! - **Responses**: stored when the status is one of the cacheable statuses (default 200, 203,
-//!   204, 301, 404, 410) and none of `Cache-Control: no-store`, `no-cache`, `private`, a
-//!   `Set-Cookie` header or `Vary: *` is present. The freshness lifetime is the configured TTL,
-//!   lowered by `s-maxage` (or else `max-age`, or else `Expires`); a lifetime of zero is not
-//!   stored. `stale-while-revalidate=N` (or the configured default window) lets a stale entry be
-//!   served while one background request refreshes it; `must-revalidate` and `proxy-revalidate`
-//!   switch that off.
+//!   ([`CacheLayerBuilder::per_principal`](crate::CacheLayerBuilder::per_principal)); in the
+//!   standards mode a request with `Authorization` is looked up and its answer stored only when
+//!   it says `public`, `s-maxage` or `must-revalidate` (RFC 9111 §3.5).
+//!   The client's conditionals (`If-None-Match`, `If-Modified-Since`) and a single byte
+//!   `Range` are answered from the stored entry (`304`, `206`, `416`).
+//! - **Responses**: the directives are those of the first targeted field with a valid value
+//!   (a configured one, then `CDN-Cache-Control`, RFC 9213), else `Cache-Control` and
+//!   `Expires`. Never stored: `no-store`, `private`, `Set-Cookie`, `Vary: *`, `206`, `304`.
+//!   Freshness: `s-maxage`, else `max-age`, else `Expires` − `Date` (any HTTP-date form; an
+//!   invalid one means expired); in the app mode capped by the TTL, which also applies to the
+//!   cacheable statuses (default 200, 203, 204, 301, 404, 410) that give none; in the standards
+//!   mode the heuristically cacheable statuses get a tenth of the time since `Last-Modified`.
+//!   The current age (RFC 9111 §4.2.3: the origin's `Age`, the response delay, the time
+//!   stored) decides freshness and is sent in `Age`. A response with a validator (`ETag`,
+//!   `Last-Modified`) is kept past freshness and validated conditionally; a `304` refreshes its
+//!   headers (§4.3.4); `no-cache` responses are validated on every use; `must-revalidate`,
+//!   `proxy-revalidate` and `s-maxage` forbid serving stale. `stale-while-revalidate=N` (or the
+//!   configured default window) serves a stale entry while one background request validates
+//!   it; `stale-if-error=N` (RFC 5861) serves it when the service answers `5xx` or fails.
 //! - **Keys**: method + path + sorted query ([`default_request_key`], replaceable with
 //!   [`CacheLayerBuilder::key_fn`](crate::CacheLayerBuilder::key_fn)), plus the values of the
 //!   request headers the response's `Vary` names. A route given an allow-list
@@ -58,12 +76,93 @@ use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-/// Computes the request key of a request, or `None` to leave it uncached.
-pub type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+/// A policy hook: computes the request key of a request, or `None` to leave it uncached.
+/// Every `Fn(&Parts) -> Option<String>` closure is one.
+///
+/// ```
+/// use http::request::Parts;
+/// use podium_cache_tower::policy::RequestKey;
+///
+/// struct PathOnly;
+/// impl RequestKey for PathOnly {
+///     fn key(&self, parts: &Parts) -> Option<String> {
+///         Some(parts.uri.path().to_owned())
+///     }
+/// }
+/// let (parts, _) = http::Request::get("/a?b").body(()).unwrap().into_parts();
+/// assert_eq!(PathOnly.key(&parts).as_deref(), Some("/a"));
+/// let closure = |p: &Parts| Some(p.method.to_string());
+/// assert_eq!(closure.key(&parts).as_deref(), Some("GET"));
+/// ```
+pub trait RequestKey: Send + Sync + 'static {
+    /// The key of the request with `parts`, or `None` to leave it uncached.
+    fn key(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> RequestKey for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn key(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A policy hook: tells whether a request comes from a client the application trusts. Every
+/// `Fn(&Parts) -> bool` closure is one.
+pub trait Trust: Send + Sync + 'static {
+    /// Whether the request with `parts` is trusted.
+    fn trusts(&self, parts: &Parts) -> bool;
+}
+
+impl<F> Trust for F
+where
+    F: Fn(&Parts) -> bool + Send + Sync + 'static,
+{
+    fn trusts(&self, parts: &Parts) -> bool {
+        self(parts)
+    }
+}
+
+/// A policy hook: names the principal a private request belongs to (`None`: it has none and
+/// bypasses the cache). Every `Fn(&Parts) -> Option<String>` closure is one.
+pub trait Principal: Send + Sync + 'static {
+    /// The principal of the request with `parts`.
+    fn principal(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> Principal for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn principal(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A policy hook: names the client of a request for the core engine's per-client queues and
+/// limits (`None`: the trusted header or the peer address is used). Every
+/// `Fn(&Parts) -> Option<String>` closure is one.
+pub trait ClientName: Send + Sync + 'static {
+    /// The client of the request with `parts`.
+    fn client(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> ClientName for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn client(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A shared [`RequestKey`].
+pub type KeyFn = Arc<dyn RequestKey>;
 
 /// Tells whether a request comes from a client the application trusts (e.g. one carrying an
 /// operator's token, or one from an internal network).
-pub type TrustFn = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+pub type TrustFn = Arc<dyn Trust>;
 
 /// Which clients the layer gives something it does not give everyone: detailed status headers
 /// ([`CacheLayerBuilder::detailed_status`](crate::CacheLayerBuilder::detailed_status)) or
@@ -98,6 +197,7 @@ impl Audience {
     /// The clients whose requests `trust` accepts.
     pub fn trusted<F>(trust: F) -> Self
     where
+        // The `Fn` bound (not just `Trust`) lets closures infer their argument's type.
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
         Self::Trusted(Arc::new(trust))
@@ -107,7 +207,7 @@ impl Audience {
     pub fn includes(&self, parts: &Parts) -> bool {
         match self {
             Self::Nobody => false,
-            Self::Trusted(trust) => trust(parts),
+            Self::Trusted(trust) => trust.trusts(parts),
             Self::Everyone => true,
         }
     }
@@ -125,7 +225,7 @@ impl fmt::Debug for Audience {
 
 /// Names the principal a private request belongs to, or `None` when it has none (then the
 /// request bypasses the cache).
-pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+pub type PrincipalFn = Arc<dyn Principal>;
 
 /// The method a key names: `HEAD` counts as `GET` (a `HEAD` is answered from the `GET` entry).
 fn key_method(parts: &Parts) -> &str {
@@ -630,7 +730,7 @@ impl Policy {
     /// function leaves it uncached.
     pub fn key_of(&self, parts: &Parts) -> Option<String> {
         match &self.key_fn {
-            Some(f) => f(parts),
+            Some(f) => f.key(parts),
             None => Some(match self.query_allow.get(route_of(parts)) {
                 Some(allowed) => allowed_request_key(parts, allowed),
                 None => default_request_key(parts),
@@ -652,7 +752,7 @@ impl Policy {
         };
         let mut authorized = false;
         if self.is_private(&parts.headers) {
-            let principal = self.principal.as_ref().and_then(|f| f(parts));
+            let principal = self.principal.as_ref().and_then(|f| f.principal(parts));
             match principal {
                 Some(principal) => {
                     key.push_str("\nprincipal:");

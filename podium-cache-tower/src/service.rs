@@ -157,7 +157,7 @@ impl LayerState {
 }
 
 /// A function naming the client of a request (e.g. an authenticated principal).
-pub(crate) type ClientFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+pub(crate) type ClientFn = Arc<dyn crate::policy::ClientName>;
 
 /// The longest client name taken from a header as it is; longer ones are cut.
 const MAX_CLIENT_LEN: usize = 64;
@@ -185,7 +185,7 @@ impl fmt::Debug for ClientIdentity {
 impl ClientIdentity {
     /// The client of the request with `parts`, if it can be named.
     pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
-        if let Some(client) = self.client_fn.as_ref().and_then(|f| f(parts)) {
+        if let Some(client) = self.client_fn.as_ref().and_then(|f| f.client(parts)) {
             return Some(client);
         }
         if let Some(name) = &self.header {
@@ -364,14 +364,7 @@ where
             Use::Fresh | Use::StaleAccepted => return Ok(state.serve(&entry, &parts, status)),
             Use::WhileRevalidate => {
                 let response = state.serve(&entry, &parts, status);
-                state.refresh_in_background(
-                    inner,
-                    parts,
-                    body,
-                    key,
-                    (entry_key, entry),
-                    lookup.sequence,
-                );
+                state.refresh_in_background(inner, parts, body, key, (entry_key, entry));
                 return Ok(response);
             }
             Use::Validate => {
@@ -393,12 +386,10 @@ where
         return pass_through(&state, inner, parts, body, reason, None, false).await;
     }
 
-    let sequence = match lookup.sequence {
-        Some(sequence) => sequence,
-        None => match state.dependents.sequence().await {
-            Ok(sequence) => sequence,
-            Err(err) => return store_down(&state, inner, parts, body, &err).await,
-        },
+    // Read before the service runs: a purge announced after it is seen when storing.
+    let sequence = match state.dependents.sequence().await {
+        Ok(sequence) => sequence,
+        Err(err) => return store_down(&state, inner, parts, body, &err).await,
     };
     let fill = Fill {
         state: &state,
@@ -1200,9 +1191,6 @@ fn requested_range(
 pub(crate) struct Lookup {
     /// The entry's store key and the entry.
     pub found: Option<(String, Arc<StoredResponse>)>,
-    /// The purge sequence when the lookup was made (`None`: answered by the in-process tier,
-    /// which does not read it).
-    pub sequence: Option<u64>,
 }
 
 /// What the in-process tier holds for one key of the layer: a decoded response, or a vary
@@ -1225,8 +1213,8 @@ pub(crate) enum KeepError {
 }
 
 impl LayerState {
-    /// Looks `key` up (following a vary marker to the request's variant), and reads the purge
-    /// sequence in the same round trip.
+    /// Looks `key` up (following a vary marker to the request's variant): in the in-process
+    /// tier when the store has one, else in the store.
     async fn lookup(&self, key: &str, request: &HeaderMap) -> Result<Lookup, StoreError> {
         let entry_key = self.keys.keys.http(key);
         let tier = self.store.typed_tier();
@@ -1240,32 +1228,19 @@ impl LayerState {
                     TierEntry::Response(entry) => {
                         return Ok(Lookup {
                             found: Some((entry_key, Arc::clone(entry))),
-                            sequence: None,
                         });
                     }
                     TierEntry::Vary { names, invalidated } => {
                         let variant = self.variant(key, names, request, *invalidated).await?;
-                        return Ok(Lookup {
-                            found: variant,
-                            sequence: None,
-                        });
+                        return Ok(Lookup { found: variant });
                     }
                 },
                 TierLookup::Miss(miss) => ticket = miss,
             }
         }
-        let mut values = self
-            .store
-            .get_many(&[
-                entry_key.clone(),
-                self.dependents.sequence_key().to_owned(),
-                self.invalidated_key(key),
-            ])
-            .await?
-            .into_iter();
-        let raw = values.next().flatten();
-        let sequence = Dependents::parse_sequence(values.next().flatten().as_deref());
-        let invalidated = Dependents::parse_sequence(values.next().flatten().as_deref());
+        // A hit reads one key: the purge sequence is read when a fill needs it, the
+        // invalidation stamp only with a variant (a plain entry is deleted when invalidated).
+        let raw = self.store.get(&entry_key).await?;
         let found = match raw.map(entry::decode) {
             None => None,
             Some(Ok(Stored::Response(entry))) => {
@@ -1273,10 +1248,11 @@ impl LayerState {
                 if let (Some(tier), Some(ticket)) = (tier, ticket) {
                     tier.insert(ticket, Arc::new(TierEntry::Response(Arc::clone(&entry))));
                 }
-                // Stored before an unsafe request invalidated its URI: as if absent (§4.4).
-                (entry.stored_at_ms > invalidated).then_some((entry_key, entry))
+                Some((entry_key, entry))
             }
             Some(Ok(Stored::Vary(names))) => {
+                let stamp = self.store.get(&self.invalidated_key(key)).await?;
+                let invalidated = Dependents::parse_sequence(stamp.as_deref());
                 let found = self.variant(key, &names, request, invalidated).await?;
                 if let (Some(tier), Some(ticket)) = (tier, ticket) {
                     tier.insert(ticket, Arc::new(TierEntry::Vary { names, invalidated }));
@@ -1288,10 +1264,7 @@ impl LayerState {
                 None
             }
         };
-        Ok(Lookup {
-            found,
-            sequence: Some(sequence),
-        })
+        Ok(Lookup { found })
     }
 
     /// The variant of `key` that `request` selects among responses varying on `names`, unless
@@ -1509,7 +1482,6 @@ impl LayerState {
         body: ReqBody,
         key: String,
         (entry_key, stale): (String, Arc<StoredResponse>),
-        sequence: Option<u64>,
     ) where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
         S::Future: Send + 'static,
@@ -1548,15 +1520,12 @@ impl LayerState {
                 if !matches!(locked, Ok(true)) {
                     return;
                 }
-                let sequence = match sequence {
-                    Some(sequence) => sequence,
-                    None => match state.dependents.sequence().await {
-                        Ok(sequence) => sequence,
-                        Err(err) => {
-                            tracing::debug!(error = %err, "no purge sequence; stale entry not refreshed");
-                            return;
-                        }
-                    },
+                let sequence = match state.dependents.sequence().await {
+                    Ok(sequence) => sequence,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "no purge sequence; stale entry not refreshed");
+                        return;
+                    }
                 };
                 let fill = Fill {
                     state: &state,
