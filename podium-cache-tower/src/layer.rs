@@ -86,7 +86,9 @@ impl<S> Layer<S> for CacheLayer {
 ///
 /// | setting | default |
 /// | --- | --- |
-/// | [`ttl`](Self::ttl) | 5 minutes (also the most `max-age` / `s-maxage` can ask for) |
+/// | [`freshness_from_headers`](Self::freshness_from_headers) | off: the app mode (a TTL for every cacheable answer) |
+/// | [`ttl`](Self::ttl) | 5 minutes (also the most `max-age` / `s-maxage` can ask for; unused in the standards mode) |
+/// | [`targeted_cache_control`](Self::targeted_cache_control) | none; `CDN-Cache-Control` is always read first |
 /// | [`stale_while_revalidate`](Self::stale_while_revalidate) | 0 (only when the response asks) |
 /// | [`max_stale_while_revalidate`](Self::max_stale_while_revalidate) | 1 hour |
 /// | [`key_fn`](Self::key_fn) | [`default_request_key`](crate::policy::default_request_key) + `Vary` |

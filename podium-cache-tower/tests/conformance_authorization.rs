@@ -3,22 +3,14 @@
 
 mod common;
 
-use common::origin::{origin, request, respond, Mode};
-use common::{harness, send, StoreKind};
+use common::origin::{origin_calls, Mode};
+use common::{harness, StoreKind};
 
-async fn calls(mode: Mode, cache_control: &'static str) -> usize {
+async fn calls(mode: Mode, cache_control: &str) -> usize {
     let h = harness(StoreKind::Memory).await;
-    let (app, log) = origin(mode.builder(&h.cache).build(), move |n, _| {
-        respond(
-            200,
-            &[("cache-control", cache_control)],
-            &format!("run {n}"),
-        )
-    });
+    let layer = mode.builder(&h.cache).build();
     let auth = [("authorization", "Bearer secret")];
-    send(&app, request("GET", "/r", &auth)).await;
-    send(&app, request("GET", "/r", &auth)).await;
-    log.count()
+    origin_calls(layer, 200, &[("cache-control", cache_control)], &auth).await
 }
 
 /// RFC 9111 §3.5: without `public`, `s-maxage` or `must-revalidate`, it is not stored.

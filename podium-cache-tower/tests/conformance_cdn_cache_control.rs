@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::origin::{origin, pairs, request, respond, Mode};
-use common::{harness, send, StoreKind};
+use common::origin::{origin_calls, Mode};
+use common::{harness, StoreKind};
 use podium_cache_tower::CacheLayerBuilder;
 
 async fn calls(
@@ -12,13 +12,7 @@ async fn calls(
     headers: &[(&str, &str)],
 ) -> usize {
     let h = harness(StoreKind::Memory).await;
-    let headers = pairs(headers);
-    let (app, log) = origin(builder(&h.cache).build(), move |n, _| {
-        respond(200, &headers, &format!("run {n}"))
-    });
-    send(&app, request("GET", "/r", &[])).await;
-    send(&app, request("GET", "/r", &[])).await;
-    log.count()
+    origin_calls(builder(&h.cache).build(), 200, headers, &[]).await
 }
 
 /// RFC 9213 §2.2 / §3: `CDN-Cache-Control` is used instead of `Cache-Control` and `Expires`.

@@ -3,20 +3,14 @@
 
 mod common;
 
-use common::origin::{http_date, origin, pairs, request, respond, Mode};
-use common::{harness, send, StoreKind};
+use common::origin::{http_date, Mode};
+use common::{harness, StoreKind};
 
 /// Two GETs of `/r` through a layer in `mode` whose origin answers `status` and `headers`;
 /// how many reached the origin.
 async fn origin_calls(mode: Mode, status: u16, headers: &[(&str, &str)]) -> usize {
     let h = harness(StoreKind::Memory).await;
-    let headers = pairs(headers);
-    let (app, log) = origin(mode.builder(&h.cache).build(), move |n, _| {
-        respond(status, &headers, &format!("run {n}"))
-    });
-    send(&app, request("GET", "/r", &[])).await;
-    send(&app, request("GET", "/r", &[])).await;
-    log.count()
+    common::origin::origin_calls(mode.builder(&h.cache).build(), status, headers, &[]).await
 }
 
 /// RFC 9111 §4.2: a response with no freshness (no `max-age`, `Expires` or heuristic) is not

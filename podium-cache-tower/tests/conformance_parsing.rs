@@ -3,18 +3,13 @@
 
 mod common;
 
-use common::origin::{http_date, origin, pairs, request, respond, Mode};
+use common::origin::{http_date, origin, origin_calls, request, respond, Mode};
 use common::{harness, send, StoreKind};
 
 async fn calls_with_expires(mode: Mode, expires: &str) -> usize {
     let h = harness(StoreKind::Memory).await;
-    let headers = pairs(&[("expires", expires)]);
-    let (app, log) = origin(mode.builder(&h.cache).build(), move |n, _| {
-        respond(200, &headers, &format!("run {n}"))
-    });
-    send(&app, request("GET", "/r", &[])).await;
-    send(&app, request("GET", "/r", &[])).await;
-    log.count()
+    let layer = mode.builder(&h.cache).build();
+    origin_calls(layer, 200, &[("expires", expires)], &[]).await
 }
 
 /// RFC 9110 §5.6.7: a recipient parses IMF-fixdate, RFC 850 and asctime dates, in any case.

@@ -120,6 +120,28 @@ where
     (router, log)
 }
 
+/// How many of two identical GETs of `/r` (with `request_headers`) reached an origin under
+/// `layer` that answers `status` with `headers` (1: the second was served from the cache).
+pub async fn origin_calls(
+    layer: CacheLayer,
+    status: u16,
+    headers: &[(&str, &str)],
+    request_headers: &[(&str, &str)],
+) -> usize {
+    let headers = pairs(headers);
+    let (app, log) = origin(layer, move |n, _| {
+        respond(status, &headers, &format!("run {n}"))
+    });
+    for _ in 0..2 {
+        let response =
+            tower::ServiceExt::oneshot(app.clone(), request("GET", "/r", request_headers))
+                .await
+                .expect("infallible");
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+    }
+    log.count()
+}
+
 /// An HTTP-date `offset_secs` from now (negative: in the past).
 pub fn http_date(offset_secs: i64) -> String {
     let now = std::time::SystemTime::now();
