@@ -349,6 +349,13 @@ where
         } => (key, request, authorized),
     };
 
+    if parts.headers.contains_key(header::IF_MATCH)
+        || parts.headers.contains_key(header::IF_UNMODIFIED_SINCE)
+    {
+        // Preconditions the layer does not evaluate: the service answers (a `412` to one
+        // client must never be stored for everyone).
+        return pass_through(&state, inner, parts, body, Forward::Request, None, false).await;
+    }
     let lookup = match state.lookup(&key, &parts.headers).await {
         Ok(lookup) => lookup,
         Err(err) => return store_down(&state, inner, parts, body, &err).await,

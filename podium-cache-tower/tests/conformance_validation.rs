@@ -170,3 +170,29 @@ async fn rfc9111_4_3_concurrent_validations_coalesce() {
     assert!(replies.iter().all(|r| r.text() == "v1"));
     assert_eq!(log.count(), 2, "validations were not coalesced");
 }
+
+/// RFC 9110 §13.2.1: preconditions the cache does not evaluate (`If-Match`,
+/// `If-Unmodified-Since`) go to the origin, and its answer (a `412` with freshness) is never
+/// stored for other clients.
+#[tokio::test]
+async fn rfc9110_13_2_1_unevaluated_preconditions_go_to_the_origin_and_are_not_stored() {
+    for mode in Mode::BOTH {
+        let h = harness(StoreKind::Memory).await;
+        let (app, log) = origin(mode.builder(&h.cache).build(), |_, seen| {
+            if seen.headers.contains_key("if-match") {
+                respond(412, &[("cache-control", "max-age=60")], "")
+            } else {
+                respond(200, &[("cache-control", "max-age=60")], "ok")
+            }
+        });
+        let failed = send(&app, request("GET", "/r", &[("if-match", "\"nope\"")])).await;
+        assert_eq!(failed.status, StatusCode::PRECONDITION_FAILED, "{mode:?}");
+        let plain = send(&app, request("GET", "/r", &[])).await;
+        assert_eq!(
+            (plain.status, plain.text()),
+            (StatusCode::OK, "ok".into()),
+            "{mode:?}"
+        );
+        assert_eq!(log.count(), 2);
+    }
+}
