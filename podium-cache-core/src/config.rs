@@ -34,6 +34,8 @@
 //! | `max_client_misses` | `PODIUM_MAX_CLIENT_MISSES` | 128 (0: no limit) |
 //! | `negative_ttl_secs` | `PODIUM_NEGATIVE_TTL_SECS` | 300 (5 min) |
 //! | `negative_capacity` | `PODIUM_NEGATIVE_CAPACITY` | 100000 ids |
+//! | `airtable_table_ids` | `PODIUM_AIRTABLE_TABLE_IDS` | none: looked up in the base schema (needs `schema.bases:read`) |
+//! | `trust_delivery_fields` | `PODIUM_TRUST_DELIVERY_FIELDS` | `false`: a delivery is a signal, the record is re-read from Airtable |
 //!
 //! ```
 //! use podium_cache_core::config::Settings;
@@ -100,6 +102,7 @@ impl fmt::Display for Secret {
 
 /// A setting could not be read or does not make sense.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `.secrets.toml` could not be read.
     #[error("could not read {path}: {message}")]
@@ -150,8 +153,20 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
 ///
 /// Deserializing it ignores keys it does not know; [`Settings::from_sources`] is the reader
 /// that refuses typos (see the [module documentation](self)).
+///
+/// More settings will come, so it cannot be written as a struct literal outside this crate:
+/// start from [`Settings::default`] (or [`Settings::from_sources`]) and set fields.
+///
+/// ```
+/// use podium_cache_core::config::Settings;
+/// let mut settings = Settings::default();
+/// settings.prefix = "shop".into();
+/// settings.l1_capacity = 10_000;
+/// assert!(settings.redis_url.is_none(), "the in-memory store unless redis_url is set");
+/// ```
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Settings {
     /// `redis://…` of a standalone Redis/Valkey (`rediss://…` over TLS); none means the
     /// in-memory store.
@@ -218,6 +233,14 @@ pub struct Settings {
     /// The bearer token the example app's writes (`DELETE`) require; none: it generates one at
     /// start-up and prints it once.
     pub admin_token: Option<Secret>,
+    /// Store the fields an automation delivery carries as they came (the seed's behaviour),
+    /// instead of re-reading the record from Airtable. Only for bases whose webhook secret no
+    /// untrusted reader can see: whoever holds it can then make the cache serve any value.
+    pub trust_delivery_fields: bool,
+    /// Airtable table ids by table name (`Events = "tblXXXXXXXXXXXXXX"`; in the environment
+    /// `Events=tbl…,Users=tbl…`): native webhook payloads name tables by id, and with every
+    /// model's table listed here the token needs no `schema.bases:read` to map them.
+    pub airtable_table_ids: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -249,6 +272,8 @@ impl Default for Settings {
             negative_ttl_secs: 300,
             negative_capacity: 100_000,
             admin_token: None,
+            trust_delivery_fields: false,
+            airtable_table_ids: BTreeMap::new(),
         }
     }
 }
@@ -304,6 +329,27 @@ impl Settings {
             "PODIUM_AIRTABLE_WEBHOOK_ID" => self.airtable_webhook_id = value_opt(),
             "PODIUM_AIRTABLE_WEBHOOK_MAC_SECRET" => {
                 self.airtable_webhook_mac_secret = value_opt().map(Secret)
+            }
+            "PODIUM_AIRTABLE_TABLE_IDS" => {
+                let mut ids = BTreeMap::new();
+                for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let Some((name, id)) = pair.split_once('=') else {
+                        return Err(ConfigError::Invalid {
+                            setting: "airtable_table_ids",
+                            env: "PODIUM_AIRTABLE_TABLE_IDS",
+                            message: format!("`{pair}` is not `Table Name=tblXXXXXXXXXXXXXX`"),
+                        });
+                    };
+                    ids.insert(name.trim().to_owned(), id.trim().to_owned());
+                }
+                self.airtable_table_ids = ids;
+            }
+            "PODIUM_TRUST_DELIVERY_FIELDS" => {
+                self.trust_delivery_fields = parse(
+                    "trust_delivery_fields",
+                    "PODIUM_TRUST_DELIVERY_FIELDS",
+                    &value,
+                )?
             }
             "PODIUM_ALLOW_LEGACY_SECRET" => {
                 self.allow_legacy_secret =

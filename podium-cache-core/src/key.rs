@@ -156,6 +156,12 @@ impl Keys {
         format!("{}:wh:cursor:{}", self.prefix, safe(webhook_id))
     }
 
+    /// `{prefix}:wh:{part}:{webhook id}`: the rest of a native webhook's state in the store
+    /// (`pending` pings counter, `drained` mark, `gap` flag, `mac` replacement secret).
+    pub fn webhook_state(&self, part: &str, webhook_id: &str) -> String {
+        format!("{}:wh:{}:{}", self.prefix, safe(part), safe(webhook_id))
+    }
+
     /// `{prefix}:rl:{scope}`: the store-held rate limiter of one source scope (an Airtable
     /// base), shared by every instance.
     ///

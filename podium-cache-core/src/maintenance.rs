@@ -11,6 +11,15 @@
 //! - **Inside the Airtable budget.** The sweep calls Airtable through the cache's own source
 //!   (its rate limiter, shared by every instance through Redis when configured); the webhook
 //!   client of [`Maintenance::webhooks_from_settings`] shares the same store-held budget.
+//! - **Expired webhooks.** A refresh Airtable refuses because the webhook expired or is gone
+//!   ("this endpoint only applies to active webhooks",
+//!   <https://airtable.com/developers/web/api/refresh-a-webhook>) cannot be undone by
+//!   refreshing. With [`Maintenance::recreate_expired_webhooks`] the webhook is re-created
+//!   pinging the same URL: its new MAC secret is kept in the store, where every instance's
+//!   receiver finds it ([`NativeWebhooks::keep_secret`]), the changes missed meanwhile are
+//!   handled as a gap (every modelled table invalidated now, and the new webhook flagged for
+//!   the receiver's models), and later rounds refresh the new id. Without it, an expired webhook
+//!   is a loud alarm: an `error` log naming the fix and the `webhooks_expired` counter.
 //! - **Observable.** A `tracing` span per round (`maintenance.sweep`,
 //!   `maintenance.webhook_refresh`) and counters ([`MaintenanceHandle::stats`]).
 //! - **Stops with its handle.** [`MaintenanceHandle::shutdown`] (or dropping the handle) stops
@@ -48,9 +57,11 @@ use tracing::Instrument;
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::entity::Cacheable;
+use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, SourceError};
 use crate::sweep::{Strategy, Sweep, SweepEntity, SweepError, SweepReport, DEFAULT_MAX_GONE_SHARE};
-use crate::webhook::native::WebhooksApi;
+use crate::webhook::native::{invalidate_entity_wide, MacSecret, NativeWebhooks};
+use crate::webhook::Models;
 
 /// Time between two sweeps by default: a day.
 pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -75,6 +86,7 @@ pub struct Maintenance {
     max_gone_share: f64,
     webhooks: Option<(WebhooksApi, Vec<String>)>,
     refresh_every: Duration,
+    recreate_url: Option<String>,
 }
 
 impl Maintenance {
@@ -89,12 +101,50 @@ impl Maintenance {
             max_gone_share: DEFAULT_MAX_GONE_SHARE,
             webhooks: None,
             refresh_every: DEFAULT_REFRESH_EVERY,
+            recreate_url: None,
         }
     }
 
     /// Sweeps the model `T` too.
     pub fn model<T: Cacheable>(mut self) -> Self {
         SweepEntity::of::<T>().add_to(&mut self.models);
+        self
+    }
+
+    /// Maintenance of `cache` for `models`, with the native webhook's refresh when `settings`
+    /// configure one: [`Maintenance::new`], [`Maintenance::models`] and
+    /// [`Maintenance::webhooks_from_settings`] in one call.
+    pub fn from_settings(
+        cache: &Cache,
+        models: &Models,
+        settings: &Settings,
+    ) -> Result<Self, SourceError> {
+        Self::new(cache)
+            .models(models)
+            .webhooks_from_settings(settings)
+    }
+
+    /// Sweeps every model of `models` too (the registry the webhook routes take), so an app
+    /// lists its models once.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
+    /// # #[cacheable(table = "Members")]
+    /// # struct Member { id: String }
+    /// use podium_cache_core::{Maintenance, Models};
+    /// let models = Models::new().register::<Member>();
+    /// let maintenance = Maintenance::new(cache).models(&models);
+    /// # }
+    /// ```
+    pub fn models(mut self, models: &Models) -> Self {
+        for model in models.iter() {
+            SweepEntity {
+                meta: model.meta(),
+                schema_hash: model.schema_hash(),
+            }
+            .add_to(&mut self.models);
+        }
         self
     }
 
@@ -153,6 +203,13 @@ impl Maintenance {
         Ok(self.refresh_webhooks(api, vec![id.clone()]))
     }
 
+    /// Re-creates a webhook that expired (or was deleted) pinging `notification_url` (the app's
+    /// `…/api/webhooks/airtable/notify`), instead of only raising the alarm.
+    pub fn recreate_expired_webhooks(mut self, notification_url: impl Into<String>) -> Self {
+        self.recreate_url = Some(notification_url.into());
+        self
+    }
+
     /// Time between two webhook refreshes (default a day; at least a second).
     pub fn refresh_every(mut self, every: Duration) -> Self {
         self.refresh_every = every.max(Duration::from_secs(1));
@@ -208,6 +265,10 @@ pub struct MaintenanceStats {
     pub webhook_refreshes: u64,
     /// Webhook refreshes that failed.
     pub webhook_refresh_failures: u64,
+    /// Webhooks found expired or gone (each an alarm unless re-created).
+    pub webhooks_expired: u64,
+    /// Webhooks re-created after they expired.
+    pub webhooks_recreated: u64,
 }
 
 impl MaintenanceStats {
@@ -221,6 +282,8 @@ impl MaintenanceStats {
             ("ids_unconfirmed", self.ids_unconfirmed),
             ("webhook_refreshes", self.webhook_refreshes),
             ("webhook_refresh_failures", self.webhook_refresh_failures),
+            ("webhooks_expired", self.webhooks_expired),
+            ("webhooks_recreated", self.webhooks_recreated),
         ]
     }
 }
@@ -234,6 +297,8 @@ struct Shared {
     ids_unconfirmed: AtomicU64,
     webhook_refreshes: AtomicU64,
     webhook_refresh_failures: AtomicU64,
+    webhooks_expired: AtomicU64,
+    webhooks_recreated: AtomicU64,
     last_sweep: Mutex<Option<SweepReport>>,
 }
 
@@ -269,6 +334,8 @@ impl MaintenanceHandle {
             ids_unconfirmed: get(&s.ids_unconfirmed),
             webhook_refreshes: get(&s.webhook_refreshes),
             webhook_refresh_failures: get(&s.webhook_refresh_failures),
+            webhooks_expired: get(&s.webhooks_expired),
+            webhooks_recreated: get(&s.webhooks_recreated),
         }
     }
 
@@ -397,7 +464,7 @@ async fn sweep_round(maintenance: &Maintenance, shared: &Shared, stopped: watch:
 async fn refresh_loop(
     maintenance: Maintenance,
     api: WebhooksApi,
-    ids: Vec<String>,
+    mut ids: Vec<String>,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -405,7 +472,7 @@ async fn refresh_loop(
     while wait(delay, &mut stopped).await {
         delay = maintenance.refresh_every;
         let span = tracing::info_span!("maintenance.webhook_refresh", webhooks = ids.len());
-        refresh_round(&maintenance, &api, &ids, &shared)
+        refresh_round(&maintenance, &api, &mut ids, &shared)
             .instrument(span)
             .await;
     }
@@ -414,7 +481,7 @@ async fn refresh_loop(
 async fn refresh_round(
     maintenance: &Maintenance,
     api: &WebhooksApi,
-    ids: &[String],
+    ids: &mut [String],
     shared: &Shared,
 ) {
     let cache = &maintenance.cache;
@@ -427,19 +494,34 @@ async fn refresh_round(
         // The store is down: refreshing twice is harmless, never refreshing is not.
         Err(err) => {
             tracing::warn!(error = %err, "could not claim the webhook refresh; refreshing anyway");
-            refresh_all(api, ids, shared).await;
+            refresh_all(maintenance, api, ids, shared).await;
             return;
         }
     };
-    if !refresh_all(api, ids, shared).await {
+    if !refresh_all(maintenance, api, ids, shared).await {
         claim.give_back(cache).await;
     }
 }
 
-/// Refreshes every id; whether all succeeded.
-async fn refresh_all(api: &WebhooksApi, ids: &[String], shared: &Shared) -> bool {
+/// The id that replaced `id` (a re-created webhook), as the store says; `id` when none.
+async fn current_id(cache: &Cache, id: &str) -> String {
+    let key = cache.keys().webhook_state("replaced-by", id);
+    match cache.store().get(&key).await {
+        Ok(Some(raw)) => String::from_utf8(raw.to_vec()).unwrap_or_else(|_| id.to_owned()),
+        _ => id.to_owned(),
+    }
+}
+
+/// Refreshes every id (following re-creations); whether all succeeded.
+async fn refresh_all(
+    maintenance: &Maintenance,
+    api: &WebhooksApi,
+    ids: &mut [String],
+    shared: &Shared,
+) -> bool {
     let mut all = true;
-    for id in ids {
+    for id in ids.iter_mut() {
+        *id = current_id(&maintenance.cache, id).await;
         match api.refresh(id).await {
             Ok(expires) => {
                 add(&shared.webhook_refreshes, 1);
@@ -449,12 +531,81 @@ async fn refresh_all(api: &WebhooksApi, ids: &[String], shared: &Shared) -> bool
                     "webhook refreshed"
                 );
             }
+            // Refused as inactive (expired, or turned off) or gone: refreshing cannot help.
+            Err(err @ (SourceError::InvalidRequest(_) | SourceError::NotFound(_))) => {
+                add(&shared.webhooks_expired, 1);
+                match recreate(maintenance, api, id).await {
+                    Ok(Some(new_id)) => {
+                        add(&shared.webhooks_recreated, 1);
+                        *id = new_id;
+                    }
+                    Ok(None) => {
+                        all = false;
+                        tracing::error!(webhook = id.as_str(), error = %err, "ALARM: the native webhook expired or is gone and nothing re-creates it; changes are no longer heard. Create a new one (`webhooks create --url ...`) and configure its id and MAC secret, or enable Maintenance::recreate_expired_webhooks");
+                    }
+                    Err(recreate_err) => {
+                        all = false;
+                        add(&shared.webhook_refresh_failures, 1);
+                        tracing::error!(webhook = id.as_str(), error = %recreate_err, "ALARM: the native webhook expired and could not be re-created");
+                    }
+                }
+            }
             Err(err) => {
                 all = false;
                 add(&shared.webhook_refresh_failures, 1);
-                tracing::error!(webhook = id, error = %err, "webhook refresh failed");
+                tracing::error!(webhook = id.as_str(), error = %err, "webhook refresh failed");
             }
         }
     }
     all
+}
+
+/// Re-creates an expired webhook when configured to: the new webhook's secret kept in the
+/// store, the old id pointing to the new one, the missed changes handled as a gap. The new id,
+/// or `None` when re-creating is not configured.
+async fn recreate(
+    maintenance: &Maintenance,
+    api: &WebhooksApi,
+    old_id: &str,
+) -> Result<Option<String>, String> {
+    let Some(url) = &maintenance.recreate_url else {
+        return Ok(None);
+    };
+    let cache = &maintenance.cache;
+    // Best effort: an expired webhook still counts against the base's 10 until deleted.
+    if let Err(err) = api.delete(old_id).await {
+        tracing::warn!(webhook = old_id, error = %err, "could not delete the expired webhook");
+    }
+    let created = api
+        .create_table_data(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let secret =
+        MacSecret::from_base64(created.mac_secret_base64.expose()).map_err(|e| e.to_string())?;
+    NativeWebhooks::keep_secret(cache, &created.id, &secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    NativeWebhooks::flag_gap(cache, &created.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let replaced = cache.keys().webhook_state("replaced-by", old_id);
+    let ttl = crate::webhook::native::DEFAULT_CURSOR_TTL;
+    cache
+        .store()
+        .set(&replaced, Bytes::from(created.id.clone()), ttl)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut invalidated = 0;
+    for model in &maintenance.models {
+        invalidated += invalidate_entity_wide(cache, model.meta, model.schema_hash)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tracing::warn!(
+        old = old_id,
+        new = created.id,
+        invalidated,
+        "expired native webhook re-created; its new MAC secret is kept in the store, and the changes missed meanwhile were invalidated"
+    );
+    Ok(Some(created.id))
 }

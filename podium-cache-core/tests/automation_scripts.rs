@@ -156,6 +156,8 @@ struct NodeRun {
     absent_globals: Vec<String>,
     selftest: Value,
     wall: Duration,
+    /// The script's own total time on the sandbox's virtual clock (scenario `"clock": "virtual"`).
+    virtual_elapsed_ms: Option<u64>,
 }
 
 impl NodeRun {
@@ -254,6 +256,7 @@ fn run_node_blocking(scenario: &Value) -> NodeRun {
         absent_globals: strings(&result["absentGlobals"]),
         selftest: result["selftest"].clone(),
         wall,
+        virtual_elapsed_ms: result["virtualElapsedMs"].as_u64(),
     }
 }
 
@@ -272,7 +275,8 @@ struct Sample {
     links: Vec<(&'static str, Vec<String>)>,
 }
 
-/// Builds the trigger record of `T`'s table: linked fields hold `[{id, name}]` cells, numbers
+/// Builds the trigger record of `T`'s table (cells in the REST API's shapes; the sandbox hands
+/// them to the script in the scripting API's, e.g. links as `[{id, name}]`): numbers
 /// and booleans have their JSON types (read from the model's schema), text has quotes and
 /// non-ASCII, the model's last field is an empty cell, and one extra field is not in the model.
 fn sample<T: Cacheable + JsonSchema>() -> Sample {
@@ -308,11 +312,7 @@ fn sample<T: Cacheable + JsonSchema>() -> Sample {
                     vec![format!("rec{entity}{i}a"), format!("rec{entity}{i}b")]
                 };
                 if !empty {
-                    let cell: Vec<Value> = ids
-                        .iter()
-                        .map(|id| json!({"id": id, "name": format!("Name of {id}")}))
-                        .collect();
-                    cells.insert(field.name.into(), Value::Array(cell));
+                    cells.insert(field.name.into(), json!(ids));
                     let value = if many { json!(ids) } else { json!(ids[0]) };
                     expected.insert(field.name.into(), value);
                 }
@@ -356,6 +356,8 @@ fn sample<T: Cacheable + JsonSchema>() -> Sample {
     }
 }
 
+/// The seed's "Invalidate Config" table, readable by every reader of the base: the scripts
+/// must not read the secret from it.
 fn config_table(rows: &[(&str, &str)]) -> Value {
     let records: Vec<Value> = rows
         .iter()
@@ -369,19 +371,16 @@ fn config_table(rows: &[(&str, &str)]) -> Value {
     })
 }
 
+/// The script secret's name the setup steps give.
+const SECRET_NAME: &str = "podium_webhook_secret";
+
 fn scenario(webhook: &Webhook, table: &Value, subtle: bool) -> Value {
-    let secret = webhook.secret.expose();
     json!({
         "mode": "run",
         "recordId": RECORD_ID,
-        "tables": [
-            table,
-            config_table(&[
-                ("webhook_url", &webhook.url),
-                ("webhook_secret", &secret),
-                ("unrelated", "ignored"),
-            ]),
-        ],
+        "inputs": {"webhookUrl": webhook.url},
+        "secrets": {SECRET_NAME: webhook.secret.expose()},
+        "tables": [table],
         "subtle": subtle,
         "tamper": false,
     })
@@ -560,29 +559,75 @@ async fn a_missing_record_id_input_explains_how_to_add_it() {
 
 fn assert_config_help(error: &str) {
     for needle in [
-        "Invalidate Config",
-        "\"key\"",
-        "\"value\"",
-        "key = webhook_url",
-        "key = webhook_secret",
+        "recordId",
+        "webhookUrl",
+        SECRET_NAME,
         "whsec_",
         "cargo xtask gen-secret",
+        "Invalidate Config",
     ] {
         assert!(error.contains(needle), "missing {needle:?} in: {error}");
     }
 }
 
+/// Issue #16, finding 3: the secret must not sit where every base reader can read it. With no
+/// script secret, a secret in the seed's "Invalidate Config" table is not used: the run fails
+/// explaining where the secret goes, and nothing is sent.
 #[tokio::test]
-async fn missing_config_rows_are_explained_naming_the_table_and_both_keys() {
+async fn the_secret_is_never_read_from_a_table_every_reader_can_read() {
     let sample = sample::<Event>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
-    scenario["tables"][1] = config_table(&[]);
-    let run = run_script("empty config", &automation_script(sample.meta), scenario).await;
+    scenario["secrets"] = json!({});
+    scenario["tables"] = json!([
+        sample.table,
+        config_table(&[
+            ("webhook_url", &webhook.url),
+            ("webhook_secret", &webhook.secret.expose())
+        ]),
+    ]);
+    let run = run_script(
+        "secret in a table",
+        &automation_script(sample.meta),
+        scenario,
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(run.error().contains("No webhook secret"), "{}", run.error());
+    assert_config_help(run.error());
+    assert!(webhook.received().is_empty());
+}
+
+/// Where script secrets do not exist, the input variable webhookSecret is used, and the run
+/// log says who can see it.
+#[tokio::test]
+async fn without_script_secrets_the_input_variable_is_used_and_the_log_says_who_sees_it() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["secrets"] = Value::Null;
+    scenario["inputs"]["webhookSecret"] = json!(webhook.secret.expose());
+    let run = run_script("input secret", &automation_script(sample.meta), scenario).await;
+    assert!(run.ok, "{} {:?}", run.error(), run.logs);
+    assert!(
+        run.logged("anyone who can view this automation"),
+        "{:?}",
+        run.logs
+    );
+    assert_eq!(webhook.received().len(), 1);
+    assert_eq!(webhook.received()[0].verified, Ok(()));
+}
+
+#[tokio::test]
+async fn a_missing_webhook_url_input_is_explained() {
+    let sample = sample::<Event>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["inputs"] = json!({});
+    let run = run_script("no webhookUrl", &automation_script(sample.meta), scenario).await;
     assert!(!run.ok);
     assert!(
-        run.error()
-            .contains("has no row for webhook_url and webhook_secret"),
+        run.error().contains("No webhookUrl input variable"),
         "{}",
         run.error()
     );
@@ -591,24 +636,11 @@ async fn missing_config_rows_are_explained_naming_the_table_and_both_keys() {
 }
 
 #[tokio::test]
-async fn a_missing_config_table_is_explained_the_same_way() {
-    let sample = sample::<Event>();
-    let webhook = Webhook::start(&[]).await;
-    let mut scenario = scenario(&webhook, &sample.table, true);
-    scenario["tables"] = json!([sample.table]);
-    let run = run_script("no config table", &automation_script(sample.meta), scenario).await;
-    assert!(!run.ok);
-    assert!(run.error().contains("was not found"), "{}", run.error());
-    assert_config_help(run.error());
-}
-
-#[tokio::test]
 async fn a_secret_without_the_whsec_prefix_is_explained() {
     let sample = sample::<Event>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
-    scenario["tables"][1] =
-        config_table(&[("webhook_url", &webhook.url), ("webhook_secret", "hunter2")]);
+    scenario["secrets"] = json!({SECRET_NAME: "hunter2"});
     let run = run_script("bad secret", &automation_script(sample.meta), scenario).await;
     assert!(!run.ok);
     assert!(
@@ -631,7 +663,9 @@ async fn a_500_answer_is_retried_with_the_same_message_id_and_the_next_200_succe
     .await;
     assert!(run.ok, "{} {:?}", run.error(), run.logs);
     assert!(run.logged("Attempt 1 failed: HTTP 500: temporarily broken"));
-    assert!(run.logged("Retrying in 250 ms"));
+    let waits = logged_waits(&run);
+    assert_eq!(waits.len(), 1, "{:?}", run.logs);
+    assert!((250..=375).contains(&waits[0]), "{waits:?}");
     assert_eq!(run.output.get("attempts"), Some(&json!(2)));
     let received = webhook.received();
     assert_eq!(received.len(), 2);
@@ -693,13 +727,7 @@ async fn network_errors_are_retried_then_fail_with_an_explanation() {
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
     let mut scenario = scenario(&webhook, &sample.table, true);
-    scenario["tables"][1] = config_table(&[
-        (
-            "webhook_url",
-            &format!("http://127.0.0.1:{port}{WEBHOOK_PATH}"),
-        ),
-        ("webhook_secret", &webhook.secret.expose()),
-    ]);
+    scenario["inputs"]["webhookUrl"] = json!(format!("http://127.0.0.1:{port}{WEBHOOK_PATH}"));
     let script = automation_script_with(sample.meta, &ScriptOptions::default().backoff_ms(10));
     let run = run_script("connection refused", &script, scenario).await;
     assert!(!run.ok);
@@ -740,4 +768,239 @@ fn each_script_carries_only_its_models_fields_and_link_kinds() {
         assert!(script.contains(&format!("const TABLE = {};", json!(meta.table))));
         assert_eq!(script.matches("const FIELDS = ").count(), 1);
     }
+}
+
+/// The waits the run log announced ("Retrying in N ms"), in order.
+fn logged_waits(run: &NodeRun) -> Vec<u64> {
+    run.logs
+        .iter()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Retrying in ")?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #16, finding 4: cell shapes of the scripting API, and the 30-second run limit.
+
+/// A collaborator as the REST API returns it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, JsonSchema)]
+struct Collaborator {
+    id: String,
+    email: String,
+    name: Option<String>,
+}
+
+/// An attachment as the REST API returns it (the fields a model would read).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, JsonSchema)]
+struct Attachment {
+    id: String,
+    url: String,
+    filename: String,
+    size: Option<u64>,
+    #[serde(rename = "type")]
+    mime: Option<String>,
+}
+
+/// A model with a field of every kind whose scripting-API shape differs from its REST shape.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    JsonSchema,
+    podium_cache_core::Cacheable,
+)]
+#[cacheable(table = "Tasks")]
+struct Task {
+    id: String,
+    title: String,
+    status: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    owner_emails: Vec<String>,
+    #[serde(default)]
+    owner_status: Vec<String>,
+    assignee: Option<Collaborator>,
+    #[serde(default)]
+    reviewers: Vec<Collaborator>,
+    #[serde(default)]
+    photos: Vec<Attachment>,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    archived: bool,
+    due: Option<String>,
+    #[serde(default)]
+    #[cacheable(references = "users")]
+    owner: Vec<String>,
+    #[cacheable(references = "users")]
+    lead: Option<String>,
+}
+
+/// The Tasks table: field types as Airtable names them, cells in the REST API's shapes.
+fn task_table() -> (Value, Value) {
+    let ada = json!({"id": "usrAda00000000001", "email": "ada@example.com", "name": "Ada"});
+    let bob = json!({"id": "usrBob00000000002", "email": "bob@example.com", "name": "Bob"});
+    let photo = json!({"id": "attPhoto000000001", "url": "https://dl.airtable.com/p.png",
+        "filename": "p.png", "size": 1234, "type": "image/png", "width": 10, "height": 20});
+    let cells = json!({
+        "title": "Ship it",
+        "status": "In progress",
+        "tags": ["urgent", "backend"],
+        "owner_emails": ["ada@example.com", "bob@example.com"],
+        "owner_status": ["Active", "Away"],
+        "assignee": ada,
+        "reviewers": [ada, bob],
+        "photos": [photo],
+        "done": true,
+        "archived": false,
+        "due": "2026-11-25",
+        "owner": ["recUsr0000000001a", "recUsr0000000002b"],
+        "lead": ["recUsr0000000003c"],
+    });
+    let fields = json!([
+        {"name": "title", "type": "singleLineText"},
+        {"name": "status", "type": "singleSelect"},
+        {"name": "tags", "type": "multipleSelects"},
+        {"name": "owner_emails", "type": "multipleLookupValues", "result": "email"},
+        {"name": "owner_status", "type": "multipleLookupValues", "result": "singleSelect"},
+        {"name": "assignee", "type": "singleCollaborator"},
+        {"name": "reviewers", "type": "multipleCollaborators"},
+        {"name": "photos", "type": "multipleAttachments"},
+        {"name": "done", "type": "checkbox"},
+        {"name": "archived", "type": "checkbox"},
+        {"name": "due", "type": "date"},
+        {"name": "owner", "type": "multipleRecordLinks"},
+        {"name": "lead", "type": "multipleRecordLinks"},
+    ]);
+    let mut expected = cells.clone();
+    expected["id"] = json!(RECORD_ID);
+    expected["lead"] = json!("recUsr0000000003c");
+    // The REST API leaves an unchecked checkbox out.
+    if let Some(object) = expected.as_object_mut() {
+        object.remove("archived");
+    }
+    let table = json!({
+        "name": "Tasks",
+        "fields": fields,
+        "records": [{"id": RECORD_ID, "cells": cells}],
+    });
+    (table, expected)
+}
+
+#[tokio::test]
+async fn every_field_type_arrives_in_the_rest_shape_the_model_reads() {
+    let (table, expected) = task_table();
+    let webhook = Webhook::start(&[]).await;
+    let run = run_script(
+        "field types",
+        &automation_script(Task::meta()),
+        scenario(&webhook, &table, true),
+    )
+    .await;
+    assert!(run.ok, "{} {:?}", run.error(), run.logs);
+    let received = webhook.received();
+    assert_eq!(received.len(), 1);
+    let body: Value = serde_json::from_slice(&received[0].body).expect("JSON body");
+    assert_eq!(body["record"], expected);
+    let task: Task = serde_json::from_value(body["record"].clone())
+        .expect("the delivered record fits the model (no 422)");
+    assert_eq!(task.status.as_deref(), Some("In progress"));
+    assert_eq!(task.owner_status, ["Active", "Away"]);
+    assert_eq!(
+        task.assignee.map(|a| a.email),
+        Some("ada@example.com".into())
+    );
+    assert!(task.done && !task.archived);
+}
+
+/// "The app is down" three ways: connections refused, 503 answers, requests that get no answer
+/// until Airtable's 12 s fetch limit. On the sandbox's virtual clock, the whole run (default
+/// options, and options asking for far more retries and longer waits than fit) ends within
+/// 25 s, and the last failure explains itself.
+#[tokio::test]
+async fn with_the_app_down_the_script_finishes_within_25_seconds_and_says_why() {
+    let sample = sample::<Vote>();
+    let webhook = Webhook::start(&[]).await;
+    let greedy = ScriptOptions::default().max_retries(20).backoff_ms(2_000);
+    for (options, label) in [(ScriptOptions::default(), "default"), (greedy, "greedy")] {
+        let script = automation_script_with(sample.meta, &options);
+        for down in [
+            json!({"kind": "refused"}),
+            json!({"kind": "status", "status": 503}),
+            json!({"kind": "hang"}),
+        ] {
+            let mut scenario = scenario(&webhook, &sample.table, false);
+            scenario["clock"] = json!("virtual");
+            scenario["appDown"] = down.clone();
+            let run = run_script(&format!("{label} {down}"), &script, scenario).await;
+            assert!(!run.ok, "{label} {down}: the run must fail");
+            let elapsed = run.virtual_elapsed_ms.expect("virtual clock");
+            assert!(
+                elapsed <= 25_000,
+                "{label} {down}: the run took {elapsed} ms of its clock: {:?}",
+                run.logs
+            );
+            let error = run.error();
+            assert!(error.contains("did not accept the delivery"), "{error}");
+            assert!(error.contains("Is the app running"), "{error}");
+            let attempts = run.logs.iter().filter(|l| l.contains("failed:")).count();
+            // A fast failure is retried; after a 12 s hang a 2 s wait and another 12 s no
+            // longer fit, so the greedy script stops there.
+            let min_attempts = if label == "greedy" && down["kind"] == "hang" {
+                1
+            } else {
+                2
+            };
+            assert!(
+                attempts >= min_attempts,
+                "{label} {down}: {attempts} attempts: {:?}",
+                run.logs
+            );
+            if label == "greedy" {
+                assert!(
+                    error.contains("Airtable stops a script after 30 s"),
+                    "{error}"
+                );
+            }
+        }
+    }
+    assert!(
+        webhook.received().is_empty(),
+        "no fetch reached the network"
+    );
+}
+
+/// Back-offs are jittered, so that runs failing together do not retry in lockstep: each wait
+/// lies between the nominal one and half as much again, and runs do not all wait alike.
+#[tokio::test]
+async fn back_off_waits_are_jittered_between_the_nominal_wait_and_half_as_much_again() {
+    let sample = sample::<Vote>();
+    let webhook = Webhook::start(&[]).await;
+    let script = automation_script(sample.meta);
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        let mut scenario = scenario(&webhook, &sample.table, false);
+        scenario["clock"] = json!("virtual");
+        scenario["appDown"] = json!({"kind": "refused"});
+        let run = run_script(&format!("jitter {i}"), &script, scenario).await;
+        let waits = logged_waits(&run);
+        assert_eq!(waits.len(), 3, "{:?}", run.logs);
+        for (n, wait) in waits.iter().enumerate() {
+            let nominal = 250u64 << n;
+            assert!(
+                (nominal..=nominal + nominal / 2).contains(wait),
+                "wait {n} was {wait} ms"
+            );
+        }
+        runs.push(waits);
+    }
+    assert!(
+        runs.iter().any(|w| *w != runs[0]),
+        "four runs waited exactly alike: {runs:?}"
+    );
 }

@@ -254,16 +254,14 @@ async fn a_cluster_down_at_start_is_no_error_and_the_store_reconnects_by_itself(
         .connect()
         .await
         .expect("a cluster that is down is not a setup error");
-    let started = Instant::now();
-    let err = store.get("tfault:{k0}").await.unwrap_err();
+    // A deadline against a hang (the call's own timeout is 500 ms), not a bound on its speed.
+    let err = tokio::time::timeout(Duration::from_secs(30), store.get("tfault:{k0}"))
+        .await
+        .expect("a call to a cluster that is down hung instead of failing")
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::Unavailable(_) | StoreError::Timeout(_)),
         "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
     );
 
     // The cluster comes up: the store connects by itself.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::Event;
 use parking_lot::Mutex;
-use podium_cache_core::cache::{Cache, CacheConfig, CacheError};
+use podium_cache_core::cache::{Cache, CacheError};
 use podium_cache_core::scope::Scope;
 use podium_cache_core::source::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
 use podium_cache_core::store::MemoryStore;
@@ -134,9 +134,16 @@ fn spawn_read(
     tokio::spawn(async move { read(&cache, client, &id).await })
 }
 
-/// Waits (on the paused clock) until the source has been called `n` times.
+/// Waits (on the paused clock) until the source has been called `n` times; fails past a
+/// deadline in real time (the paused clock would advance without end).
 async fn until_calls(source: &StandIn, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while source.calls.lock().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source was called {} times, never {n}",
+            source.calls.lock().len()
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -147,11 +154,8 @@ async fn a_late_client_rides_in_the_next_batch_whatever_another_has_queued() {
     let legit_ids = ids("LEGIT", 3);
     let source = StandIn::new(&legit_ids, Duration::from_millis(100), true);
     let cache = Cache::builder(Arc::new(MemoryStore::new(10_000)), source.clone())
-        .config(CacheConfig {
-            max_batch: 10,
-            max_in_flight_batches: 1,
-            ..CacheConfig::default()
-        })
+        .max_batch(10)
+        .max_in_flight_batches(1)
         .build();
     // The flooder's first miss is in flight (held at the gate); it queues 30 more, then the
     // other client queues 3.

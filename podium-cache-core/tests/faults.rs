@@ -393,11 +393,8 @@ async fn redis_killed_and_restarted(name: &str, tier: bool) {
         "reads fell through to Airtable while redis was down: {outage_errors} store errors, \
          {outage_misses} misses, {outage_calls} Airtable calls"
     );
+    // Recovery time is reported above; `until_hits_resume` fails past its deadline.
     assert!(hits_after > 0, "the cache is used again after the restart");
-    assert!(
-        recovery < Duration::from_secs(10),
-        "recovered in {recovery:?}"
-    );
     assert_eq!(
         h.cache.get::<Event>(&h.ids[10]).await.expect("read"),
         None,

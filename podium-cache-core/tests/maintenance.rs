@@ -261,3 +261,102 @@ async fn the_native_webhook_is_refreshed_by_the_app_and_shutdown_stops_it() {
         "no refresh after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_webhook_is_recreated_with_its_secret_kept_in_the_store_or_alarmed() {
+    use podium_cache_core::webhook::native::{MacSecret, NativeWebhooks, MAC_HEADER};
+    use podium_cache_core::webhook::Models;
+    const WEEK_AND_A_DAY: Duration = Duration::from_secs(8 * 24 * 3600);
+
+    let airtable = AirtableServer::builder()
+        .rate_limit(None)
+        .start()
+        .await
+        .expect("local airtable");
+    let member = airtable.insert(BASE, "Members", fields(json!({"name": "v1"})));
+    let source = AirtableSource::builder(airtable.api_key(), BASE)
+        .api_url(airtable.url())
+        .build()
+        .expect("source");
+    let api = WebhooksApi::new(source.clone());
+    let url = "http://127.0.0.1:9/notify";
+    let created = api.create_table_data(url).await.expect("create webhook");
+    let old_secret: MacSecret = created.mac_secret_base64.expose().parse().expect("secret");
+    let cache = Cache::builder(Arc::new(MemoryStore::new(1_000)), Arc::new(source)).build();
+    assert!(cache.get::<Member>(&member).await.expect("read").is_some());
+    airtable.advance_webhook_clock(WEEK_AND_A_DAY);
+
+    // Without re-creation: an alarm, nothing else.
+    let alarmed = Maintenance::new(&cache)
+        .refresh_webhooks(api.clone(), vec![created.id.clone()])
+        .first_round_after(Duration::from_millis(10))
+        .spawn();
+    eventually(Duration::from_secs(20), "the expiry to be noticed", || {
+        alarmed.stats().webhooks_expired >= 1
+    })
+    .await;
+    assert_eq!(alarmed.stats().webhooks_recreated, 0);
+    alarmed.shutdown().await;
+    assert_eq!(airtable.webhooks(BASE).len(), 1, "nothing was created");
+
+    // With re-creation: a new webhook, its secret in the store, the old one's changes gone.
+    airtable.update(
+        BASE,
+        "Members",
+        &member,
+        fields(json!({"name": "v2 while unheard"})),
+    );
+    let handle = Maintenance::new(&cache)
+        .model::<Member>()
+        .sweep_every(Duration::from_secs(3600))
+        .first_round_after(Duration::from_millis(10))
+        .refresh_webhooks(api, vec![created.id.clone()])
+        .recreate_expired_webhooks(url)
+        .spawn();
+    eventually(
+        Duration::from_secs(20),
+        "the webhook to be re-created",
+        || handle.stats().webhooks_recreated >= 1,
+    )
+    .await;
+    handle.shutdown().await;
+    let hooks = airtable.webhooks(BASE);
+    assert_eq!(hooks.len(), 1, "the expired one was deleted: {hooks:?}");
+    assert_ne!(hooks[0].id, created.id);
+    assert!(hooks[0].is_hook_enabled);
+    assert_eq!(hooks[0].notification_url.as_deref(), Some(url));
+    assert_eq!(
+        cache
+            .get::<Member>(&member)
+            .await
+            .expect("read")
+            .map(|m| m.name),
+        Some("v2 while unheard".into()),
+        "the change made while no webhook listened is read again"
+    );
+
+    // A receiver configured with the old webhook accepts the new one's pings.
+    let new_secret: MacSecret = hooks[0].mac_secret_base64.parse().expect("secret");
+    let receiver = NativeWebhooks::builder(
+        cache.clone(),
+        Models::new(),
+        WebhooksApi::new(
+            AirtableSource::builder(airtable.api_key(), BASE)
+                .api_url(airtable.url())
+                .build()
+                .expect("source"),
+        ),
+    )
+    .webhook(created.id.clone(), old_secret)
+    .build();
+    let body = json!({"base": {"id": BASE}, "webhook": {"id": hooks[0].id}, "timestamp": "2026-01-01T00:00:00.000Z"}).to_string();
+    let mac = new_secret.sign(body.as_bytes());
+    let accepted = receiver
+        .notify(
+            |name| (name == MAC_HEADER).then(|| mac.clone()),
+            body.as_bytes(),
+        )
+        .await
+        .expect("the new webhook's ping is accepted");
+    assert_eq!(accepted.webhook_id, hooks[0].id);
+}

@@ -353,7 +353,26 @@ async fn long_formulas_go_through_post_list_records() {
         )),
         ..Default::default()
     };
+    let before = h.airtable.calls();
     assert!(source.list(TABLE, &long).await.unwrap().is_empty());
+    let after = h.airtable.calls();
+    assert_eq!(
+        (after.list - before.list, after.list_post - before.list_post),
+        (1, 1),
+        "the long formula went as one POST …/listRecords (a GET that long is refused with 414)"
+    );
+    // A formula that fits a URL stays a GET.
+    let short = podium_cache_core::source::ListQuery {
+        filter: Some("{name}='x'".to_owned()),
+        ..Default::default()
+    };
+    assert!(source.list(TABLE, &short).await.unwrap().is_empty());
+    let last = h.airtable.calls();
+    assert_eq!(
+        (last.list - after.list, last.list_post - after.list_post),
+        (1, 0),
+        "a short formula is listed with GET"
+    );
 }
 
 #[tokio::test]

@@ -159,8 +159,9 @@ async fn sets_collect_members(store: Arc<dyn Store>) {
 }
 
 async fn bounded_set_admits_at_most_max_members_until_they_expire(store: Arc<dyn Store>) {
-    let short = Duration::from_millis(150);
-    assert!(store.claim_bounded("v", "m1", 2, short).await.unwrap());
+    // Every claim below lives a minute, so nothing lapses mid-test however slow the machine;
+    // only at the end is m1's place shortened (a member's TTL runs from its last claim).
+    assert!(store.claim_bounded("v", "m1", 2, MINUTE).await.unwrap());
     assert!(store.claim_bounded("v", "m2", 2, MINUTE).await.unwrap());
     assert!(
         !store.claim_bounded("v", "m3", 2, MINUTE).await.unwrap(),
@@ -178,6 +179,10 @@ async fn bounded_set_admits_at_most_max_members_until_they_expire(store: Arc<dyn
     .await;
     assert!(refused.into_iter().all(|r| !r.unwrap()));
     // m1 expires and frees its place for exactly one newcomer.
+    assert!(store
+        .claim_bounded("v", "m1", 2, Duration::from_millis(150))
+        .await
+        .unwrap());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(store.claim_bounded("v", "m3", 2, MINUTE).await.unwrap());
     assert!(!store.claim_bounded("v", "m4", 2, MINUTE).await.unwrap());
@@ -239,6 +244,90 @@ async fn record_write_checks_the_generation(store: Arc<dyn Store>) {
         })
     );
     assert_eq!(store.get("p:e:h:{r1}").await.unwrap(), None);
+}
+
+/// Rule 3's atomicity: many writers that all saw generation `g` race to bump it; the check
+/// and the write are one step, so exactly one of them wins per generation and its data is what
+/// stays (a check-then-set split in two would let several pass the check).
+async fn record_writes_racing_on_one_generation_apply_exactly_once(store: Arc<dyn Store>) {
+    const WRITERS: usize = 24;
+    for generation in 0..4_u64 {
+        let outcomes = futures::future::join_all((0..WRITERS).map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let racer = RecordWrite {
+                    set: vec![("p:e:h:{r1}".into(), b(&format!("w{i}")), MINUTE)],
+                    ..write(Condition::GenerationIs(generation), true, None)
+                };
+                (i, store.write_record(&racer).await.unwrap())
+            })
+        }))
+        .await;
+        let winners: Vec<usize> = outcomes
+            .iter()
+            .map(|o| o.as_ref().expect("writer task"))
+            .filter(|(_, outcome)| outcome.applied())
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "generation {generation}: exactly one writer wins, not {winners:?}"
+        );
+        for (i, outcome) in outcomes.iter().map(|o| o.as_ref().expect("writer task")) {
+            let expected = Version {
+                generation: generation + 1,
+                timestamp_ms: 0,
+            };
+            if *i == winners[0] {
+                assert_eq!(*outcome, WriteOutcome::Applied(expected));
+            } else {
+                assert_eq!(*outcome, WriteOutcome::Rejected(expected), "writer {i}");
+            }
+        }
+        assert_eq!(
+            store.get("p:e:h:{r1}").await.unwrap(),
+            Some(b(&format!("w{}", winners[0]))),
+            "generation {generation}: the winner's data stays"
+        );
+    }
+}
+
+/// Rule 3 under a race: fills that saw generation 0 run concurrently with an invalidation; a
+/// fill may land before the invalidation (which then deletes it), never after it.
+async fn a_fill_racing_an_invalidation_never_outlives_it(store: Arc<dyn Store>) {
+    for round in 0..8_u64 {
+        let key = format!("p:e:h:{{r{round}}}");
+        let version_key = format!("p:gen:e:{{r{round}}}");
+        let fill = RecordWrite {
+            version_key: version_key.clone(),
+            set: vec![(key.clone(), b("stale fill"), MINUTE)],
+            delete: vec![],
+            ..write(Condition::GenerationIs(0), false, None)
+        };
+        let invalidate = RecordWrite {
+            version_key,
+            set: vec![],
+            delete: vec![key.clone()],
+            ..write(Condition::Always, true, None)
+        };
+        let fills = (0..16).map(|_| {
+            let (store, fill) = (Arc::clone(&store), fill.clone());
+            tokio::spawn(async move { store.write_record(&fill).await.unwrap() })
+        });
+        let invalidation = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.write_record(&invalidate).await.unwrap() })
+        };
+        let fills: Vec<_> = futures::future::join_all(fills).await;
+        assert!(invalidation.await.expect("invalidation task").applied());
+        assert!(fills.iter().all(|f| f.is_ok()), "fill tasks");
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            None,
+            "round {round}: a fill that saw generation 0 was stored after the invalidation"
+        );
+    }
 }
 
 async fn record_write_orders_by_timestamp(store: Arc<dyn Store>) {
@@ -325,19 +414,36 @@ async fn scan_pages_through_every_matching_key(store: Arc<dyn Store>) {
 }
 
 async fn compare_and_delete_or_extend_only_touch_the_expected_value(store: Arc<dyn Store>) {
-    store
-        .set("lock", b("mine"), Duration::from_millis(300))
-        .await
-        .unwrap();
+    store.set("lock", b("mine"), MINUTE).await.unwrap();
     assert!(!store.delete_if_equals("lock", b"theirs").await.unwrap());
     assert!(!store
         .expire_if_equals("lock", b"theirs", MINUTE)
         .await
         .unwrap());
-    assert!(store
-        .expire_if_equals("lock", b"mine", MINUTE)
-        .await
-        .unwrap());
+    assert_eq!(store.get("lock").await.unwrap(), Some(b("mine")));
+    // A short lock is extended past its TTL. Should the machine stall longer than the short
+    // TTL between the set and the extension, the lock lapsed and the step is taken again.
+    let mut extended = false;
+    for _ in 0..20 {
+        store
+            .set("lock", b("mine"), Duration::from_millis(300))
+            .await
+            .unwrap();
+        if store
+            .expire_if_equals("lock", b"mine", MINUTE)
+            .await
+            .unwrap()
+        {
+            extended = true;
+            break;
+        }
+        assert_eq!(
+            store.get("lock").await.unwrap(),
+            None,
+            "a refused extension of the right value means the lock had lapsed"
+        );
+    }
+    assert!(extended, "the lock was never extended");
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(
         store.get("lock").await.unwrap(),
@@ -362,6 +468,8 @@ for_every_store! {
     sets_collect_members,
     record_write_checks_the_generation,
     record_write_orders_by_timestamp,
+    record_writes_racing_on_one_generation_apply_exactly_once,
+    a_fill_racing_an_invalidation_never_outlives_it,
     scan_pages_through_every_matching_key,
     compare_and_delete_or_extend_only_touch_the_expected_value,
     bounded_set_admits_at_most_max_members_until_they_expire,

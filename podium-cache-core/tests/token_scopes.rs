@@ -37,14 +37,13 @@ fn source(airtable: &RunningAirtable, key: &str) -> AirtableSource {
 
 /// Settings with a native webhook configured, for this token.
 fn settings_with_native_webhook(airtable: &RunningAirtable, key: &str) -> Settings {
-    Settings {
-        airtable_api_key: Some(Secret::new(key)),
-        airtable_base_id: Some(BASE.to_owned()),
-        airtable_api_url: airtable.url(),
-        airtable_webhook_id: Some("achAAAAAAAAAAAAAA".to_owned()),
-        airtable_webhook_mac_secret: Some(Secret::new("c2VjcmV0")),
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.airtable_api_key = Some(Secret::new(key));
+    settings.airtable_base_id = Some(BASE.to_owned());
+    settings.airtable_api_url = airtable.url();
+    settings.airtable_webhook_id = Some("achAAAAAAAAAAAAAA".to_owned());
+    settings.airtable_webhook_mac_secret = Some(Secret::new("c2VjcmV0"));
+    settings
 }
 
 #[tokio::test]

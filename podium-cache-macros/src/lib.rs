@@ -1,12 +1,14 @@
 //! `#[derive(Cacheable)]` for podium-cache models.
 //!
 //! The derive implements `podium_cache_core::entity::Cacheable` for a struct with named fields.
-//! Use it through the re-export `podium_cache_core::Cacheable`:
+//! Use it through the re-export `podium_cache_core::Cacheable` (or the prelude):
 //!
 //! ```
-//! use podium_cache_core::Cacheable;
+//! use podium_cache_core::prelude::*; // Cacheable, Serialize, Deserialize, JsonSchema
 //!
-//! #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Cacheable)]
+//! #[derive(Clone, Serialize, Deserialize, JsonSchema, Cacheable)]
+//! #[serde(crate = "podium_cache_core::serde")] // no serde dependency of your own needed
+//! #[schemars(crate = "podium_cache_core::schemars")] // nor a schemars one
 //! #[cacheable(table = "Events")] // entity name "events"; override with `entity = "..."`
 //! struct Event {
 //!     id: String, // or mark another field #[cacheable(id)]
@@ -25,6 +27,13 @@
 //! assert_eq!(event.references()[0].ids, vec!["usr1"]);
 //! ```
 //!
+//! The code the derive generates names only `::podium_cache_core` paths (and `::std`), never
+//! `serde` or `schemars`, so it does not care how the model reaches them: through
+//! `podium_cache_core`'s re-exports as above, or through the application's own `serde = "1"`
+//! and `schemars = "1"` dependencies (`#[derive(serde::Serialize, schemars::JsonSchema, ..)]`
+//! with no `crate` attributes), which cargo unifies with podium-cache-core's. Only the major
+//! versions must match: serde 1 and schemars 1.
+//!
 //! # Attributes
 //! - Container: `#[cacheable(table = "Airtable table name")]` (required) and optionally
 //!   `entity = "name"` (the name used in cache keys; default: the table name lower-cased with
@@ -38,7 +47,7 @@
 //! `#[serde(rename_all = "...")]` on the struct give the Airtable field names, and fields with
 //! `#[serde(skip)]` (or `skip_serializing` / `skip_deserializing`) are not Airtable fields.
 //!
-//! The model must also derive `schemars::JsonSchema`: the schema hash is computed from it.
+//! The model must also derive `JsonSchema` (schemars 1): the schema hash is computed from it.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

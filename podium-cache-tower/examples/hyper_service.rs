@@ -1,4 +1,5 @@
-//! The cache layer around a plain hyper service (no axum), stacked with `tower::ServiceBuilder`.
+//! The cache layer around a plain hyper service (no axum), stacked with `tower::ServiceBuilder`,
+//! over a store alone: no `Cache`, no Airtable source. Runs without the `axum` feature too.
 //!
 //! ```text
 //! cargo run -p podium-cache-tower --example hyper_service
@@ -15,25 +16,17 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use podium_cache_core::cache::Cache;
-use podium_cache_core::source::AirtableSource;
 use podium_cache_core::store::MemoryStore;
 use podium_cache_tower::CacheLayer;
 use tower::{service_fn, ServiceBuilder};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // This service reads no records, so the source is never called.
-    let source = AirtableSource::builder("patUNUSED", "appUNUSEDUNUSED01")
-        .api_url("http://127.0.0.1:9")
-        .build()?;
-    let cache = Cache::builder(Arc::new(MemoryStore::new(10_000)), Arc::new(source)).build();
-
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&runs);
     let service = ServiceBuilder::new()
         .layer(
-            CacheLayer::builder(&cache)
+            CacheLayer::with_store(Arc::new(MemoryStore::new(10_000)))
                 .ttl(Duration::from_secs(60))
                 .build(),
         )

@@ -33,6 +33,7 @@ const KIND_VARY: u8 = 1;
 
 /// A stored entry could not be read back.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// It does not start with this layout's magic and version.
     #[error("not a stored response (bad magic or version)")]

@@ -7,18 +7,21 @@ use std::time::Duration;
 use http::header::HeaderName;
 use http::request::Parts;
 use http::StatusCode;
-use podium_cache_core::cache::Cache;
+use podium_cache_core::cache::{Cache, Dependents};
+use podium_cache_core::key::Keys;
+use podium_cache_core::store::Store;
 use tower::Layer;
 
 use crate::policy::{default_principal, Audience, ClientName, Policy, Principal, RequestKey};
+use crate::purge::LayerKeys;
 use crate::service::{CacheService, ClientIdentity, LayerState};
 
 /// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
 /// of a [`podium_cache_core::Cache`], and purges exactly the responses that read a record when
 /// that record changes.
 ///
-/// Build it from the core cache (it uses the cache's store and key prefix and registers its
-/// purge listener with it):
+/// Build it from the core cache (it uses the cache's store and key prefix, and every change
+/// the cache applies purges the responses that read the record):
 ///
 /// ```
 /// # fn demo(cache: &podium_cache_core::Cache) {
@@ -63,14 +66,50 @@ impl CacheLayer {
         Self::builder(cache).build()
     }
 
-    /// A builder over `cache`.
+    /// A builder over `cache`: responses are stored in its store under its key prefix, and
+    /// purged by every change it (or any cache sharing the store) applies.
     pub fn builder(cache: &Cache) -> CacheLayerBuilder {
-        CacheLayerBuilder {
-            cache: cache.clone(),
-            policy: Policy::default(),
-            per_principal: false,
-            client: ClientIdentity::default(),
-        }
+        CacheLayerBuilder::over(
+            Arc::clone(cache.store()),
+            cache.keys().clone(),
+            cache.dependents().clone(),
+        )
+    }
+
+    /// A builder over a store alone, with no [`Cache`] and no record source: caching any
+    /// service's responses (key prefix `podium` unless [`prefix`](CacheLayerBuilder::prefix)
+    /// says otherwise). Responses are tied to records by the tags handlers give them
+    /// ([`CacheTags`](crate::CacheTags) or a `Cache-Tag` header) and purged with
+    /// [`CacheLayer::dependents`] (or any [`Dependents`] over the same store and prefix, in
+    /// any process).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use podium_cache_core::store::MemoryStore;
+    /// use podium_cache_tower::CacheLayer;
+    ///
+    /// let layer = CacheLayer::with_store(Arc::new(MemoryStore::new(10_000)))
+    ///     .prefix("web")
+    ///     .build();
+    /// // After the record changes elsewhere: drop every response tagged with it.
+    /// layer.dependents().purge("events", "recAAAAAAAAAAAAAA").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_store(store: Arc<dyn Store>) -> CacheLayerBuilder {
+        let keys = Keys::default();
+        CacheLayerBuilder::over(
+            Arc::clone(&store),
+            keys.clone(),
+            Dependents::new(store, keys),
+        )
+    }
+
+    /// Where this layer's responses are registered against the records they read: purge a
+    /// record's responses with [`Dependents::purge`].
+    pub fn dependents(&self) -> &Dependents {
+        &self.state.dependents
     }
 }
 
@@ -121,7 +160,9 @@ impl<S> Layer<S> for CacheLayer {
 /// # }
 /// ```
 pub struct CacheLayerBuilder {
-    cache: Cache,
+    store: Arc<dyn Store>,
+    keys: Keys,
+    dependents: Dependents,
     policy: Policy,
     per_principal: bool,
     client: ClientIdentity,
@@ -130,6 +171,8 @@ pub struct CacheLayerBuilder {
 impl fmt::Debug for CacheLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayerBuilder")
+            .field("store", &self.store.name())
+            .field("prefix", &self.keys.prefix())
             .field("policy", &self.policy)
             .field("per_principal", &self.per_principal)
             .field("client", &self.client)
@@ -138,6 +181,36 @@ impl fmt::Debug for CacheLayerBuilder {
 }
 
 impl CacheLayerBuilder {
+    fn over(store: Arc<dyn Store>, keys: Keys, dependents: Dependents) -> Self {
+        Self {
+            store,
+            keys,
+            dependents,
+            policy: Policy::default(),
+            per_principal: false,
+            client: ClientIdentity::default(),
+        }
+    }
+
+    /// The key prefix of stored responses and their tags (default: the cache's prefix, or
+    /// `podium` for [`CacheLayer::with_store`]). A layer built from a [`Cache`] is purged by
+    /// that cache's changes only while the two share a prefix, so set it there only to keep
+    /// this layer's responses apart from the cache's purges.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::store::MemoryStore;
+    /// let layer = podium_cache_tower::CacheLayer::with_store(Arc::new(MemoryStore::new(100)))
+    ///     .prefix("shop")
+    ///     .build();
+    /// assert!(format!("{:?}", layer.dependents()).contains("shop"));
+    /// ```
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.keys = Keys::new(prefix);
+        self.dependents = Dependents::new(Arc::clone(&self.store), self.keys.clone());
+        self
+    }
+
     /// The freshness lifetime of stored responses, and the most a response's `max-age` or
     /// `s-maxage` can ask for (they can only lower it). Zero stores nothing.
     pub fn ttl(mut self, ttl: Duration) -> Self {
@@ -478,7 +551,8 @@ impl CacheLayerBuilder {
     }
 
     /// Builds the layer. Its responses are purged by the core cache's changes (see
-    /// [`purge`](crate::purge)); nothing is registered with the cache.
+    /// [`purge`](crate::purge)) or through [`CacheLayer::dependents`]; nothing is registered
+    /// with the cache.
     pub fn build(mut self) -> CacheLayer {
         if self.per_principal && self.policy.principal.is_none() {
             let cookies = self.policy.private_cookies.clone();
@@ -488,7 +562,13 @@ impl CacheLayerBuilder {
         }
         tracing::debug!(policy = ?self.policy, "http cache layer built");
         CacheLayer {
-            state: Arc::new(LayerState::new(&self.cache, self.policy, self.client)),
+            state: Arc::new(LayerState::new(
+                self.store,
+                LayerKeys::new(self.keys),
+                self.dependents,
+                self.policy,
+                self.client,
+            )),
         }
     }
 }

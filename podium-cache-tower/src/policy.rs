@@ -70,6 +70,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+#[cfg(feature = "axum")]
 use axum::extract::MatchedPath;
 use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, COOKIE, PRAGMA, SET_COOKIE, VARY};
 use http::request::Parts;
@@ -344,13 +345,14 @@ fn allowed_pairs(parts: &Parts, allowed: &[impl AsRef<str>]) -> Vec<(String, Str
         .collect()
 }
 
-/// The route a request matched: axum's [`MatchedPath`] (`/events/{id}`) when the layer runs
-/// inside a `Router`, else the request's path.
+/// The route a request matched: axum's `MatchedPath` (`/events/{id}`) when the layer runs
+/// inside a `Router` (feature `axum`), else the request's path.
 pub(crate) fn route_of(parts: &Parts) -> &str {
-    parts
-        .extensions
-        .get::<MatchedPath>()
-        .map_or_else(|| parts.uri.path(), MatchedPath::as_str)
+    #[cfg(feature = "axum")]
+    if let Some(matched) = parts.extensions.get::<MatchedPath>() {
+        return matched.as_str();
+    }
+    parts.uri.path()
 }
 
 /// The group whose variants are capped: the method (`HEAD` counts as `GET`) and the path.

@@ -12,8 +12,10 @@
 //! response extension or with a `Cache-Tag` header of `entity:id` tokens (`entity` or
 //! `entity:*` for a whole entity's lists), which the layer strips before the client sees it.
 
+#[cfg(feature = "axum")]
 use std::convert::Infallible;
 
+#[cfg(feature = "axum")]
 use axum::response::{IntoResponseParts, ResponseParts};
 use http::header::HeaderName;
 use http::HeaderMap;
@@ -22,7 +24,10 @@ use podium_cache_core::key::Keys;
 /// Records and entities a response depends on, set by a handler as a response extension (in
 /// addition to what the engine saw it read).
 ///
+/// With the feature `axum`, a handler returns them as a response part:
+///
 /// ```
+/// # #[cfg(feature = "axum")] {
 /// use axum::{routing::get, Router};
 /// use podium_cache_tower::CacheTags;
 ///
@@ -30,6 +35,7 @@ use podium_cache_core::key::Keys;
 ///     (CacheTags::new().record("settings", "recBANNER").entity("events"), "hello")
 /// }
 /// let app: Router = Router::new().route("/banner", get(banner));
+/// # }
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheTags {
@@ -106,6 +112,8 @@ impl CacheTags {
     }
 }
 
+/// With the feature `axum`, a handler returns the tags as part of its answer.
+#[cfg(feature = "axum")]
 impl IntoResponseParts for CacheTags {
     type Error = Infallible;
 

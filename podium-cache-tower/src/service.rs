@@ -24,10 +24,11 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+#[cfg(feature = "axum")]
 use axum::extract::ConnectInfo;
 use http::header::HeaderName;
 use parking_lot::Mutex;
-use podium_cache_core::cache::{Cache, Dependents};
+use podium_cache_core::cache::Dependents;
 use podium_cache_core::scope::Scope;
 use podium_cache_core::store::{Store, TierLookup};
 
@@ -142,18 +143,34 @@ pub(crate) struct LayerState {
 }
 
 impl LayerState {
-    /// The state of a layer over `cache`'s store, key prefix and dependents.
-    pub(crate) fn new(cache: &Cache, policy: Policy, client: ClientIdentity) -> Self {
+    /// The state of a layer over `store`, its keys and dependents.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        keys: LayerKeys,
+        dependents: Dependents,
+        policy: Policy,
+        client: ClientIdentity,
+    ) -> Self {
         Self {
-            store: Arc::clone(cache.store()),
-            dependents: cache.dependents().clone(),
-            keys: LayerKeys::new(cache.keys().clone()),
+            store,
+            dependents,
+            keys,
             policy,
             in_flight: Arc::new(InFlight::default()),
             refreshing: Mutex::new(HashSet::new()),
             client,
         }
     }
+}
+
+/// The peer address of a request: axum's `ConnectInfo<SocketAddr>` (feature `axum`), else a
+/// `SocketAddr` request extension (what a plain hyper server can insert).
+fn peer_address(parts: &Parts) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        return Some(info.0);
+    }
+    parts.extensions.get::<SocketAddr>().copied()
 }
 
 /// A function naming the client of a request (e.g. an authenticated principal).
@@ -203,12 +220,7 @@ impl ClientIdentity {
                 });
             }
         }
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0)
-            .or_else(|| parts.extensions.get::<SocketAddr>().copied())
-            .map(|addr| ip_client(addr.ip()))
+        peer_address(parts).map(|addr| ip_client(addr.ip()))
     }
 
     /// A core scope for the request, attributed to its client when it has one.

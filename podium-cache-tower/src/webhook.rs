@@ -4,9 +4,11 @@
 //! Every refusal answers a JSON body `{"error": "...", "code": "...", "detail": ...}` and applies
 //! nothing: no or bad signature 401, timestamp outside the tolerance 401 saying so, body over the
 //! limit 413, malformed JSON 400, unknown table 400 naming the known ones, a record that does not
-//! fit the model 422 with the field path, store unavailable 503 (so the script retries). Success
-//! is 200 `{"status": "applied" | "stale", "table", "record_id"}`; a replayed delivery id is 200
-//! with `"duplicate": true` and is applied once only.
+//! fit the model 422 with the field path, Airtable failing or refusing (403) the re-read of the
+//! record 502, store unavailable 503 (so the script retries): [`receive_status`] maps each
+//! [`ReceiveErrorKind`] of core to its status. Success is 200 `{"status": "applied" | "stale" |
+//! "gone", "table", "record_id"}` (see [`podium_cache_core::webhook::receiver`] for what each
+//! means); a replayed delivery id is 200 with `"duplicate": true` and is applied once only.
 //!
 //! [`WebhookRoutes::from_settings`] builds them from the app's settings in one call; or by
 //! hand:
@@ -33,7 +35,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use podium_cache_core::cache::SetupError;
 use podium_cache_core::config::Settings;
-use podium_cache_core::webhook::{Models, NativeError, NativeWebhooks, ReceiveError, Receiver};
+use podium_cache_core::webhook::native::NativeErrorKind;
+use podium_cache_core::webhook::{
+    Models, NativeError, NativeWebhooks, ReceiveError, ReceiveErrorKind, Receiver,
+};
 use podium_cache_core::Cache;
 use serde_json::json;
 
@@ -101,11 +106,13 @@ impl WebhookRoutes {
 
     /// Also receive Airtable's native-webhook notifications at `POST
     /// /api/webhooks/airtable/notify` (see [`WebhookRoutes::native_path`]): the MAC is
-    /// verified, the payloads are paged and applied, then the answer is 200
-    /// `{"status": "ok", "webhook_id", "pages", "payloads", "invalidated", "removed",
-    /// "unknown_tables", "error_payloads", "cursor", "more", "coalesced"}`; a missing or bad
-    /// `X-Airtable-Content-MAC` is 401, a malformed body 400, a body over the limit 413, Airtable
-    /// failing 502 and the store failing 503, all with the JSON error body.
+    /// verified and the ping recorded in the store, then the answer is at once 200 with an
+    /// empty body, as Airtable asks ("respond with an HTTP 200 or 204 status code and an empty
+    /// response body", <https://airtable.com/developers/web/api/webhooks-overview>); the
+    /// payloads are applied in the background (see [`podium_cache_core::webhook::native`]). A
+    /// missing or bad `X-Airtable-Content-MAC` is 401, a malformed body 400, a body over the
+    /// limit 413 and the store failing 503 (Airtable retries), all with the JSON error body
+    /// (see [`native_status`]).
     pub fn native(mut self, native: NativeWebhooks) -> Self {
         self.native = Some(native);
         self
@@ -143,6 +150,8 @@ impl WebhookRoutes {
             .route(&self.path, post(receive))
             .route(&self.health_path, get(health));
         if let Some(native) = self.native {
+            // Work a previous process left recorded in the store is finished now.
+            native.resume();
             let native = Arc::new(native);
             router = router.route(
                 &self.native_path,
@@ -171,8 +180,36 @@ pub fn error_response(
         .into_response()
 }
 
+/// The HTTP status of a refused delivery's kind: 401 unauthorized, 413 too large, 400
+/// malformed or unknown table, 422 a record that does not fit the model, 502 Airtable failing
+/// or refusing the re-read, 503 the store failing (the last two are retried by the script).
+///
+/// ```
+/// use podium_cache_core::webhook::ReceiveErrorKind;
+/// use podium_cache_tower::webhook::receive_status;
+/// assert_eq!(receive_status(ReceiveErrorKind::Unauthorized), 401);
+/// assert_eq!(receive_status(ReceiveErrorKind::SourceFailed), 502);
+/// ```
+pub fn receive_status(kind: ReceiveErrorKind) -> u16 {
+    match kind {
+        ReceiveErrorKind::Unauthorized => 401,
+        ReceiveErrorKind::TooLarge => 413,
+        ReceiveErrorKind::Malformed | ReceiveErrorKind::UnknownTable => 400,
+        ReceiveErrorKind::Unprocessable => 422,
+        ReceiveErrorKind::SourceFailed => 502,
+        ReceiveErrorKind::StoreFailed => 503,
+        // A kind added later: the sender may retry.
+        _ => 500,
+    }
+}
+
 fn refusal(err: &ReceiveError) -> Response {
-    error_response(err.status(), err.code(), err.to_string(), err.detail())
+    error_response(
+        receive_status(err.kind()),
+        err.code(),
+        err.to_string(),
+        err.detail(),
+    )
 }
 
 /// Reads the body up to `limit` bytes; `Err(size)` when it is larger.
@@ -212,8 +249,25 @@ async fn receive(
     }
 }
 
+/// The HTTP status of a native-webhook error kind: the only place kinds meet statuses.
+pub fn native_status(kind: NativeErrorKind) -> u16 {
+    match kind {
+        NativeErrorKind::TooLarge => 413,
+        NativeErrorKind::Unauthorized => 401,
+        NativeErrorKind::Malformed => 400,
+        NativeErrorKind::AirtableForbidden | NativeErrorKind::AirtableUnavailable => 502,
+        NativeErrorKind::StoreUnavailable | NativeErrorKind::Busy => 503,
+        _ => 500,
+    }
+}
+
 fn native_refusal(err: &NativeError) -> Response {
-    error_response(err.status(), err.code(), err.to_string(), err.detail())
+    error_response(
+        native_status(err.kind()),
+        err.code(),
+        err.to_string(),
+        err.detail(),
+    )
 }
 
 async fn notify(native: &NativeWebhooks, headers: HeaderMap, body: Body) -> Response {
@@ -234,15 +288,8 @@ async fn notify(native: &NativeWebhooks, headers: HeaderMap, body: Body) -> Resp
             .map(str::to_owned)
     };
     match native.notify(lookup, &bytes).await {
-        Ok(outcome) => {
-            let mut body = json!({ "status": "ok" });
-            if let (Some(object), Ok(serde_json::Value::Object(fields))) =
-                (body.as_object_mut(), serde_json::to_value(&outcome))
-            {
-                object.extend(fields);
-            }
-            (StatusCode::OK, Json(body)).into_response()
-        }
+        // Recorded: the payloads are applied in the background; Airtable wants an empty body.
+        Ok(_) => StatusCode::OK.into_response(),
         Err(err) => native_refusal(&err),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use common::{harness, req, send, Counter, StoreKind};
+use common::{harness, req, send, wait_until, within, Counter, StoreKind};
 use podium_cache_tower::policy::Audience;
 use podium_cache_tower::CacheLayer;
 use tokio::sync::Notify;
@@ -99,10 +99,18 @@ async fn a_waiting_request_runs_the_handler_itself_after_the_timeout() {
         let app = app.clone();
         async move { send(&app, req("/stuck")).await }
     });
-    while runs.get() == 0 {
-        tokio::task::yield_now().await;
-    }
-    let follower = send(&app, req("/stuck")).await;
+    wait_until(
+        "the leader runs the handler",
+        Duration::from_secs(30),
+        || runs.get() == 1,
+    )
+    .await;
+    let follower = within(
+        "the follower to give up waiting",
+        Duration::from_secs(30),
+        send(&app, req("/stuck")),
+    )
+    .await;
     assert_eq!(
         follower.text(),
         "run 2",
@@ -111,11 +119,15 @@ async fn a_waiting_request_runs_the_handler_itself_after_the_timeout() {
     assert_eq!(follower.cache_status(), "podium; fwd=miss; stored");
 
     release.notify_one();
-    let leader = leader.await.expect("leader task");
+    let leader = within("the released leader", Duration::from_secs(30), leader)
+        .await
+        .expect("leader task");
     assert_eq!(leader.text(), "run 1");
 }
 
-#[tokio::test]
+// One thread: while the test sleeps, the follower runs until it waits (on the memory store
+// nothing it does waits for I/O), so after the sleep it has either run the handler or joined.
+#[tokio::test(flavor = "current_thread")]
 async fn a_failed_leader_lets_the_waiting_requests_run_the_handler() {
     let h = harness(StoreKind::Memory).await;
     let runs = Counter::default();
@@ -145,22 +157,37 @@ async fn a_failed_leader_lets_the_waiting_requests_run_the_handler() {
         let app = app.clone();
         async move { send(&app, req("/flaky")).await }
     });
-    while runs.get() == 0 {
-        tokio::task::yield_now().await;
-    }
+    wait_until(
+        "the leader runs the handler",
+        Duration::from_secs(30),
+        || runs.get() == 1,
+    )
+    .await;
     let follower = tokio::spawn({
         let app = app.clone();
         async move { send(&app, req("/flaky")).await }
     });
-    for _ in 0..10 {
-        tokio::task::yield_now().await; // let the follower join the leader and wait
-    }
+    // Let the follower run until it waits (see the runtime above).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        runs.get(),
+        1,
+        "the follower ran the handler instead of joining the leader"
+    );
+    assert!(
+        !follower.is_finished(),
+        "the follower answered without waiting for the leader"
+    );
     leader.abort();
-    // Far below the coalescing timeout: the follower must be released by the leader's drop.
-    let follower = tokio::time::timeout(Duration::from_secs(10), follower)
-        .await
-        .expect("the follower was not released when the leader went away")
-        .expect("follower task");
+    // Half the coalescing timeout (60 s): the follower must be released by the leader's drop,
+    // not by giving up.
+    let follower = within(
+        "the follower to be released when the leader went away",
+        Duration::from_secs(30),
+        follower,
+    )
+    .await
+    .expect("follower task");
     assert_eq!(follower.text(), "run 2");
     assert_eq!(runs.get(), 2);
 }

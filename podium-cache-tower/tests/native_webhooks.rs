@@ -1,11 +1,14 @@
 //! Airtable native webhooks end to end: the local Airtable server's Webhooks API and pings, a
 //! real redis-server, the axum router served on a real listener, and the cache.
+//!
+//! A ping is acknowledged once verified and recorded in the store; its payloads are applied
+//! afterwards in the background, so tests wait (with a deadline) for what a ping caused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -155,7 +158,8 @@ fn notify_url(addr: SocketAddr) -> String {
     format!("http://{addr}{NOTIFY_PATH}")
 }
 
-/// POSTs a notification body with the given MAC header (none when `None`).
+/// POSTs a notification body with the given MAC header (none when `None`); the status and
+/// the JSON body (`null` when empty, as a success is).
 async fn post_notification(
     client: &reqwest::Client,
     addr: SocketAddr,
@@ -171,8 +175,30 @@ async fn post_notification(
     }
     let response = request.send().await?;
     let status = response.status().as_u16();
-    let body = response.json::<Value>().await?;
-    Ok((status, body))
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Waits (at most `PATIENCE`) until `done` holds, polling; panics with `what` otherwise.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !done().await {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the saved cursor of `webhook` reaches `cursor` (its payloads are applied).
+async fn applied_through(native: &NativeWebhooks, webhook: &str, cursor: u64) {
+    eventually(
+        &format!("the cursor of {webhook} to reach {cursor}"),
+        || async { native.cursor(webhook).await.ok() == Some(cursor) },
+    )
+    .await;
 }
 
 fn ping_body(webhook: &str) -> String {
@@ -221,7 +247,7 @@ async fn a_ping_makes_the_cache_refetch_changed_records_and_tombstone_destroyed_
     let native = NativeWebhooks::builder(cache.clone(), models(), h.api())
         .webhook(webhook.clone(), secret)
         .build();
-    serve(listener, native);
+    serve(listener, native.clone());
 
     // Change one record and destroy another through the REST API, create one directly.
     let client = reqwest::Client::new();
@@ -249,6 +275,7 @@ async fn a_ping_makes_the_cache_refetch_changed_records_and_tombstone_destroyed_
         .ok_or("no ping was sent")?;
     assert!(result.success, "ping failed: {result:?}");
     assert_eq!(result.status, Some(200));
+    applied_through(&native, &webhook, 5).await;
 
     let before = h.record_calls();
     assert_eq!(
@@ -337,7 +364,8 @@ async fn a_round_reports_invalidations_removals_and_tables_without_models() -> T
         "the Logs payload is counted, not applied"
     );
     assert_eq!(outcome.cursor, 5);
-    assert!(!outcome.more && !outcome.coalesced);
+    assert!(!outcome.more);
+    assert_eq!(outcome.gaps, 0, "a new webhook's cursor 1 is no gap");
     assert_eq!(
         native.cursor(&webhook).await?,
         5,
@@ -568,18 +596,15 @@ async fn concurrent_notifications_never_page_in_parallel_and_lose_nothing() -> T
     assert!(h.rename(&b, "B v2"));
     let late = post_notification(&client, two, &body, Some(mac.clone())).await?;
     assert_eq!(late.0, 200, "{late:?}");
-    // Acknowledged means applied, even while other rounds are still going.
-    assert_eq!(
-        reader.get::<Event>(&b).await?.map(|e| e.name),
-        Some("B v2".into()),
-        "an acknowledged notification's change is applied"
-    );
-
+    // Acknowledged means recorded: the change is applied afterwards, whichever instance
+    // holds the lock.
     for call in first_wave {
         let (status, answer) = tokio::time::timeout(PATIENCE, call).await???;
         assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["status"], "ok");
+        assert_eq!(answer, Value::Null, "Airtable asks for an empty body");
     }
+    let cursor_reader = NativeWebhooks::builder(reader.clone(), models(), h.api()).build();
+    applied_through(&cursor_reader, &webhook, 5).await;
     assert_eq!(
         h.airtable.webhook_calls().max_concurrent_payload_requests,
         1,
@@ -592,15 +617,8 @@ async fn concurrent_notifications_never_page_in_parallel_and_lose_nothing() -> T
     );
     assert_eq!(
         reader.get::<Event>(&b).await?.map(|e| e.name),
-        Some("B v2".into())
-    );
-    let cursor = NativeWebhooks::builder(reader, models(), h.api())
-        .build()
-        .cursor(&webhook)
-        .await?;
-    assert_eq!(
-        cursor, 5,
-        "four payloads, each applied and the cursor saved"
+        Some("B v2".into()),
+        "the change announced by the late ping is applied"
     );
     Ok(())
 }
@@ -661,7 +679,7 @@ async fn a_bad_or_missing_mac_is_refused_with_401_and_applies_nothing() -> TestR
     let (status, answer) =
         post_notification(&client, addr, &body, Some(secret.sign(body.as_bytes()))).await?;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["invalidated"], 1);
+    applied_through(&native, &webhook, 2).await;
     assert_eq!(
         cache.get::<Event>(&id).await?.map(|e| e.name),
         Some("Changed".into())
@@ -777,5 +795,195 @@ async fn the_webhooks_api_creates_lists_pages_refreshes_and_deletes_like_airtabl
         WebhooksApi::new(stranger).list().await,
         Err(SourceError::Unauthorized(_))
     ));
+    Ok(())
+}
+
+/// Waits until every ping recorded for `webhook` is drained (the background pager is idle).
+async fn drained(cache: &Cache, webhook: &str) {
+    let keys = cache.keys();
+    let (pending, drained) = (
+        keys.webhook_state("pending", webhook),
+        keys.webhook_state("drained", webhook),
+    );
+    eventually("the recorded pings to be drained", || async {
+        let store = cache.store();
+        matches!(
+            (store.get(&pending).await, store.get(&drained).await),
+            (Ok(Some(p)), Ok(Some(d))) if p == d
+        )
+    })
+    .await;
+}
+
+/// The p-th percentile (0-100) of sorted durations.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let index = (sorted.len() * p / 100).min(sorted.len().saturating_sub(1));
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_is_answered_before_any_airtable_call_while_airtable_is_slow_or_paused() -> TestResult
+{
+    let h = Harness::start().await?;
+    let id = h.event("Before");
+    let store = h.redis_store().await?;
+    // A client whose 429 pause is long enough to be seen, short enough for a test.
+    let paused_source = AirtableSource::builder(h.airtable.api_key(), BASE)
+        .api_url(h.airtable.url())
+        .rate_limit(1000, Duration::from_secs(1))
+        .rate_limit_pause(Duration::from_secs(3))
+        .build()?;
+    let cache = h.cache(Arc::clone(&store));
+    assert!(cache.get::<Event>(&id).await?.is_some());
+    let (listener, addr) = listener().await?;
+    let (webhook, secret) = h.webhook(&notify_url(addr), false).await?;
+    let native = NativeWebhooks::builder(cache.clone(), models(), WebhooksApi::new(paused_source))
+        .webhook(webhook.clone(), secret.clone())
+        .build();
+    serve(listener, native.clone());
+    let client = reqwest::Client::new();
+    let body = ping_body(&webhook);
+    let mac = secret.sign(body.as_bytes());
+
+    // Airtable answers every call after 5 s.
+    h.airtable
+        .set_latency(Duration::from_secs(5), Duration::from_secs(5));
+    assert!(h.rename(&id, "Slow"));
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        let (status, answer) = post_notification(&client, addr, &body, Some(mac.clone())).await?;
+        latencies.push(started.elapsed());
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            h.airtable.webhook_calls().payloads,
+            0,
+            "a ping was answered only after a payload call"
+        );
+    }
+    latencies.sort();
+    println!(
+        "ping latency over {} pings, Airtable at 5 s a call: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        percentile(&latencies, 50),
+        percentile(&latencies, 99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    applied_through(&native, &webhook, 2).await;
+    h.airtable.set_latency(Duration::ZERO, Duration::ZERO);
+    drained(&cache, &webhook).await;
+    assert_eq!(
+        cache.get::<Event>(&id).await?.map(|e| e.name),
+        Some("Slow".into()),
+        "the payload was applied after the answers"
+    );
+
+    // Airtable answers 429: the client pauses the base for 3 s; pings are answered meanwhile.
+    let before = h.airtable.webhook_calls().payloads;
+    h.airtable.fail_next(1, 429);
+    assert!(h.rename(&id, "Paused"));
+    let (status, answer) = post_notification(&client, addr, &body, Some(mac.clone())).await?;
+    assert_eq!(status, 200, "{answer}");
+    eventually("the 429 to be answered", || async {
+        h.airtable.calls().errors_injected > 0
+    })
+    .await;
+    let (status, answer) = post_notification(&client, addr, &body, Some(mac)).await?;
+    assert_eq!(status, 200, "answered during the 429 pause: {answer}");
+    assert_eq!(
+        h.airtable.webhook_calls().payloads,
+        before,
+        "no payload page was read during the pause"
+    );
+    applied_through(&native, &webhook, 3).await;
+    assert_eq!(
+        cache.get::<Event>(&id).await?.map(|e| e.name),
+        Some("Paused".into())
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_round_frees_the_webhook_lock_at_once() -> TestResult {
+    let h = Harness::start().await?;
+    let id = h.event("E");
+    let store = h.redis_store().await?;
+    let cache = h.cache(Arc::clone(&store));
+    let (webhook, secret) = h.webhook("http://127.0.0.1:9/unused", false).await?;
+    assert!(h.rename(&id, "E v2"));
+    // The lock would outlive the test by far if only its TTL freed it.
+    let native = NativeWebhooks::builder(cache.clone(), models(), h.api())
+        .webhook(webhook.clone(), secret)
+        .lock_ttl(Duration::from_secs(600))
+        .build();
+    let lock_key = cache.keys().lock(&format!("webhook:{webhook}"));
+    h.airtable
+        .set_latency(Duration::from_secs(30), Duration::from_secs(30));
+
+    let round = tokio::spawn({
+        let (native, webhook) = (native.clone(), webhook.clone());
+        async move { native.sync(&webhook).await }
+    });
+    eventually("the round to take the lock", || async {
+        matches!(store.get(&lock_key).await, Ok(Some(_)))
+    })
+    .await;
+    round.abort();
+    assert!(round.await.is_err_and(|e| e.is_cancelled()));
+    eventually("the cancelled round's lock to be released", || async {
+        matches!(store.get(&lock_key).await, Ok(None))
+    })
+    .await;
+    h.airtable.set_latency(Duration::ZERO, Duration::ZERO);
+    let outcome = tokio::time::timeout(PATIENCE, native.sync(&webhook)).await??;
+    assert_eq!(outcome.payloads, 1, "another round runs at once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_gap_invalidates_every_modelled_table() -> TestResult {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let h = Harness::start().await?;
+    let unseen = h.event("Unseen v1");
+    let seen = h.event("Seen v1");
+    let cache = h.cache(h.redis_store().await?);
+    let (webhook, secret) = h.webhook("http://127.0.0.1:9/unused", false).await?;
+    let native = NativeWebhooks::builder(cache.clone(), models(), h.api())
+        .webhook(webhook.clone(), secret)
+        .build();
+    for id in [&unseen, &seen] {
+        assert!(cache.get::<Event>(id).await?.is_some());
+    }
+
+    // Payload 1 is recorded, then deleted by Airtable a week later, before anyone read it.
+    assert!(h.rename(&unseen, "Unseen v2"));
+    h.airtable.advance_webhook_clock(4 * DAY);
+    h.api().refresh(&webhook).await?;
+    h.airtable.advance_webhook_clock(4 * DAY);
+    assert!(h.rename(&seen, "Seen v2"));
+
+    let outcome = native.sync(&webhook).await?;
+    assert_eq!(
+        (outcome.gaps, outcome.skipped_payloads),
+        (1, 1),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.gap_invalidations, 2, "both cached Events");
+    assert_eq!((outcome.payloads, outcome.cursor), (1, 3));
+    assert_eq!(native.stats().gaps, 1, "the gap is counted");
+    assert_eq!(
+        cache.get::<Event>(&unseen).await?.map(|e| e.name),
+        Some("Unseen v2".into()),
+        "the change whose payload was lost is read again"
+    );
+
+    // A lost saved cursor (store flushed) reads from 1 again: Airtable no longer has payload
+    // 1, so that is a gap too.
+    cache
+        .store()
+        .delete(&[cache.keys().webhook_cursor(&webhook)])
+        .await?;
+    let again = native.sync(&webhook).await?;
+    assert_eq!((again.gaps, again.cursor), (1, 3), "{again:?}");
     Ok(())
 }

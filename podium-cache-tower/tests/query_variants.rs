@@ -134,6 +134,12 @@ async fn a_path_stores_at_most_max_variants_and_keeps_serving_them() {
             send(&app_a, req(&format!("/list?page={page}"))).await;
         }
         let before_flood = stored_responses(h.store.as_ref()).await;
+        // The count must see the three stored pages, or "the flood stored nothing" below would
+        // hold for a count that sees nothing at all.
+        assert!(
+            before_flood >= 3,
+            "{kind:?}: the three pages are counted as stored responses ({before_flood})"
+        );
         // A flood of random query strings: answered, never stored.
         for n in 0..200 {
             let reply = send(&app_a, req(&format!("/list?page=1&junk={n}"))).await;

@@ -9,7 +9,7 @@
 //! | `http` | `podium-cache-tower/benches/http.rs` | layer hits (memory, Redis) beside precomputed bytes with no layer |
 //! | `webhooks` | `examples/podium-example/benches/webhooks.rs` | verification cost beside bare HMAC; deliveries/s of the endpoint |
 //! | `offload` | `examples/podium-example/benches/offload.rs` | the example app under a Zipf read load with updates and deletes, beside the cache bypassed |
-//! | `sweep` | `podium-cache-core/benches/sweep.rs` | the 10,000-record sweep: calls beside the naive per-record check |
+//! | `sweep` | `podium-cache-core/benches/sweep.rs` | the 10,000-record sweep: calls beside the batched by-id check (every cached id, 100 a call), run in the same bench |
 //! | `scale` | `podium-cache-core/benches/scale_l1.rs`, `podium-cache-core/benches/history.rs` | the in-process tier beside bare moka; invalidation spread between instances; two instances on a 3-master Redis Cluster beside one standalone Redis; four cold instances sharing one Airtable budget; the 1,000,000-operation history check with injected delays |
 //!
 //! Every run names the packages of every section, so cargo resolves one feature set and a

@@ -93,13 +93,11 @@ async fn cached_run(seconds: u64) -> Value {
         })
         .collect();
     let secret = WebhookSecret::generate();
-    let settings = Settings {
-        airtable_api_key: Some(Secret::new(airtable.api_key())),
-        airtable_base_id: Some(BASE.into()),
-        airtable_api_url: airtable.url(),
-        webhook_secret: Some(Secret::new(secret.expose())),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.airtable_api_key = Some(Secret::new(airtable.api_key()));
+    settings.airtable_base_id = Some(BASE.into());
+    settings.airtable_api_url = airtable.url();
+    settings.webhook_secret = Some(Secret::new(secret.expose()));
     let app = server::start(RunOptions {
         bind: "127.0.0.1:0".parse().expect("addr"),
         settings: Some(settings),

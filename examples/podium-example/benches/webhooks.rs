@@ -71,11 +71,9 @@ fn verification_cost(iterations: u32) -> (f64, f64, usize) {
 /// Deliveries/s and p50/p99 through the app's endpoint over HTTP.
 async fn endpoint(redis_url: Option<String>, seconds: u64) -> Value {
     let secret = WebhookSecret::generate();
-    let settings = Settings {
-        webhook_secret: Some(Secret::new(secret.expose())),
-        redis_url: redis_url.map(Secret::new),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.webhook_secret = Some(Secret::new(secret.expose()));
+    settings.redis_url = redis_url.map(Secret::new);
     let app = server::start(RunOptions {
         bind: "127.0.0.1:0".parse().expect("addr"),
         settings: Some(settings),

@@ -10,18 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use parking_lot::Mutex;
-use podium_cache_core::cache::CacheError;
-use podium_cache_core::source::SourceError;
 use podium_cache_core::{Cache, Cacheable};
 use podium_cache_tower::policy::Audience;
-use podium_cache_tower::CacheLayer;
-use serde::Serialize;
+use podium_cache_tower::{CacheLayer, Failure, Found};
 use serde_json::json;
 
 use crate::admin::{self, AdminToken};
@@ -141,104 +138,27 @@ fn cache_layer(state: &AppState) -> CacheLayer {
     }
 }
 
-/// A failed read or delete as an HTTP answer.
-pub struct AppError(CacheError);
-
-impl From<CacheError> for AppError {
-    fn from(err: CacheError) -> Self {
-        Self(err)
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        if let CacheError::TooManyMisses { retry_after } = &self.0 {
-            return too_many_misses(*retry_after);
-        }
-        let (status, retry) = match &self.0 {
-            CacheError::Source(err) => match err.as_ref() {
-                SourceError::RateLimited(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("30")),
-                SourceError::Transient(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("5")),
-                SourceError::NotFound(_) => (StatusCode::NOT_FOUND, None),
-                _ => (StatusCode::BAD_GATEWAY, None),
-            },
-            CacheError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("5")),
-            CacheError::Decode { .. } => (StatusCode::BAD_GATEWAY, None),
-            CacheError::UnknownIndex { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
-            CacheError::TooManyMisses { .. } => (StatusCode::TOO_MANY_REQUESTS, Some("1")),
-        };
-        tracing::warn!(error = %self.0, "request failed");
-        let mut response = (status, Json(json!({ "error": self.0.to_string() }))).into_response();
-        if let Some(seconds) = retry {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static(seconds));
-        }
-        response
-    }
-}
-
-/// 429 for a client with too many misses outstanding: `Retry-After` in whole seconds (at least
-/// one), logged at debug level only, since a flooding client makes many of them.
-fn too_many_misses(retry_after: std::time::Duration) -> Response {
-    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    tracing::debug!(
-        retry_after = seconds,
-        "too many outstanding misses for this client: 429"
-    );
-    let mut response = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({ "error": "too many requests", "retry_after": seconds.max(1) })),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert("retry-after", HeaderValue::from(seconds.max(1)));
-    response
-}
-
-fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))).into_response()
-}
-
-fn found<T: Serialize>(record: Option<T>) -> Response {
-    match record {
-        Some(record) => Json(record).into_response(),
-        None => not_found(),
-    }
-}
-
 async fn get_record<T: Cacheable>(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    Ok(found(state.cache.get::<T>(&id).await?))
+) -> Found<T> {
+    state.cache.get::<T>(&id).await.into()
 }
 
 async fn delete_record<T: Cacheable>(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Response, AppError> {
+) -> Result<StatusCode, Failure> {
     state.cache.delete::<T>(&id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn event_by_slug(
-    State(state): State<AppState>,
-    Path(slug): Path<String>,
-) -> Result<Response, AppError> {
-    Ok(found(
-        state.cache.get_by_index::<Event>("slug", &slug).await?,
-    ))
+async fn event_by_slug(State(state): State<AppState>, Path(slug): Path<String>) -> Found<Event> {
+    state.cache.get_by_index("slug", &slug).await.into()
 }
 
-async fn user_by_email(
-    State(state): State<AppState>,
-    Path(email): Path<String>,
-) -> Result<Response, AppError> {
-    Ok(found(
-        state.cache.get_by_index::<User>("email", &email).await?,
-    ))
+async fn user_by_email(State(state): State<AppState>, Path(email): Path<String>) -> Found<User> {
+    state.cache.get_by_index("email", &email).await.into()
 }
 
 /// The event's projects, read by the ids the event links (one store round trip; misses
@@ -246,12 +166,12 @@ async fn user_by_email(
 async fn event_projects(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Response, AppError> {
+) -> Result<Found<Vec<Project>>, Failure> {
     let Some(event) = state.cache.get::<Event>(&id).await? else {
-        return Ok(not_found());
+        return Ok(Found(Ok(None)));
     };
     let projects = state.cache.get_many::<Project>(&event.projects).await?;
-    Ok(Json(projects.into_iter().flatten().collect::<Vec<_>>()).into_response())
+    Ok(Found(Ok(Some(projects.into_iter().flatten().collect()))))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

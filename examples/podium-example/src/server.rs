@@ -12,8 +12,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use podium_cache_core::config::{ConfigError, Secret, Settings};
+use podium_cache_core::maintenance::{Maintenance, MaintenanceHandle};
 use podium_cache_core::source::scopes::ScopeNeeds;
-use podium_cache_core::source::{check_token_scopes, AirtableSource};
+use podium_cache_core::source::{check_token_scopes, AirtableSource, SourceError};
 use podium_cache_core::webhook::{secrets_from_settings, Models, WebhookSecret, WebhooksApi};
 use podium_cache_core::Cache;
 use podium_cache_tower::webhook::WebhookRoutes;
@@ -56,6 +57,10 @@ pub enum ServerError {
     /// The configured admin token is unusable.
     #[error(transparent)]
     AdminToken(#[from] AdminTokenError),
+    /// The in-app maintenance could not be set up (its Airtable client for the webhook
+    /// refresh).
+    #[error("maintenance: {0}")]
+    Maintenance(#[from] SourceError),
 }
 
 /// How to start the app.
@@ -97,20 +102,27 @@ pub struct RunningApp {
     pub webhook_secret: WebhookSecret,
     /// The bearer token the app's writes require.
     pub admin_token: AdminToken,
+    /// The background sweep and native-webhook refresh ([`maintenance`]).
+    pub maintenance: Option<MaintenanceHandle>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningApp {
-    /// Stops accepting, finishes requests in flight, and waits.
+    /// Stops accepting, finishes requests in flight, stops the maintenance (a sweep in
+    /// progress ends after its batch and releases its lock), and waits.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match self.task.await {
+        let served = match self.task.await {
             Ok(result) => result.map_err(ServerError::Serve),
             Err(err) => Err(ServerError::Serve(std::io::Error::other(err))),
+        };
+        if let Some(maintenance) = self.maintenance.take() {
+            maintenance.shutdown().await;
         }
+        served
     }
 }
 
@@ -122,6 +134,19 @@ pub fn models() -> Models {
         .register::<Project>()
         .register::<Vote>()
         .register::<Referral>()
+}
+
+/// The in-app maintenance over every model: the daily sweep, one instance at a time, and the
+/// daily refresh of the native webhook the settings name (`airtable_webhook_id`), if any.
+/// Not started yet: [`Maintenance::spawn`].
+pub fn maintenance(cache: &Cache, settings: &Settings) -> Result<Maintenance, SourceError> {
+    Maintenance::new(cache)
+        .model::<User>()
+        .model::<Event>()
+        .model::<Project>()
+        .model::<Vote>()
+        .model::<Referral>()
+        .webhooks_from_settings(settings)
 }
 
 /// Starts the app in the background and returns once it listens.
@@ -179,6 +204,7 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
         demo_native_webhook(&mut settings, addr).await?;
     }
     let webhooks = WebhookRoutes::from_settings(&cache, models(), &settings)?;
+    let maintenance = maintenance(&cache, &settings)?.spawn();
     let state = AppState {
         cache: cache.clone(),
         webhooks: Arc::new(WebhookCounters::default()),
@@ -204,6 +230,7 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
         airtable,
         webhook_secret,
         admin_token,
+        maintenance: Some(maintenance),
         stop: Some(stop),
         task,
     })

@@ -1,10 +1,12 @@
 //! Signed automation deliveries through the app's webhook route: every bad input is refused
-//! with its status and error body and changes nothing; good ones are applied exactly once and
-//! in timestamp order.
+//! with its status and error body and changes nothing; good ones are applied exactly once. By
+//! default a delivery is a signal: the record is re-read from Airtable and Airtable's answer is
+//! stored, whatever fields the delivery carries; with `trust_delivery_fields` the delivered
+//! fields are stored, in timestamp order.
 
 mod common;
 
-use common::{iso, now_secs, start, start_with, Options};
+use common::{iso, now_secs, start, start_trusting_delivery_fields, start_with, Options};
 use podium_cache_core::config::Secret;
 use podium_cache_core::webhook::WebhookSecret;
 use podium_example::demo::{FIRST_EVENT, FIRST_USER};
@@ -24,6 +26,13 @@ fn event_delivery(name: &str, timestamp: &str) -> Vec<u8> {
 #[tokio::test]
 async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
     let t = start(false).await;
+    let event_path = format!("/events/{FIRST_EVENT}");
+    t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Fresh"}));
+    t.settle("the native webhook", &event_path, |_, e| {
+        e["name"] == "Fresh"
+    })
+    .await;
+    let calls = t.airtable_calls();
     let (status, body) = t
         .deliver_signed("msg_1", now_secs(), &event_delivery("Fresh", &iso(0)))
         .await;
@@ -32,15 +41,139 @@ async fn signed_delivery_is_applied_and_served_without_an_airtable_call() {
         body,
         json!({"status": "applied", "table": "Events", "record_id": FIRST_EVENT})
     );
+    assert_eq!(
+        t.airtable_calls(),
+        calls + 1,
+        "the delivery re-read the record"
+    );
+    let (status, event) = t.get_json(&event_path).await;
+    assert_eq!(status, 200);
+    assert_eq!(event["name"], "Fresh");
+    assert_eq!(
+        t.airtable_calls(),
+        calls + 1,
+        "the delivery stored the record"
+    );
+}
+
+#[tokio::test]
+async fn trusted_delivery_is_stored_as_it_came_without_an_airtable_call() {
+    let t = start_trusting_delivery_fields(false).await;
+    let (status, body) = t
+        .deliver_signed("msg_1", now_secs(), &event_delivery("Fresh", &iso(0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "applied");
     let (status, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
     assert_eq!(status, 200);
     assert_eq!(event["name"], "Fresh");
     assert_eq!(t.airtable_calls(), 0, "the delivery stored the record");
 }
 
+/// Issue #16, finding 3: whoever can read the secret can sign. A correctly signed delivery
+/// whose fields differ from Airtable's record stores Airtable's record, whether the record was
+/// cached before or not, and a field that does not even fit the model is not looked at.
+#[tokio::test]
+async fn a_signed_delivery_whose_fields_differ_from_airtable_never_serves_them() {
+    for redis in [false, true] {
+        let t = start(redis).await;
+        let (status, before) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+        assert_eq!((status, &before["name"]), (200, &json!("Hack Night")));
+        let (status, body) = t
+            .deliver_signed("msg_forged", now_secs(), &event_delivery("Forged", &iso(0)))
+            .await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("applied")),
+            "{body}"
+        );
+        let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+        assert_eq!(
+            event, before,
+            "Airtable's record is served, not the delivered one"
+        );
+
+        // A record not cached yet, with a field of the wrong type: Airtable's answer is stored.
+        let user = serde_json::to_vec(&json!({"table": "Users", "record_id": FIRST_USER,
+            "record": {"name": "Mallory", "email": ["not", "a", "string"]}, "timestamp": iso(0)}))
+        .unwrap();
+        let (status, body) = t.deliver_signed("msg_forged_2", now_secs(), &user).await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("applied")),
+            "{body}"
+        );
+        let calls = t.airtable_calls();
+        let (status, stored) = t.get_json(&format!("/users/{FIRST_USER}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(stored["email"], "ada@example.com", "{stored}");
+        assert_ne!(stored["name"], "Mallory");
+        assert_eq!(t.airtable_calls(), calls, "the re-read was stored");
+        t.app.shutdown().await.unwrap();
+    }
+}
+
+/// A delivery for a record Airtable no longer has removes it (a tombstone), and a delivery
+/// naming no record id of Airtable's shape is refused before anything is asked.
+#[tokio::test]
+async fn a_delivery_for_a_record_airtable_deleted_removes_it() {
+    let t = start(true).await;
+    let (status, _) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!(status, 200);
+    let airtable = t.app.airtable.as_ref().unwrap();
+    assert!(airtable.remove(podium_example::demo::DEMO_BASE, "Events", FIRST_EVENT));
+    t.settle(
+        "the native webhook",
+        &format!("/events/{FIRST_EVENT}"),
+        |status, _| status == 404,
+    )
+    .await;
+    let (status, body) = t
+        .deliver_signed("msg_gone", now_secs(), &event_delivery("Whatever", &iso(0)))
+        .await;
+    assert_eq!((status, &body["status"]), (200, &json!("gone")), "{body}");
+    let calls = t.airtable_calls();
+    let (status, body) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!((status, body), (404, json!({"error": "not found"})));
+    assert_eq!(t.airtable_calls(), calls, "the tombstone answers");
+
+    let bogus = serde_json::to_vec(&json!({"table": "Events", "record_id": "../../x",
+        "timestamp": iso(0)}))
+    .unwrap();
+    let (status, body) = t.deliver_signed("msg_bogus", now_secs(), &bogus).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("malformed_json")),
+        "{body}"
+    );
+    assert_eq!(t.airtable_calls(), calls, "nothing asked for a bogus id");
+}
+
+/// Airtable refusing the re-read (403: the token lost its access) is a 502 the script retries,
+/// never a removal: the record is served again once Airtable answers.
+#[tokio::test]
+async fn airtable_refusing_the_reread_is_a_502_and_removes_nothing() {
+    let t = start(false).await;
+    t.app.airtable.as_ref().unwrap().fail_next(1, 403);
+    let (status, body) = t
+        .deliver_signed("msg_403", now_secs(), &event_delivery("x", &iso(0)))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "airtable_forbidden", "{body}");
+    let tombstones: Vec<String> = t
+        .store_keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":tomb:"))
+        .collect();
+    assert!(tombstones.is_empty(), "{tombstones:?}");
+    let (status, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
+    assert_eq!((status, &event["name"]), (200, &json!("Hack Night")));
+}
+
 #[tokio::test]
 async fn every_bad_input_is_refused_with_its_status_and_changes_nothing() {
-    let t = start(false).await;
+    let t = start_trusting_delivery_fields(false).await;
     let good = event_delivery("Bad", &iso(0));
     let now = now_secs();
     let before = t.store_keys().await;
@@ -153,6 +286,13 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
     .await;
     for (n, secret) in [&old, &new].into_iter().enumerate() {
         let name = format!("Signed {n}");
+        t.set_in_airtable("Events", FIRST_EVENT, json!({"name": name}));
+        t.settle(
+            "the native webhook",
+            &format!("/events/{FIRST_EVENT}"),
+            |_, e| e["name"] == name.as_str(),
+        )
+        .await;
         let body = event_delivery(&name, &iso(n as i64 * 10));
         let (status, body) = t
             .deliver_signed_with(secret, &format!("msg_rot_{n}"), now_secs(), &body)
@@ -187,26 +327,38 @@ async fn a_delivery_signed_with_any_configured_secret_is_accepted_and_another_is
 #[tokio::test]
 async fn replayed_delivery_is_applied_once() {
     let t = start(true).await;
+    let event_path = format!("/events/{FIRST_EVENT}");
+    t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Once"}));
+    t.settle("the native webhook", &event_path, |_, e| {
+        e["name"] == "Once"
+    })
+    .await;
     let body = event_delivery("Once", &iso(0));
     let (status, first) = t.deliver_signed("msg_replay", now_secs(), &body).await;
     assert_eq!((status, first["status"].clone()), (200, json!("applied")));
     // A newer change arrives, then the first delivery is replayed: it must not apply again.
+    t.set_in_airtable("Events", FIRST_EVENT, json!({"name": "Newer"}));
+    t.settle("the native webhook", &event_path, |_, e| {
+        e["name"] == "Newer"
+    })
+    .await;
     let (status, _) = t
         .deliver_signed("msg_newer", now_secs(), &event_delivery("Newer", &iso(5)))
         .await;
     assert_eq!(status, 200);
+    let calls = t.airtable_calls();
     let (status, replay) = t.deliver_signed("msg_replay", now_secs(), &body).await;
     assert_eq!(status, 200);
     assert_eq!(replay["duplicate"], json!(true), "{replay}");
     assert_eq!(replay["status"], json!("duplicate"));
-    assert_eq!(t.app.cache.metrics().upserts_applied, 2);
+    assert_eq!(t.airtable_calls(), calls, "a replay is not re-read");
     let (_, event) = t.get_json(&format!("/events/{FIRST_EVENT}")).await;
     assert_eq!(event["name"], "Newer");
 }
 
 #[tokio::test]
-async fn deliveries_in_reverse_order_leave_the_newer_one() {
-    let t = start(false).await;
+async fn trusted_deliveries_in_reverse_order_leave_the_newer_one() {
+    let t = start_trusting_delivery_fields(false).await;
     let newer = event_delivery("Newer", &iso(0));
     let older = event_delivery("Older", &iso(-2_000));
     let (_, a) = t.deliver_signed("msg_a", now_secs(), &newer).await;
@@ -224,19 +376,18 @@ async fn changed_email_moves_the_index_entry() {
     assert_eq!((status, user["id"].clone()), (200, json!(FIRST_USER)));
     let mut record: Value = user.clone();
     record["email"] = json!("countess@example.com");
+    // The automation fires because the e-mail changed in Airtable.
+    t.set_in_airtable(
+        "Users",
+        FIRST_USER,
+        json!({"email": "countess@example.com"}),
+    );
     let delivery = serde_json::to_vec(
         &json!({"table": "Users", "record_id": FIRST_USER, "record": record, "timestamp": iso(0)}),
     )
     .unwrap();
     let (status, body) = t.deliver_signed("msg_email", now_secs(), &delivery).await;
     assert_eq!(status, 200, "{body}");
-    // Airtable has the new e-mail too (the automation fired because it changed there).
-    t.app.airtable.as_ref().unwrap().update(
-        podium_example::demo::DEMO_BASE,
-        "Users",
-        FIRST_USER,
-        serde_json::from_value(json!({"email": "countess@example.com"})).unwrap(),
-    );
     let (status, _) = t.get_json("/users/by-email/ada@example.com").await;
     assert_eq!(status, 404, "the old e-mail no longer finds the user");
     let lists = t.airtable_list_calls();
@@ -325,4 +476,82 @@ mod any_input {
             })?;
         }
     }
+}
+
+/// What signal mode costs: 1,000 deliveries for 100 records from 16 concurrent senders, each
+/// acknowledged only after Airtable's record is stored. The re-reads are batched with each
+/// other (and would be with misses), so far fewer Airtable calls than deliveries reach the
+/// local server; the number is printed for the record.
+#[tokio::test]
+async fn a_thousand_deliveries_cost_far_fewer_airtable_calls_than_deliveries() {
+    let t = start(false).await;
+    let airtable = t.app.airtable.as_ref().unwrap();
+    let ids: Vec<String> = (0..100)
+        .map(|i| {
+            let fields = json!({"name": format!("Event {i}"), "slug": format!("event-{i}"),
+                "max_votes": 3, "owner": [FIRST_USER]});
+            let Value::Object(fields) = fields else {
+                unreachable!()
+            };
+            airtable.insert(podium_example::demo::DEMO_BASE, "Events", fields)
+        })
+        .collect();
+    // Let the native webhook's notifications of the inserts pass first.
+    let last = ids.last().cloned().unwrap_or_default();
+    t.settle("the inserts", &format!("/events/{last}"), |status, _| {
+        status == 200
+    })
+    .await;
+    let before = t.airtable_calls();
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..16 {
+        let (ids, http) = (ids.clone(), t.http.clone());
+        let (url, secret) = (
+            t.url("/api/webhooks/airtable"),
+            t.app.webhook_secret.clone(),
+        );
+        senders.spawn(async move {
+            let mut applied = 0;
+            for n in (sender..1000).step_by(16) {
+                let id = &ids[n % ids.len()];
+                let body = serde_json::to_vec(
+                    &json!({"table": "Events", "record_id": id, "timestamp": iso(0)}),
+                )
+                .unwrap();
+                let (msg, now) = (format!("msg_load_{n}"), now_secs());
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &msg)
+                    .header("webhook-timestamp", now.to_string())
+                    .header(
+                        "webhook-signature",
+                        podium_cache_core::webhook::sign(&secret, &msg, now, &body),
+                    )
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("webhook answers");
+                assert_eq!(response.status().as_u16(), 200);
+                applied += 1;
+            }
+            applied
+        });
+    }
+    let mut delivered = 0;
+    while let Some(applied) = senders.join_next().await {
+        delivered += applied.expect("sender");
+    }
+    assert_eq!(delivered, 1000);
+    let calls = t.airtable_calls() - before;
+    eprintln!("signal mode: {calls} Airtable get/list calls for 1000 deliveries of 100 records from 16 senders");
+    assert!(calls > 0, "every delivery is re-read");
+    assert!(calls < 500, "re-reads are batched: {calls} calls");
+    // Every record is served from the store afterwards.
+    let after = t.airtable_calls();
+    for id in ids.iter().take(10) {
+        let (status, _) = t.get_json(&format!("/events/{id}")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(t.airtable_calls(), after);
 }

@@ -678,11 +678,16 @@ async fn latency_is_honoured() {
     let elapsed = started.elapsed();
     assert_eq!(status, StatusCode::OK);
     assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1_000), "{elapsed:?}");
+    // Without latency the same call is quicker than with it (compared within this run, never
+    // against a fixed bound a loaded machine could miss).
     server.set_latency(Duration::ZERO, Duration::ZERO);
     let started = Instant::now();
     api.get(&format!("{BASE}/Users/recUSER000000001")).await;
-    assert!(started.elapsed() < Duration::from_millis(150));
+    let plain = started.elapsed();
+    assert!(
+        plain < elapsed,
+        "no latency took {plain:?}, 150-200 ms latency took {elapsed:?}"
+    );
 }
 
 #[tokio::test]

@@ -180,14 +180,12 @@ async fn cold_instances() -> Cold {
         .await;
     h.airtable
         .set_latency(Duration::from_millis(100), Duration::from_millis(500));
-    let settings = Settings {
-        redis_url: Some(Secret::new(h.redis.as_ref().expect("redis").url())),
-        airtable_api_key: Some(Secret::new(h.airtable.api_key())),
-        airtable_base_id: Some(BASE.to_owned()),
-        airtable_api_url: h.airtable.url(),
-        expected_instances: COLD_INSTANCES as u32,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.redis_url = Some(Secret::new(h.redis.as_ref().expect("redis").url()));
+    settings.airtable_api_key = Some(Secret::new(h.airtable.api_key()));
+    settings.airtable_base_id = Some(BASE.to_owned());
+    settings.airtable_api_url = h.airtable.url();
+    settings.expected_instances = COLD_INSTANCES as u32;
     let mut instances = Vec::new();
     for _ in 0..COLD_INSTANCES {
         instances.push(Cache::from_settings(&settings).await.expect("instance"));

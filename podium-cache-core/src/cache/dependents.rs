@@ -78,7 +78,22 @@ impl std::fmt::Debug for Dependents {
 }
 
 impl Dependents {
-    pub(crate) fn new(store: Arc<dyn Store>, keys: Keys) -> Self {
+    /// The dependents kept in `store` under the keys of `keys` (its prefix). A [`Cache`]
+    /// builds its own ([`Cache::dependents`](super::Cache::dependents)); build one directly
+    /// to derive entries from records without a cache and source, e.g. the HTTP layer over a
+    /// store alone. Every `Dependents` over the same store and prefix sees the same tags and
+    /// purges, in any process.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), podium_cache_core::store::StoreError> {
+    /// use std::sync::Arc;
+    /// use podium_cache_core::{cache::Dependents, key::Keys, store::MemoryStore};
+    /// let dependents = Dependents::new(Arc::new(MemoryStore::new(1_000)), Keys::new("shop"));
+    /// assert_eq!(dependents.sequence().await?, 0, "nothing purged yet");
+    /// # Ok(()) }
+    /// ```
+    pub fn new(store: Arc<dyn Store>, keys: Keys) -> Self {
         let sequence = keys.dependents_sequence();
         Self {
             store,

@@ -67,6 +67,7 @@ pub struct StoredEntry {
 
 /// Why stored bytes are not an entry (the engine treats it as a miss).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// The first byte is not a format version this build reads (e.g. the plain JSON of an
     /// earlier version starts with `{`).

@@ -1,23 +1,64 @@
 //! Counters of the engine, for `/metrics` and tests.
+//!
+//! With the feature `metrics`, every increment is also sent to the [`metrics`] facade as the
+//! counter `podium_cache_{name}` (`podium_cache_hits`, `podium_cache_misses`, ...), so any
+//! `metrics` exporter (Prometheus, StatsD, ...) the application installs sees them.
+//! [`MetricsSnapshot`] works either way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// One engine counter and the name it is exported under.
+#[derive(Debug)]
+pub(crate) struct Counter {
+    value: AtomicU64,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    name: &'static str,
+}
+
+impl Counter {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            value: AtomicU64::new(0),
+            name,
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
 macro_rules! counters {
     ($($name:ident: $doc:literal),* $(,)?) => {
-        #[derive(Debug, Default)]
+        #[derive(Debug)]
         pub(crate) struct Metrics {
-            $(pub(crate) $name: AtomicU64,)*
+            $(pub(crate) $name: Counter,)*
         }
 
-        /// A copy of the engine's counters at one moment.
+        impl Default for Metrics {
+            fn default() -> Self {
+                Self { $($name: Counter::new(concat!("podium_cache_", stringify!($name))),)* }
+            }
+        }
+
+        /// A copy of the engine's counters at one moment (more counters may come: read the
+        /// fields, or [`pairs`](Self::pairs) for all of them).
+        ///
+        /// ```
+        /// use podium_cache_core::cache::MetricsSnapshot;
+        /// let snapshot = MetricsSnapshot::default();
+        /// assert_eq!(snapshot.hits, 0);
+        /// assert!(snapshot.pairs().iter().any(|(name, _)| *name == "misses"));
+        /// ```
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct MetricsSnapshot {
             $(#[doc = $doc] pub $name: u64,)*
         }
 
         impl Metrics {
             pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-                MetricsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+                MetricsSnapshot { $($name: self.$name.get(),)* }
             }
         }
 
@@ -53,7 +94,10 @@ counters! {
 }
 
 impl Metrics {
-    pub(crate) fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Adds one to `counter` (and to its `metrics` facade counter with the feature `metrics`).
+    pub(crate) fn inc(counter: &Counter) {
+        counter.value.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!(counter.name).increment(1);
     }
 }

@@ -36,6 +36,7 @@ mod listener;
 mod metrics;
 mod negative;
 mod read;
+mod refresh;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,7 @@ pub use self::dependents::Dependents;
 pub use self::listener::{Change, ChangeKind, InvalidationListener};
 pub use self::metrics::MetricsSnapshot;
 pub use self::read::Query;
+pub use self::refresh::Refreshed;
 pub use self::write::UpsertOutcome;
 
 use self::batch::{BatchConfig, Batcher};
@@ -60,14 +62,16 @@ use crate::entity::Cacheable;
 use crate::key::Keys;
 use crate::scope::{self, Event};
 use crate::source::{AirtableSource, Source, SourceError};
-use crate::store::{
-    MemoryStore, RedisCa, RedisClusterStore, RedisStore, Store, StoreError, Ticket, TierLookup,
-    TieredStore, TypedTier,
-};
+#[cfg(feature = "cluster")]
+use crate::store::RedisClusterStore;
+use crate::store::{MemoryStore, Store, StoreError, Ticket, TierLookup, TypedTier};
+#[cfg(feature = "redis")]
+use crate::store::{RedisCa, RedisStore, TieredStore};
 
 /// What a cache operation can fail with. Reads fail only when the source fails (a store that
 /// fails is fallen through); writes fail when the store or the source does.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CacheError {
     /// The source failed (after its retries).
     #[error("source: {0}")]
@@ -111,8 +115,19 @@ impl From<SourceError> for CacheError {
     }
 }
 
-/// TTLs and batching of a [`Cache`].
+/// TTLs and batching of a [`Cache`]. Set through [`CacheBuilder`]'s setters, or start from
+/// [`CacheConfig::default`] and change fields (the struct may grow: it cannot be built from a
+/// literal outside this crate).
+///
+/// ```
+/// use std::time::Duration;
+/// use podium_cache_core::cache::CacheConfig;
+/// let mut config = CacheConfig::default();
+/// config.data_ttl = Duration::from_secs(3600);
+/// assert_eq!(config.max_batch, 100);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// Data TTL (default 8 h).
     pub data_ttl: Duration,
@@ -236,6 +251,30 @@ impl CacheBuilder {
     /// The miss-batching window (default 2 ms).
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.config.batch_window = window;
+        self
+    }
+
+    /// The most ids in one batch (default and maximum 100; 0 is taken as 1).
+    pub fn max_batch(mut self, max: usize) -> Self {
+        self.config.max_batch = max.clamp(1, 100);
+        self
+    }
+
+    /// Batches of one table in flight at once (default 4; 0 is taken as 1).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source))
+    ///     .max_batch(10)
+    ///     .max_in_flight_batches(1)
+    ///     .build();
+    /// assert_eq!((cache.config().max_batch, cache.config().max_in_flight_batches), (10, 1));
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
+    pub fn max_in_flight_batches(mut self, max: usize) -> Self {
+        self.config.max_in_flight_batches = max.max(1);
         self
     }
 
@@ -369,6 +408,7 @@ impl std::fmt::Debug for Cache {
 }
 
 /// The CA of `redis_ca_file`, read and checked, when it is set.
+#[cfg(feature = "redis")]
 fn redis_ca(settings: &Settings) -> Result<Option<RedisCa>, ConfigError> {
     let Some(pem) = settings.redis_ca_pem()? else {
         return Ok(None);
@@ -387,8 +427,22 @@ fn redis_ca(settings: &Settings) -> Result<Option<RedisCa>, ConfigError> {
         })
 }
 
+/// The error for a setting that needs a feature this build left out (`redis`, `cluster`: the
+/// ones enabled are passed in), if `settings` has one.
+fn missing_feature(settings: &Settings, redis: bool, cluster: bool) -> Option<SetupError> {
+    let disabled = |setting, feature| Some(SetupError::FeatureDisabled { setting, feature });
+    if settings.redis_url.is_some() && !redis {
+        return disabled("redis_url", "redis");
+    }
+    if !settings.redis_cluster_nodes.is_empty() && !cluster {
+        return disabled("redis_cluster_nodes", "cluster");
+    }
+    None
+}
+
 /// Why [`Cache::from_settings`] could not build a cache.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetupError {
     /// A setting is missing or wrong.
     #[error(transparent)]
@@ -399,6 +453,18 @@ pub enum SetupError {
     /// The source could not be set up.
     #[error("airtable: {0}")]
     Source(#[from] SourceError),
+    /// A setting asks for a part this build of podium-cache-core left out.
+    #[error(
+        "{setting} is set, but podium-cache-core was built without its `{feature}` feature: \
+         enable it (podium-cache-core = {{ version = \"0.1\", features = [\"{feature}\"] }}) \
+         or unset {setting}"
+    )]
+    FeatureDisabled {
+        /// The setting that needs the feature.
+        setting: &'static str,
+        /// The cargo feature of podium-cache-core to enable.
+        feature: &'static str,
+    },
 }
 
 impl Cache {
@@ -424,46 +490,21 @@ impl Cache {
     pub async fn stores_from_settings(
         settings: &Settings,
     ) -> Result<(Arc<dyn Store>, Arc<dyn Source>), SetupError> {
+        if let Some(err) =
+            missing_feature(settings, cfg!(feature = "redis"), cfg!(feature = "cluster"))
+        {
+            return Err(err);
+        }
+        #[cfg(feature = "redis")]
         let ca = redis_ca(settings)?;
-        let store: Arc<dyn Store> = match &settings.redis_url {
-            Some(url) => {
-                let mut builder = RedisStore::builder(url.expose());
-                if let Some(ca) = &ca {
-                    builder = builder.ca(ca.clone());
-                }
-                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
-                    setting: "redis_url",
-                    env: "PODIUM_REDIS_URL",
-                    message: e.to_string(),
-                })?)
-            }
-            None if !settings.redis_cluster_nodes.is_empty() => {
-                let mut builder = RedisClusterStore::builder(
-                    settings
-                        .redis_cluster_nodes
-                        .iter()
-                        .map(|n| n.expose().to_owned()),
-                );
-                if let Some(ca) = &ca {
-                    builder = builder.ca(ca.clone());
-                }
-                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
-                    setting: "redis_cluster_nodes",
-                    env: "PODIUM_REDIS_CLUSTER_NODES",
-                    message: e.to_string(),
-                })?)
-            }
-            None => {
-                tracing::info!(
-                    capacity = settings.memory_capacity,
-                    "no redis_url configured: using the in-memory store"
-                );
-                Arc::new(MemoryStore::new(settings.memory_capacity))
-            }
-        };
+        #[cfg(feature = "redis")]
+        let store = Self::store_from_settings(settings, &ca).await?;
+        #[cfg(not(feature = "redis"))]
+        let store = Self::store_from_settings(settings)?;
         // The Airtable budget is shared through Redis itself (not the in-process tier).
         let shared = settings.redis_url.is_some() || !settings.redis_cluster_nodes.is_empty();
         let budget_store = shared.then(|| Arc::clone(&store));
+        #[cfg(feature = "redis")]
         let store = Self::with_tier(settings, store, ca).await?;
         let (key, base) = settings.airtable_key_and_base()?;
         let mut source = AirtableSource::builder(key.expose(), base)
@@ -482,9 +523,72 @@ impl Cache {
         Ok((store, Arc::new(source)))
     }
 
+    /// The store `settings` describe (see [`Cache::stores_from_settings`]).
+    #[cfg(feature = "redis")]
+    async fn store_from_settings(
+        settings: &Settings,
+        ca: &Option<RedisCa>,
+    ) -> Result<Arc<dyn Store>, SetupError> {
+        Ok(match &settings.redis_url {
+            Some(url) => {
+                let mut builder = RedisStore::builder(url.expose());
+                if let Some(ca) = ca {
+                    builder = builder.ca(ca.clone());
+                }
+                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
+                    setting: "redis_url",
+                    env: "PODIUM_REDIS_URL",
+                    message: e.to_string(),
+                })?)
+            }
+            #[cfg(feature = "cluster")]
+            None if !settings.redis_cluster_nodes.is_empty() => {
+                let mut builder = RedisClusterStore::builder(
+                    settings
+                        .redis_cluster_nodes
+                        .iter()
+                        .map(|n| n.expose().to_owned()),
+                );
+                if let Some(ca) = ca {
+                    builder = builder.ca(ca.clone());
+                }
+                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
+                    setting: "redis_cluster_nodes",
+                    env: "PODIUM_REDIS_CLUSTER_NODES",
+                    message: e.to_string(),
+                })?)
+            }
+            // Without `cluster`, cluster nodes were refused by `missing_feature`.
+            _ => Self::memory_store(settings),
+        })
+    }
+
+    /// The store `settings` describe in a build without Redis: the in-memory store (Redis
+    /// settings were refused by [`missing_feature`]).
+    #[cfg(not(feature = "redis"))]
+    fn store_from_settings(settings: &Settings) -> Result<Arc<dyn Store>, SetupError> {
+        if settings.l1_capacity > 0 {
+            tracing::info!(
+                "l1_capacity has no effect without redis: the in-memory store is in process already"
+            );
+        }
+        Ok(Self::memory_store(settings))
+    }
+
+    /// The in-memory store of `memory_capacity` entries (the embedded default), said in one
+    /// info line.
+    fn memory_store(settings: &Settings) -> Arc<dyn Store> {
+        tracing::info!(
+            capacity = settings.memory_capacity,
+            "no redis_url configured: using the in-memory store"
+        );
+        Arc::new(MemoryStore::new(settings.memory_capacity))
+    }
+
     /// `store` behind an in-process tier when `l1_capacity > 0` and the store is shared (Redis
     /// or a cluster): a [`TieredStore`] whose invalidation link uses the same server(s) and
     /// the channel `{prefix}:inval`.
+    #[cfg(feature = "redis")]
     async fn with_tier(
         settings: &Settings,
         store: Arc<dyn Store>,
@@ -724,6 +828,40 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_setting_without_its_feature_names_the_feature() {
+        use crate::config::Secret;
+        let redis = "redis://127.0.0.1:1";
+        let url = Settings {
+            redis_url: Some(Secret::new(redis)),
+            ..Settings::default()
+        };
+        let nodes = Settings {
+            redis_cluster_nodes: vec![Secret::new(redis)],
+            ..Settings::default()
+        };
+        let refused = [
+            (&url, false, false, "redis_url", "redis"),
+            (&nodes, false, false, "redis_cluster_nodes", "cluster"),
+            (&nodes, true, false, "redis_cluster_nodes", "cluster"),
+        ];
+        for (settings, redis, cluster, named, needed) in refused {
+            let err = missing_feature(settings, redis, cluster).expect("refused");
+            assert!(
+                matches!(err, SetupError::FeatureDisabled { setting, feature } if setting == named && feature == needed),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{needed}` feature")) && text.contains(named),
+                "{text}"
+            );
+        }
+        assert!(missing_feature(&url, true, false).is_none());
+        assert!(missing_feature(&nodes, true, true).is_none());
+        assert!(missing_feature(&Settings::default(), false, false).is_none());
+    }
 
     #[test]
     fn jitter_stays_within_five_percent() {

@@ -203,7 +203,7 @@ impl Cache {
     /// After a change of record `id`: moves the entity's generation, so every cached query of
     /// it is asked again, purges the entries derived from the record or the entity's lists
     /// (HTTP responses, in every instance sharing the store), then tells every listener.
-    async fn changed(
+    pub(super) async fn changed(
         &self,
         meta: &EntityMeta,
         id: &str,

@@ -1,12 +1,19 @@
 //! Airtable automation-script generation from [`crate::EntityMeta`].
 //!
-//! Each model gets one script, `{entity}_automation.js`, for an Airtable automation "When record
-//! is created or updated" → "Run a script" on the model's table. The script reads the record
-//! named by its `recordId` input variable, reads `webhook_url` and `webhook_secret` from the
-//! `Invalidate Config` table, and POSTs the delivery
+//! Each model gets one script, `{entity}_automation.js`, for two Airtable automations on the
+//! model's table, "When a record is created" and "When a record is updated" (Airtable's record
+//! triggers each fire on one kind of change), each → "Run a script". The script reads the
+//! record named by its `recordId` input variable, the webhook URL from its `webhookUrl` input
+//! variable and the `whsec_` secret from the script secret `podium_webhook_secret`
+//! (`input.secret`, which only those who can access the secret read; never from a table every
+//! base reader can read), and POSTs the delivery
 //! `{"table", "record_id", "record": {"id", <fields>…}, "timestamp"}` signed the Standard Webhooks
-//! way (see [`crate::webhook::signature`]). It runs in Airtable's scripting sandbox, so it brings
-//! its own UTF-8 encoding, base64, SHA-256 and HMAC, and uses `crypto.subtle` only when present.
+//! way (see [`crate::webhook::signature`]). The fields are turned from the scripting API's cell
+//! shapes into the REST API's, which the models read; the app uses them only when it trusts
+//! delivery fields, and otherwise re-reads the record (see [`crate::webhook::receiver`]).
+//! Retries back off exponentially with jitter, and every attempt and wait ends within
+//! [`DEADLINE_MS`]. It runs in Airtable's scripting sandbox, so it brings its own UTF-8
+//! encoding, base64, SHA-256 and HMAC, and uses `crypto.subtle` only when present.
 //!
 //! All scripts come from one template, `automation.js.tmpl` beside this file, with the table
 //! name and the model's fields baked in as JSON literals.
@@ -32,6 +39,16 @@ use crate::entity::{EntityMeta, FieldKind};
 /// The script template: JavaScript with `{{NAME}}` placeholders.
 const TEMPLATE: &str = include_str!("automation.js.tmpl");
 
+/// Every attempt and back-off of a script ends within this many milliseconds of its start:
+/// Airtable stops an automation script after 30 s
+/// (<https://coda.io/@kuovonne/kuovonnes-guided-to-scripting-in-airtable/automation-script-limits-54>),
+/// and the run must still be able to log why it failed.
+pub const DEADLINE_MS: u64 = 25_000;
+
+/// The longest one `fetch` of a script is assumed to take: Airtable fails a request that has no
+/// answer within 12 s (same source). A retry starts only if it can end by [`DEADLINE_MS`].
+pub const FETCH_LIMIT_MS: u64 = 12_000;
+
 /// Knobs of a generated script.
 ///
 /// ```
@@ -46,8 +63,8 @@ pub struct ScriptOptions {
 }
 
 impl Default for ScriptOptions {
-    /// 3 retries after the first attempt, waiting 250 ms, 500 ms and 1 s (1.75 s at most, well
-    /// inside Airtable's 30-second run limit).
+    /// 3 retries after the first attempt, waiting about 250 ms, 500 ms and 1 s (each plus up to
+    /// half of it at random; 2.6 s at most), and never past [`DEADLINE_MS`].
     fn default() -> Self {
         Self {
             max_retries: 3,
@@ -130,6 +147,8 @@ pub fn automation_script_with(meta: &EntityMeta, options: &ScriptOptions) -> Str
         "FIELDS_JSON" => Some(js_literal(&Value::from(fields.clone()))),
         "MAX_RETRIES" => Some(options.max_retries.to_string()),
         "BACKOFF_MS" => Some(options.backoff_ms.to_string()),
+        "DEADLINE_MS" => Some(DEADLINE_MS.to_string()),
+        "FETCH_LIMIT_MS" => Some(FETCH_LIMIT_MS.to_string()),
         _ => None,
     })
 }

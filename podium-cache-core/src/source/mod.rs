@@ -1,4 +1,5 @@
-//! Where records come from: the [`Source`] trait and the Airtable REST client.
+//! Where records come from: the [`Source`] trait, the Airtable REST client and its Webhooks API
+//! client ([`webhooks_api`]).
 //!
 //! A source answers four questions about one table: one record by id, several records by id,
 //! the records matching a filter, and deleting records. [`AirtableSource`] is the shipped
@@ -10,6 +11,7 @@ pub mod limiter;
 pub mod scopes;
 pub mod shared_limiter;
 mod startup;
+pub mod webhooks_api;
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use serde_json::{Map, Value};
 
 pub use self::airtable::{AirtableSource, AirtableSourceBuilder};
 pub use self::startup::check_token_scopes;
+pub use self::webhooks_api::WebhooksApi;
 
 /// A record as a source returns it: id plus fields by their source (Airtable) names.
 #[derive(Clone, Debug, PartialEq)]

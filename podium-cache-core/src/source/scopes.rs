@@ -89,9 +89,12 @@ impl ScopeNeeds {
     }
 
     /// What `settings` turn on: reading and deleting records, and native webhooks when
-    /// `airtable_webhook_id` is set (their table ids are looked up in the base schema).
+    /// `airtable_webhook_id` is set (their table ids are looked up in the base schema unless
+    /// `airtable_table_ids` lists them).
     pub fn from_settings(settings: &Settings) -> ScopeNeeds {
-        ScopeNeeds::records().native_webhooks(settings.airtable_webhook_id.is_some())
+        ScopeNeeds::records()
+            .native_webhooks(settings.airtable_webhook_id.is_some())
+            .table_ids_known(!settings.airtable_table_ids.is_empty())
     }
 
     /// Whether the app deletes records through the cache (`Cache::delete`; default yes).

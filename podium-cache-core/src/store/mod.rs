@@ -1,9 +1,9 @@
 //! Where cache entries live: the [`Store`] trait and its implementations.
 //!
 //! - [`MemoryStore`]: the embedded default, a bounded in-process map with per-entry TTL (moka).
-//! - [`RedisStore`]: Redis or Valkey through one multiplexed, self-reconnecting connection;
+//! - [`RedisStore`] (feature `redis`, on by default): Redis or Valkey through one multiplexed, self-reconnecting connection;
 //!   multi-key reads are one `MGET`, the record write is one Lua script.
-//! - [`RedisClusterStore`]: a Redis (or Valkey) Cluster through the redis crate's async cluster
+//! - [`RedisClusterStore`] (feature `cluster`): a Redis (or Valkey) Cluster through the redis crate's async cluster
 //!   client; multi-key reads and deletes are split by hash slot, `scan` walks every master.
 //!
 //! Both Redis stores connect over TLS for `rediss://` URLs, trusting the public roots or the
@@ -25,13 +25,26 @@
 //! # }
 //! ```
 
+#[cfg(feature = "cluster")]
 mod cluster;
+#[cfg(feature = "redis")]
 mod commands;
 mod lock;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
 mod script;
+#[cfg(feature = "redis")]
 mod tiered;
+// Without Redis there is no TieredStore (its coherence is Redis pub/sub), but the engine still
+// asks every store for its in-process tier ([`Store::typed_tier`]).
+// Its hooks for the pub/sub link (`link_lost`, `counters`) have no caller then.
+#[cfg(not(feature = "redis"))]
+#[path = "tiered/tier.rs"]
+#[allow(dead_code)]
+mod tier;
+#[cfg(feature = "redis")]
 mod tls;
 
 use std::time::Duration;
@@ -39,17 +52,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(feature = "cluster")]
 pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(not(feature = "redis"))]
+pub use self::tier::{Ticket, TierLookup, TierMetrics, TypedTier};
+#[cfg(feature = "redis")]
 pub use self::tiered::{
     Ticket, TierLookup, TierMetrics, TieredStore, TieredStoreBuilder, TypedTier, DEFAULT_TIER_TTL,
 };
+#[cfg(feature = "redis")]
 pub use self::tls::{RedisCa, RedisCaError};
 
 /// A store operation failed; the engine falls through to the source when it sees one.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The store could not be reached or the connection broke.
     #[error("store unavailable: {0}")]
@@ -77,9 +97,11 @@ impl StoreError {
 }
 
 /// The counter behind [`Store::epoch`]: moved by every disruption a store sees.
+#[cfg(feature = "redis")]
 #[derive(Debug, Default)]
 pub(crate) struct Epoch(std::sync::atomic::AtomicU64);
 
+#[cfg(feature = "redis")]
 impl Epoch {
     pub(crate) fn current(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Acquire)

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use super::{block_on, init_logs, ConfigArgs, Ctx};
 use crate::cache::{Cache, SetupError};
 use crate::config::{ConfigError, Secret, Settings};
+use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, ListQuery, Source, SourceError};
 use crate::sweep::SweepEntity;
-use crate::webhook::native::WebhooksApi;
 
 /// Options of `check`.
 #[derive(Clone, Debug, clap::Args)]
@@ -372,7 +372,9 @@ async fn check_tables(source: &AirtableSource, models: &[SweepEntity], findings:
             }
             // 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND: a missing scope, no access to the
             // base, or no such base or table (Airtable does not say which).
-            Err(SourceError::Unauthorized(_)) | Err(SourceError::NotFound(_)) => findings.add(
+            Err(SourceError::Unauthorized(_))
+            | Err(SourceError::NotFound(_))
+            | Err(SourceError::Forbidden { .. }) => findings.add(
                 Level::Problem,
                 format!("scope data.records:read / airtable_base_id / {subject}"),
                 format!(
@@ -472,7 +474,7 @@ async fn check_webhooks(
                 ),
             }
         }
-        Err(SourceError::Unauthorized(_)) => findings.add(
+        Err(SourceError::Unauthorized(_)) | Err(SourceError::Forbidden { .. }) => findings.add(
             Level::Problem,
             "scope webhook:manage",
             format!(

@@ -7,8 +7,9 @@
 
 use super::{block_on, ConfigArgs, Ctx};
 use crate::config::Settings;
+use crate::source::webhooks_api::{WebhookDescription, MAX_WEBHOOKS_PER_BASE};
 use crate::source::AirtableSource;
-use crate::webhook::native::WebhooksApi;
+use crate::source::WebhooksApi;
 
 /// Options of `webhooks`.
 #[derive(Clone, Debug, clap::Args)]
@@ -21,7 +22,8 @@ pub struct WebhooksArgs {
 
 #[derive(Clone, Debug, clap::Subcommand)]
 enum Command {
-    /// Create a webhook for every record change of the base, pinging `--url`.
+    /// Create a webhook for every record change of the base, pinging `--url` (not when an
+    /// enabled one already pings it, nor past Airtable's 10 webhooks per base).
     Create {
         /// The notification URL, e.g. https://<your app>/api/webhooks/airtable/notify.
         #[arg(long, value_name = "URL")]
@@ -82,6 +84,10 @@ async fn create(ctx: &Ctx, api: &WebhooksApi, url: &str) -> Result<u8, String> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(format!("--url {url:?} is not an http(s) URL"));
     }
+    let existing = api.list().await.map_err(|e| e.to_string())?;
+    if let Some(refusal) = create_refusal(&existing, url, api.base_id(), &ctx.name) {
+        return Err(refusal);
+    }
     let created = api
         .create_table_data(url)
         .await
@@ -104,6 +110,35 @@ async fn create(ctx: &Ctx, api: &WebhooksApi, url: &str) -> Result<u8, String> {
         name = ctx.name,
     ));
     Ok(0)
+}
+
+/// Why `webhooks create --url` must not create: an enabled webhook already pings `url` (its MAC
+/// secret was shown only when it was created, so a second one would only add pings), or the
+/// base has Airtable's 10 ("The number of webhooks per base is limited to 10",
+/// <https://airtable.com/developers/web/api/create-a-webhook>).
+fn create_refusal(
+    existing: &[WebhookDescription],
+    url: &str,
+    base: &str,
+    name: &str,
+) -> Option<String> {
+    if let Some(same) = existing
+        .iter()
+        .find(|h| h.is_hook_enabled && h.notification_url.as_deref() == Some(url))
+    {
+        return Some(format!(
+            "webhook {id} already pings {url}; not creating a duplicate. Its MAC secret was shown              when it was created; to get a new one, `{name} webhooks delete --id {id}` then create again",
+            id = same.id
+        ));
+    }
+    (existing.len() >= MAX_WEBHOOKS_PER_BASE).then(|| {
+        let ids: Vec<&str> = existing.iter().map(|h| h.id.as_str()).collect();
+        format!(
+            "base {base} already has {} webhooks, Airtable's limit of {MAX_WEBHOOKS_PER_BASE} per base              ({}); delete one first (`{name} webhooks delete --id …`; expired ones count until deleted)",
+            existing.len(),
+            ids.join(", ")
+        )
+    })
 }
 
 async fn list(ctx: &Ctx, api: &WebhooksApi) -> Result<u8, String> {
@@ -181,4 +216,46 @@ async fn refresh(ctx: &Ctx, api: &WebhooksApi, only: Option<&str>) -> Result<u8,
         return Ok(1);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(id: &str, url: &str, enabled: bool) -> WebhookDescription {
+        WebhookDescription {
+            id: id.into(),
+            notification_url: Some(url.into()),
+            cursor_for_next_payload: 1,
+            is_hook_enabled: enabled,
+            are_notifications_enabled: true,
+            expiration_time: None,
+            specification: serde_json::Value::Null,
+            last_successful_notification_time: None,
+            last_notification_result: None,
+        }
+    }
+
+    #[test]
+    fn create_refuses_a_duplicate_and_an_eleventh_webhook() {
+        let url = "https://app.example/notify";
+        let one = [hook("achONE", url, true)];
+        let refusal = create_refusal(&one, url, "appB", "tasks").unwrap_or_default();
+        assert!(
+            refusal.contains("achONE") && refusal.contains("duplicate"),
+            "{refusal}"
+        );
+        let expired = [hook("achOLD", url, false)];
+        assert_eq!(
+            create_refusal(&expired, url, "appB", "tasks"),
+            None,
+            "an expired one is no duplicate"
+        );
+        let full: Vec<_> = (0..10)
+            .map(|i| hook(&format!("ach{i}"), "https://other/", true))
+            .collect();
+        let refusal = create_refusal(&full, url, "appB", "tasks").unwrap_or_default();
+        assert!(refusal.contains("limit of 10"), "{refusal}");
+        assert_eq!(create_refusal(&full[..9], url, "appB", "tasks"), None);
+    }
 }

@@ -1,12 +1,36 @@
-//! [`Receiver`]: a signed automation delivery from raw headers and body to an applied upsert,
-//! with every refusal typed. HTTP frameworks map [`ReceiveError::status`] to their response;
-//! the axum router in `podium-cache-tower` does.
+//! [`Receiver`]: a signed automation delivery from raw headers and body to the record stored,
+//! with every refusal typed by its [`ReceiveErrorKind`]. HTTP frameworks map the kind to their
+//! response; the axum router in `podium-cache-tower` does (core knows no HTTP).
+//!
+//! **A delivery is a signal, not content** (by default). Anyone who holds the webhook secret
+//! can sign a delivery, and the seed kept it in a table every base reader can read; so the
+//! receiver takes a delivery as "record R of table T changed", re-reads R from Airtable
+//! ([`Cache::refresh`]: coalesced with reads of R and batched with misses and other
+//! deliveries) and stores Airtable's answer before it acknowledges. A read right after costs
+//! no Airtable call, and a forged delivery costs at most a share of one batched read: never a
+//! forged value served. With [`Receiver::trust_delivery_fields`] (setting
+//! `trust_delivery_fields = true`) the delivered fields are stored as they came, ordered by
+//! the delivery's timestamp, as the seed did: only for bases whose secret is safe.
 //!
 //! The pipeline, in order, and nothing is applied unless every step passes:
-//! 1. size limit (413), 2. signature and timestamp (401), 3. JSON (400), 4. table (400),
-//! 5. record fits the model (422), 6. replay guard in the store (duplicate → 200 no-op),
-//! 7. upsert ordered by the delivery's timestamp (`applied` or `stale`); a store failure → 503,
-//!    and the delivery id is released so the sender's retry applies it.
+//! 1. size limit ([`ReceiveErrorKind::TooLarge`]), 2. signature and timestamp
+//!    (`Unauthorized`), 3. JSON, timestamp and record id (`Malformed`), 4. table
+//!    (`UnknownTable`), 5. trusted mode only: the record fits the model (`Unprocessable`),
+//! 6. replay guard in the store (a replayed delivery id is a [`ReceiptStatus::Duplicate`]
+//!    no-op), 7. the change:
+//!    - signal mode: Airtable's record is re-read and stored. [`ReceiptStatus::Applied`]: this
+//!      delivery's re-read stored Airtable's record; [`ReceiptStatus::Gone`]: Airtable no
+//!      longer has it, so it was removed with a tombstone; [`ReceiptStatus::Stale`]: a newer
+//!      change of the record (another delivery's re-read, a write) superseded this re-read
+//!      while it ran, and that change decides what is served. In each case no read after the
+//!      answer returns a copy older than Airtable's record when the delivery arrived; the
+//!      delivery's own timestamp orders nothing (a forged one could otherwise block real
+//!      ones). Airtable failing or refusing (403) is `SourceFailed`, never a removal.
+//!    - trusted mode: the delivered record is upserted, ordered by the delivery's timestamp
+//!      (`applied`, or `stale` when the cache already had a change at least as new).
+//!
+//!    A store failure is `StoreFailed`; after a failure of step 7 the delivery id is released
+//!    so the sender's retry applies it.
 
 use std::time::Duration;
 
@@ -16,11 +40,11 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
-use super::registry::{FitError, Models, UpsertJsonError};
+pub use super::receive_error::{ReceiveError, ReceiveErrorKind};
+use super::registry::{ModelOps, Models, UpsertJsonError};
 use super::signature::{verify, SignatureHeaders, VerifyError, WebhookSecret};
-use crate::cache::{Cache, CacheError, UpsertOutcome};
+use crate::cache::{Cache, Refreshed, UpsertOutcome};
 use crate::config::Secret;
-use crate::store::StoreError;
 
 /// Default largest body accepted (1 MiB).
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -36,7 +60,9 @@ pub struct Delivery {
     pub table: String,
     /// The record's id.
     pub record_id: String,
-    /// The record: `id` plus fields by their Airtable names.
+    /// The record: `id` plus fields by their Airtable names. Not trusted, and may be absent,
+    /// unless the receiver trusts delivery fields.
+    #[serde(default)]
     pub record: serde_json::Map<String, Value>,
     /// When the change was seen, ISO-8601 UTC with milliseconds.
     pub timestamp: String,
@@ -46,10 +72,15 @@ pub struct Delivery {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiptStatus {
-    /// Stored: newer than what the cache had.
+    /// Stored: Airtable's record, re-read for this delivery (signal mode), or the delivered
+    /// record, newer than what the cache had (trusted mode).
     Applied,
-    /// Not stored: the cache already had a change at least as new.
+    /// Not stored: a newer change superseded this one (signal mode: another re-read or write
+    /// of the record ran meanwhile; trusted mode: the cache already had a change at least as
+    /// new).
     Stale,
+    /// Airtable no longer has the record: it was removed, with a tombstone (signal mode).
+    Gone,
     /// This delivery id was already received: nothing done again.
     Duplicate,
 }
@@ -66,95 +97,6 @@ pub struct Receipt {
     /// True for a replayed delivery id.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
-}
-
-/// Why a delivery was refused; nothing was applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ReceiveError {
-    /// The body is over the limit.
-    #[error("body of {size} bytes is over the {limit}-byte limit")]
-    TooLarge {
-        /// Bytes received (at least).
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// No credentials, or the signature or timestamp did not verify.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// The body is not the expected JSON.
-    #[error("malformed delivery: {0}")]
-    Malformed(String),
-    /// The table has no registered model.
-    #[error("unknown table {table:?}; known tables: {}", known.join(", "))]
-    UnknownTable {
-        /// The table named.
-        table: String,
-        /// The registered tables.
-        known: Vec<&'static str>,
-    },
-    /// The record does not fit the model.
-    #[error("record does not fit the {table} model: {error}")]
-    DoesNotFit {
-        /// The table.
-        table: String,
-        /// Field path and message.
-        error: FitError,
-    },
-    /// The store is unavailable: the sender should retry.
-    #[error("store unavailable, retry later: {0}")]
-    Unavailable(String),
-}
-
-impl ReceiveError {
-    /// The HTTP status this refusal answers with.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::TooLarge { .. } => 413,
-            Self::Unauthorized(_) => 401,
-            Self::Malformed(_) | Self::UnknownTable { .. } => 400,
-            Self::DoesNotFit { .. } => 422,
-            Self::Unavailable(_) => 503,
-        }
-    }
-
-    /// A short machine-readable code (`"bad_signature"`, `"unknown_table"`, …).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::TooLarge { .. } => "body_too_large",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Malformed(_) => "malformed_json",
-            Self::UnknownTable { .. } => "unknown_table",
-            Self::DoesNotFit { .. } => "record_does_not_fit_model",
-            Self::Unavailable(_) => "store_unavailable",
-        }
-    }
-
-    /// Structured detail for the error body.
-    pub fn detail(&self) -> Value {
-        match self {
-            Self::UnknownTable { table, known } => {
-                serde_json::json!({ "table": table, "known_tables": known })
-            }
-            Self::DoesNotFit { table, error } => {
-                serde_json::json!({ "table": table, "path": error.path, "message": error.message })
-            }
-            Self::TooLarge { size, limit } => serde_json::json!({ "size": size, "limit": limit }),
-            other => Value::String(other.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for ReceiveError {
-    fn from(err: StoreError) -> Self {
-        Self::Unavailable(err.to_string())
-    }
-}
-
-impl From<CacheError> for ReceiveError {
-    fn from(err: CacheError) -> Self {
-        Self::Unavailable(err.to_string())
-    }
 }
 
 /// Verifies, deduplicates and applies automation deliveries.
@@ -175,6 +117,7 @@ pub struct Receiver {
     legacy_secret: Option<Secret>,
     tolerance: Duration,
     max_body: usize,
+    trust_delivery_fields: bool,
 }
 
 impl Receiver {
@@ -187,7 +130,30 @@ impl Receiver {
             legacy_secret: None,
             tolerance: DEFAULT_TOLERANCE,
             max_body: DEFAULT_MAX_BODY,
+            trust_delivery_fields: false,
         }
+    }
+
+    /// Store the fields a delivery carries as they came (`true`), instead of re-reading the
+    /// record from Airtable (`false`, the default: see the [module documentation](self)).
+    /// Only for a base whose webhook secret no untrusted reader can see.
+    ///
+    /// ```
+    /// use podium_cache_core::webhook::{Models, Receiver, WebhookSecret};
+    /// # fn demo(cache: podium_cache_core::Cache) {
+    /// let receiver = Receiver::new(cache, Models::new(), vec![WebhookSecret::generate()]);
+    /// assert!(!receiver.trusts_delivery_fields());
+    /// assert!(receiver.trust_delivery_fields(true).trusts_delivery_fields());
+    /// # }
+    /// ```
+    pub fn trust_delivery_fields(mut self, trust: bool) -> Self {
+        self.trust_delivery_fields = trust;
+        self
+    }
+
+    /// Whether delivered fields are stored as they came.
+    pub fn trusts_delivery_fields(&self) -> bool {
+        self.trust_delivery_fields
     }
 
     /// Also accept the legacy `X-Airtable-Secret: <secret>` header (only when configured:
@@ -235,7 +201,7 @@ impl Receiver {
         let span = tracing::info_span!("webhook.receive", bytes = body.len());
         let result = self.pipeline(header, body, now_secs).instrument(span).await;
         if let Err(err) = &result {
-            tracing::warn!(status = err.status(), error = %err, "delivery refused");
+            tracing::warn!(kind = ?err.kind(), error = %err, "delivery refused");
         }
         result
     }
@@ -284,12 +250,19 @@ impl Receiver {
             }
         }
         let record = Value::Object(record);
-        model
-            .check(&record)
-            .map_err(|error| ReceiveError::DoesNotFit {
-                table: delivery.table.clone(),
-                error,
-            })?;
+        if self.trust_delivery_fields {
+            model
+                .check(&record)
+                .map_err(|error| ReceiveError::DoesNotFit {
+                    table: delivery.table.clone(),
+                    error,
+                })?;
+        } else if !self.cache.source().is_valid_id(&delivery.record_id) {
+            return Err(ReceiveError::Malformed(format!(
+                "record_id {:?} is not a record id of the source",
+                delivery.record_id
+            )));
+        }
         // Replay guard: claim the delivery id for the tolerance window, in the shared store.
         let claim = match &delivery_id {
             Some(id) => {
@@ -317,30 +290,28 @@ impl Receiver {
             }
             None => None,
         };
-        let outcome = match model.upsert_json(&self.cache, record, timestamp_ms).await {
-            Ok(outcome) => outcome,
+        let applied = if self.trust_delivery_fields {
+            self.store_delivered(model.as_ref(), &delivery.table, record, timestamp_ms)
+                .await
+        } else {
+            self.reread(model.as_ref(), &delivery.table, &delivery.record_id)
+                .await
+        };
+        let status = match applied {
+            Ok(status) => status,
             Err(err) => {
                 if let Some(key) = claim {
                     // Let the sender's retry apply it.
                     let _ = self.cache.store().delete(&[key]).await;
                 }
-                return Err(match err {
-                    UpsertJsonError::Fit(error) => ReceiveError::DoesNotFit {
-                        table: delivery.table,
-                        error,
-                    },
-                    UpsertJsonError::Cache(err) => ReceiveError::from(err),
-                });
+                return Err(err);
             }
-        };
-        let status = match outcome {
-            UpsertOutcome::Applied => ReceiptStatus::Applied,
-            UpsertOutcome::Stale => ReceiptStatus::Stale,
         };
         tracing::info!(
             table = delivery.table,
             record = delivery.record_id,
             ?status,
+            trusted = self.trust_delivery_fields,
             "delivery received"
         );
         Ok(Receipt {
@@ -349,6 +320,40 @@ impl Receiver {
             record_id: delivery.record_id,
             duplicate: false,
         })
+    }
+
+    /// Signal mode: re-reads the record from Airtable and stores Airtable's answer.
+    async fn reread(
+        &self,
+        model: &dyn ModelOps,
+        table: &str,
+        id: &str,
+    ) -> Result<ReceiptStatus, ReceiveError> {
+        match model.refresh(&self.cache, id).await {
+            Ok(Refreshed::Stored) => Ok(ReceiptStatus::Applied),
+            Ok(Refreshed::Gone) => Ok(ReceiptStatus::Gone),
+            Ok(_) => Ok(ReceiptStatus::Stale),
+            Err(err) => Err(ReceiveError::from_refresh(table, id, err)),
+        }
+    }
+
+    /// Trusted mode: upserts the delivered record, ordered by the delivery's timestamp.
+    async fn store_delivered(
+        &self,
+        model: &dyn ModelOps,
+        table: &str,
+        record: Value,
+        timestamp_ms: i64,
+    ) -> Result<ReceiptStatus, ReceiveError> {
+        match model.upsert_json(&self.cache, record, timestamp_ms).await {
+            Ok(UpsertOutcome::Applied) => Ok(ReceiptStatus::Applied),
+            Ok(UpsertOutcome::Stale) => Ok(ReceiptStatus::Stale),
+            Err(UpsertJsonError::Fit(error)) => Err(ReceiveError::DoesNotFit {
+                table: table.to_owned(),
+                error,
+            }),
+            Err(UpsertJsonError::Cache(err)) => Err(ReceiveError::from(err)),
+        }
     }
 
     /// Checks the credentials; returns the delivery id (for the replay guard) when signed.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::cache::{Cache, CacheError, UpsertOutcome};
+use crate::cache::{Cache, CacheError, Refreshed, UpsertOutcome};
 use crate::entity::{Cacheable, EntityMeta};
 
 /// A record that does not fit its model: serde's message and the path of the field.
@@ -55,6 +55,8 @@ pub trait ModelOps: Send + Sync + 'static {
         record: Value,
         timestamp_ms: i64,
     ) -> Result<UpsertOutcome, UpsertJsonError>;
+    /// Re-reads `id` from the source and stores the answer (see [`Cache::refresh`]).
+    async fn refresh(&self, cache: &Cache, id: &str) -> Result<Refreshed, CacheError>;
     /// Drops the cached copy of `id`.
     async fn invalidate(&self, cache: &Cache, id: &str) -> Result<(), CacheError>;
     /// Removes `id` as gone from the source (tombstone).
@@ -63,6 +65,7 @@ pub trait ModelOps: Send + Sync + 'static {
 
 /// Why [`ModelOps::upsert_json`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UpsertJsonError {
     /// The record does not fit the model.
     #[error(transparent)]
@@ -103,6 +106,10 @@ impl<T: Cacheable> ModelOps for Ops<T> {
     ) -> Result<UpsertOutcome, UpsertJsonError> {
         let value = fit::<T>(record)?;
         Ok(cache.upsert(&value, timestamp_ms).await?)
+    }
+
+    async fn refresh(&self, cache: &Cache, id: &str) -> Result<Refreshed, CacheError> {
+        cache.refresh::<T>(id).await
     }
 
     async fn invalidate(&self, cache: &Cache, id: &str) -> Result<(), CacheError> {

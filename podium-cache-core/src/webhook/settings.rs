@@ -6,16 +6,17 @@
 //! |---|---|
 //! | `webhook_secret`, `webhook_secrets` | every one verifies deliveries (rotation) |
 //! | `allow_legacy_secret` | the first of them is also accepted as `X-Airtable-Secret` |
+//! | `trust_delivery_fields` | deliveries' fields are stored as they came, not re-read from Airtable |
 //! | `airtable_webhook_id`, `airtable_webhook_mac_secret` | native notifications of that webhook |
 //! | `airtable_api_key`, `airtable_base_id`, `airtable_api_url` | where native payloads are paged from |
 
-use super::native::{MacSecret, NativeWebhooks, WebhooksApi};
+use super::native::{MacSecret, NativeWebhooks};
 use super::receiver::Receiver;
 use super::registry::Models;
 use super::signature::WebhookSecret;
 use crate::cache::{Cache, SetupError};
 use crate::config::{ConfigError, Settings};
-use crate::source::AirtableSource;
+use crate::source::{AirtableSource, WebhooksApi};
 
 /// Every configured webhook secret, parsed: `webhook_secret` first, then `webhook_secrets`,
 /// each once. A malformed one is an error naming its setting; none at all is an empty list.
@@ -94,7 +95,8 @@ impl Receiver {
             .allow_legacy_secret
             .then(|| settings.all_webhook_secrets().first().map(|s| (*s).clone()))
             .flatten();
-        let receiver = Receiver::new(cache, models, secrets);
+        let receiver = Receiver::new(cache, models, secrets)
+            .trust_delivery_fields(settings.trust_delivery_fields);
         Ok(match legacy {
             Some(secret) => receiver.allow_legacy_secret(secret),
             None => receiver,
@@ -137,10 +139,11 @@ impl NativeWebhooks {
         let source = AirtableSource::builder(key.expose(), base)
             .api_url(settings.airtable_api_url.as_str())
             .build()?;
-        Ok(Some(
-            NativeWebhooks::builder(cache, models, WebhooksApi::new(source))
-                .webhook(id.as_str(), mac)
-                .build(),
-        ))
+        let mut builder = NativeWebhooks::builder(cache, models, WebhooksApi::new(source))
+            .webhook(id.as_str(), mac);
+        for (name, table_id) in &settings.airtable_table_ids {
+            builder = builder.table(table_id.as_str(), name.as_str());
+        }
+        Ok(Some(builder.build()))
     }
 }

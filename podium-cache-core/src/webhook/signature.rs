@@ -75,6 +75,7 @@ pub struct WebhookSecret {
 
 /// Why a text is not a [`WebhookSecret`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SecretError {
     /// The text does not start with `whsec_`.
     #[error(
@@ -213,6 +214,7 @@ impl SignatureHeaders {
 
 /// Why a delivery's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// A required header is absent or empty.
     #[error("the `{0}` header is missing (a Standard Webhooks delivery carries webhook-id, webhook-timestamp and webhook-signature)")]

@@ -261,13 +261,19 @@ impl Gate {
     }
     /// Waits until `n` answers are held.
     pub async fn wait_for_held(&self, n: usize) {
-        for _ in 0..500 {
-            if self.waiting.load(Ordering::SeqCst) >= n {
-                return;
-            }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.waiting.load(Ordering::SeqCst) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} source answers reached the gate within 30 s, not {n}",
+                self.waiting.load(Ordering::SeqCst)
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("no source answer reached the gate");
+    }
+    /// How many answers are held (or were, before the gate opened).
+    pub fn held(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
     /// Releases every held answer and lets later ones through.
     pub fn open(&self) {

@@ -278,3 +278,37 @@ pub async fn serve(app: Router) -> String {
     });
     format!("http://{addr}")
 }
+
+/// Waits until `done()` holds, checking every few milliseconds; fails the test with `what` if
+/// it still does not hold after `within` of real time (a deadline, not a bound on speed:
+/// generous, so only a hang trips it).
+pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Awaits `future`, failing the test with `what` if it has not finished after `within` of
+/// real time (a deadline against hangs, not a bound on speed).
+pub async fn within<T>(
+    what: &str,
+    within: Duration,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    tokio::pin!(future);
+    loop {
+        tokio::select! {
+            out = &mut future => return out,
+            () = tokio::time::sleep(Duration::from_millis(50)) => assert!(
+                std::time::Instant::now() < deadline,
+                "gave up after {within:?} waiting for {what}"
+            ),
+        }
+    }
+}

@@ -18,6 +18,16 @@ pub struct TestApp {
     pub base: String,
 }
 
+/// The app with `trust_delivery_fields = true`: deliveries' fields are stored as they came.
+pub async fn start_trusting_delivery_fields(with_redis: bool) -> TestApp {
+    start_with(Options {
+        redis: with_redis,
+        adjust: Some(Box::new(|settings| settings.trust_delivery_fields = true)),
+        ..Options::default()
+    })
+    .await
+}
+
 pub async fn start(with_redis: bool) -> TestApp {
     start_with(Options {
         redis: with_redis,
@@ -49,11 +59,9 @@ pub async fn start_with(options: Options) -> TestApp {
         .redis
         .then(|| RedisServer::start().expect("redis-server"));
     let secret = WebhookSecret::generate();
-    let mut settings = Settings {
-        webhook_secret: Some(Secret::new(secret.expose())),
-        redis_url: redis.as_ref().map(|r| Secret::new(r.url())),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.webhook_secret = Some(Secret::new(secret.expose()));
+    settings.redis_url = redis.as_ref().map(|r| Secret::new(r.url()));
     if let Some(capacity) = options.memory_capacity {
         settings.memory_capacity = capacity;
     }
@@ -81,6 +89,41 @@ pub async fn start_with(options: Options) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Changes `fields` of record `id` of `table` in the local Airtable server (as a user editing
+    /// the base does), so that a delivery read as a signal finds the change there.
+    pub fn set_in_airtable(&self, table: &str, id: &str, fields: Value) {
+        let Value::Object(fields) = fields else {
+            panic!("fields must be a JSON object: {fields}");
+        };
+        let airtable = self
+            .app
+            .airtable
+            .as_ref()
+            .expect("the local Airtable server runs");
+        assert!(
+            airtable.update(podium_example::demo::DEMO_BASE, table, id, fields),
+            "{table} {id} exists in the local Airtable server"
+        );
+    }
+
+    /// Waits until `GET path` answers what `done` accepts (e.g. after a change in the local
+    /// Airtable server, until the demo's native webhook has carried it to the app), so that a
+    /// delivery sent next does not race it; panics after 10 s naming `what`.
+    pub async fn settle(&self, what: &str, path: &str, done: impl Fn(u16, &Value) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.get_json(path).await;
+            if done(status, &body) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: GET {path} still answers {status} {body} after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Record reads (get and list calls) the local Airtable server answered; webhook API

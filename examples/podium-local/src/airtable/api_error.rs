@@ -37,6 +37,14 @@ pub(crate) enum ApiError {
     InvalidFormula(String),
     /// 422: the `offset` is not a live iterator.
     IteratorNotAvailable,
+    /// 422 `TOO_MANY_WEBHOOKS_IN_BASE`: the base already has its 10 webhooks ("The number of
+    /// webhooks per base is limited to 10", <https://airtable.com/developers/web/api/create-a-webhook>).
+    TooManyWebhooks,
+    /// 414: a list request's URL is longer than Airtable's 16,000 characters
+    /// (<https://support.airtable.com/docs/enforcement-of-url-length-limit-for-web-api-requests>).
+    /// The article gives no status or body; 414 URI Too Long is HTTP's own answer for it
+    /// (RFC 9110, section 15.5.15).
+    UrlTooLong,
     /// An injected fault with this status.
     Injected(u16),
 }
@@ -92,6 +100,20 @@ impl ApiError {
                 typed(
                     "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
                     "The offset is not valid (it may have expired); start listing from the beginning.",
+                ),
+            ),
+            ApiError::TooManyWebhooks => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                typed(
+                    "TOO_MANY_WEBHOOKS_IN_BASE",
+                    "A base can have at most 10 webhooks. Delete one before creating another.",
+                ),
+            ),
+            ApiError::UrlTooLong => (
+                StatusCode::URI_TOO_LONG,
+                typed(
+                    "INVALID_REQUEST_URL_TOO_LONG",
+                    "The URL is longer than 16,000 characters; list with POST …/listRecords instead.",
                 ),
             ),
             ApiError::Injected(status) => injected(*status),

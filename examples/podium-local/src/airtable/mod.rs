@@ -76,6 +76,7 @@ pub use tokens::{
 };
 pub use webhooks::{
     content_mac, NotificationResult, WebhookCallStats, WebhookInfo, CONTENT_MAC_HEADER,
+    MAX_WEBHOOKS_PER_BASE, PING_RETRIES, PING_RETRY_DELAY,
 };
 
 /// The key of the default token (every scope) unless told otherwise.

@@ -42,6 +42,8 @@ impl RateLimiter {
 pub(crate) enum CallKind {
     Get,
     List,
+    /// `POST …/listRecords` (counted in `list` and `list_post`).
+    ListPost,
     Create,
     Update,
     Delete,
@@ -61,6 +63,8 @@ pub struct CallStats {
     pub get: u64,
     /// `GET /v0/{base}/{table}` and `POST …/listRecords` (each page is one call).
     pub list: u64,
+    /// The `POST …/listRecords` calls among `list` (so `list - list_post` were sent as GET).
+    pub list_post: u64,
     /// `POST /v0/{base}/{table}`.
     pub create: u64,
     /// `PATCH`/`PUT` of one or many records.
@@ -83,6 +87,10 @@ impl CallStats {
         match kind {
             CallKind::Get => self.get += 1,
             CallKind::List => self.list += 1,
+            CallKind::ListPost => {
+                self.list += 1;
+                self.list_post += 1;
+            }
             CallKind::Create => self.create += 1,
             CallKind::Update => self.update += 1,
             CallKind::Delete => self.delete += 1,

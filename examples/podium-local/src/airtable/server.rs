@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +24,10 @@ use super::tokens::{Token, RECORDS_READ, RECORDS_WRITE};
 const MAX_BATCH: usize = 10;
 /// How many list formulas are remembered.
 const FORMULA_LOG_CAPACITY: usize = 256;
+/// Airtable's URL length limit (see [`list_get`]).
+const MAX_URL_LEN: usize = 16_000;
+/// The origin Airtable's API is served from, counted into a request's URL length.
+const API_ORIGIN: &str = "https://api.airtable.com";
 
 /// Runtime knobs.
 #[derive(Debug, Clone)]
@@ -110,7 +114,7 @@ impl Shared {
         // https://airtable.com/developers/web/api/get-record and
         // https://airtable.com/developers/web/api/delete-multiple-records).
         let scope = match kind {
-            CallKind::Get | CallKind::List => RECORDS_READ,
+            CallKind::Get | CallKind::List | CallKind::ListPost => RECORDS_READ,
             CallKind::Create | CallKind::Update | CallKind::Delete => RECORDS_WRITE,
         };
         self.gate_with(base, |s| s.count_kind(kind), &[scope], headers)
@@ -283,10 +287,20 @@ async fn list_get(
     State(shared): AppState,
     Path((base, table)): Path<(String, String)>,
     headers: HeaderMap,
+    uri: Uri,
     RawQuery(query): RawQuery,
 ) -> Response {
     if let Err(e) = shared.gate(&base, CallKind::List, &headers).await {
         return e.into_response();
+    }
+    // "Requests to Airtable's Web API are limited to a 16,000-character URL length" and a
+    // longer list request must use `POST …/listRecords` instead
+    // (https://support.airtable.com/docs/enforcement-of-url-length-limit-for-web-api-requests;
+    // airtable.js 0.11.5 switches to POST above 15,000 characters for the same reason). The
+    // origin is not part of what reaches us, so the path and query are measured, plus the
+    // shortest origin Airtable has (`https://api.airtable.com`).
+    if API_ORIGIN.len() + uri.to_string().len() > MAX_URL_LEN {
+        return ApiError::UrlTooLong.into_response();
     }
     let result = ListParams::from_query(query.as_deref().unwrap_or(""))
         .and_then(|params| list(&shared, &base, &table, &params));
@@ -299,7 +313,7 @@ async fn list_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = shared.gate(&base, CallKind::List, &headers).await {
+    if let Err(e) = shared.gate(&base, CallKind::ListPost, &headers).await {
         return e.into_response();
     }
     let result =

@@ -23,8 +23,26 @@
 //! numbered per webhook from 1, and wakes the webhook's notifier: a task that POSTs
 //! `{"base": {"id"}, "webhook": {"id"}, "timestamp"}` to the notification URL with
 //! `X-Airtable-Content-MAC: hmac-sha256=<hex HMAC-SHA256(mac secret, body)>`. At most one ping
-//! per webhook is in flight; changes made meanwhile are coalesced into one more ping. Failed
-//! pings are logged and recorded in `lastNotificationResult`, never retried.
+//! per webhook is in flight; changes made meanwhile are coalesced into one more ping. A failed
+//! ping (no answer, or not 2xx) is retried with a doubling delay, as Airtable does: its
+//! notification result carries "`retryNumber`: The number of times the notification was
+//! retried (0 = first try)" and "`willBeRetried`: Whether or not Airtable will attempt to
+//! deliver a notification again" (<https://airtable.com/developers/web/api/model/webhooks-notification>);
+//! Airtable does not publish its schedule, so ours is [`PING_RETRIES`] tries from
+//! [`PING_RETRY_DELAY`].
+//!
+//! Time (expiry, payload retention) runs on a clock tests can move
+//! ([`RunningAirtable::advance_webhook_clock`]):
+//! - "Each webhook created with OAuth or personal access token will expire and be disabled
+//!   after 7 days. The webhook life can be extended while it is still active by calling
+//!   refresh webhook or list webhook payloads" and "The number of webhooks per base is limited
+//!   to 10" (<https://airtable.com/developers/web/api/create-a-webhook>); an 11th is refused
+//!   with 422 `TOO_MANY_WEBHOOKS_IN_BASE` (the error type independent clients match on; Airtable
+//!   does not document the body).
+//! - "Payloads are deleted from Airtable's servers after 1 week whether or not the client has
+//!   seen them. The cursor value for the next payload is never reset, even if payloads are
+//!   deleted" (<https://airtable.com/developers/web/api/list-webhook-payloads>): a cursor before
+//!   the oldest kept payload simply lists from the oldest kept one.
 //!
 //! Cells are keyed by field id: a field's id is derived from its table id and name (`fld…`,
 //! stable for the life of the table), the same ids the schema endpoint reports.
@@ -62,6 +80,14 @@ const LIFETIME_DAYS: i64 = 7;
 const MAX_PAYLOAD_PAGE: usize = 50;
 /// How many payloads a webhook keeps (the oldest are dropped; numbers are never reused).
 const PAYLOAD_CAPACITY: usize = 10_000;
+/// How long a payload is kept (see the module docs).
+const PAYLOAD_RETENTION_DAYS: i64 = 7;
+/// How many webhooks a base may have (see the module docs).
+pub const MAX_WEBHOOKS_PER_BASE: usize = 10;
+/// How many times a failed ping is retried.
+pub const PING_RETRIES: u32 = 5;
+/// The delay before the first retry of a failed ping (doubled for each next one).
+pub const PING_RETRY_DELAY: Duration = Duration::from_millis(200);
 /// How long one ping may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// The header carrying the ping's MAC.
@@ -107,6 +133,10 @@ pub struct NotificationResult {
     pub status: Option<u16>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// How many times this notification was retried before this attempt (0 = first try).
+    pub retry_number: u32,
+    /// Whether a failed attempt will be tried again.
+    pub will_be_retried: bool,
 }
 
 impl NotificationResult {
@@ -115,11 +145,11 @@ impl NotificationResult {
             "success": self.success,
             "completionTimestamp": self.completion_timestamp,
             "durationMs": self.duration_ms,
-            "retryNumber": 0,
+            "retryNumber": self.retry_number,
         });
         if let Some(error) = &self.error {
             value["error"] = json!({ "message": error });
-            value["willBeRetried"] = json!(false);
+            value["willBeRetried"] = json!(self.will_be_retried);
         }
         value
     }
@@ -216,7 +246,8 @@ struct Webhook {
     enabled: bool,
     expiration: DateTime<Utc>,
     next_payload: u64,
-    payloads: VecDeque<(u64, Change)>,
+    /// Payload number, when it was recorded (webhook clock), the change.
+    payloads: VecDeque<(u64, DateTime<Utc>, Change)>,
     ping: Arc<PingState>,
     /// `payloads` requests in progress, and the most seen at once.
     readers: u64,
@@ -357,13 +388,15 @@ pub(crate) struct Webhooks {
     hooks: Vec<Webhook>,
     http: Option<reqwest::Client>,
     calls: WebhookCallStats,
+    /// How far the webhook clock is ahead of the wall clock.
+    clock_offset: chrono::Duration,
 }
 
 impl Webhooks {
     /// Turns a record change into a payload of every webhook that watches it, and wakes their
     /// notifiers. Called by the store for every change.
     pub(crate) fn on_change(&mut self, change: &Change) {
-        let now = Utc::now();
+        let now = self.now();
         for hook in &mut self.hooks {
             if !hook.active(now) || !hook.watches(change) {
                 continue;
@@ -373,7 +406,7 @@ impl Webhooks {
             if hook.payloads.len() >= PAYLOAD_CAPACITY {
                 hook.payloads.pop_front();
             }
-            hook.payloads.push_back((number, change.clone()));
+            hook.payloads.push_back((number, now, change.clone()));
             if hook.notification_url.is_some()
                 && hook.ping.notifications_enabled.load(Ordering::SeqCst)
             {
@@ -387,6 +420,11 @@ impl Webhooks {
         for hook in &self.hooks {
             hook.ping.close();
         }
+    }
+
+    /// The webhook clock: the wall clock moved by [`RunningAirtable::advance_webhook_clock`].
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
     }
 
     fn find(&self, base: &str, id: &str) -> Result<&Webhook, ApiError> {
@@ -573,9 +611,20 @@ fn create(shared: &Shared, base: &str, token: &Token, body: &[u8]) -> Result<Val
         token,
         &Webhook::data_scopes(spec.table_data, spec.schema_types),
     )?;
+    // "The number of webhooks per base is limited to 10" (create-a-webhook, see the module docs).
+    if store
+        .webhooks
+        .hooks
+        .iter()
+        .filter(|h| h.base == base)
+        .count()
+        >= MAX_WEBHOOKS_PER_BASE
+    {
+        return Err(ApiError::TooManyWebhooks);
+    }
     let mut mac_secret = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut mac_secret);
-    let now = Utc::now();
+    let now = store.webhooks.now();
     let hook = Webhook {
         id: random_id("ach"),
         base: base.to_owned(),
@@ -635,7 +684,7 @@ async fn list_hooks(
     let mut store = shared.store.write();
     store.webhooks.calls.list += 1;
     let result = base_exists(&store, &base).map(|()| {
-        let now = Utc::now();
+        let now = store.webhooks.now();
         let hooks: Vec<Value> = store
             .webhooks
             .hooks
@@ -661,8 +710,8 @@ async fn refresh_hook(
     }
     let mut store = shared.store.write();
     store.webhooks.calls.refresh += 1;
+    let now = store.webhooks.now();
     let result = store.webhooks.find_mut(&base, &webhook).and_then(|hook| {
-        let now = Utc::now();
         // Airtable refreshes active webhooks only.
         if !hook.active(now) {
             return Err(ApiError::InvalidRequest);
@@ -821,6 +870,7 @@ fn payloads(
 ) -> Result<Value, ApiError> {
     let mut store = shared.store.write();
     store.webhooks.calls.payloads += 1;
+    let now = store.webhooks.now();
     let hook = store.webhooks.find_mut(base, webhook)?;
     // The same data-type scopes as creating it (webhooks overview, "Authorization").
     shared.require(
@@ -828,14 +878,23 @@ fn payloads(
         token,
         &Webhook::data_scopes(hook.table_data, hook.schema_types),
     )?;
-    let now = Utc::now();
     if hook.active(now) {
         hook.expiration = expiry_from(now);
+    }
+    // Payloads older than a week are gone (see the module docs); numbers are never reused, so
+    // a cursor before the oldest kept one lists from it.
+    let oldest_kept = now - chrono::Duration::days(PAYLOAD_RETENTION_DAYS);
+    while hook
+        .payloads
+        .front()
+        .is_some_and(|(_, recorded, _)| *recorded < oldest_kept)
+    {
+        hook.payloads.pop_front();
     }
     let mut page: Vec<Value> = Vec::new();
     let mut next = cursor;
     let mut more = false;
-    for (number, change) in hook.payloads.iter().filter(|(n, _)| *n >= cursor) {
+    for (number, _, change) in hook.payloads.iter().filter(|(n, _, _)| *n >= cursor) {
         if page.len() == limit {
             more = true;
             break;
@@ -935,24 +994,40 @@ impl Notifier {
                 return;
             }
             let covered = self.state.status.borrow().requested;
-            let result = self.ping().await;
-            if !result.success {
-                tracing::warn!(
-                    webhook = %self.webhook,
-                    url = %self.url,
-                    status = ?result.status,
-                    error = ?result.error,
-                    "airtable-local webhook ping failed"
-                );
-            }
-            self.state.status.send_modify(|s| {
-                s.delivered = s.delivered.max(covered);
-                s.pings += 1;
-                if result.success {
-                    s.last_success = Some(result.completion_timestamp.clone());
+            let mut delay = PING_RETRY_DELAY;
+            for retry in 0..=PING_RETRIES {
+                let mut result = self.ping().await;
+                result.retry_number = retry;
+                let closed = self.state.closed.load(Ordering::SeqCst);
+                result.will_be_retried = !result.success && retry < PING_RETRIES && !closed;
+                if !result.success {
+                    tracing::warn!(
+                        webhook = %self.webhook,
+                        url = %self.url,
+                        status = ?result.status,
+                        error = ?result.error,
+                        retry,
+                        will_be_retried = result.will_be_retried,
+                        "airtable-local webhook ping failed"
+                    );
                 }
-                s.last = Some(result);
-            });
+                let last_attempt = !result.will_be_retried;
+                self.state.status.send_modify(|s| {
+                    if last_attempt {
+                        s.delivered = s.delivered.max(covered);
+                    }
+                    s.pings += 1;
+                    if result.success {
+                        s.last_success = Some(result.completion_timestamp.clone());
+                    }
+                    s.last = Some(result);
+                });
+                if last_attempt {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
         }
     }
 
@@ -990,6 +1065,8 @@ impl Notifier {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             status: status.map(|s| s.as_u16()),
             error,
+            retry_number: 0,
+            will_be_retried: false,
         }
     }
 }
@@ -1010,7 +1087,7 @@ impl RunningAirtable {
     /// The webhooks of a base, oldest first (not an API call).
     pub fn webhooks(&self, base: &str) -> Vec<WebhookInfo> {
         let store = self.shared().store.read();
-        let now = Utc::now();
+        let now = store.webhooks.now();
         store
             .webhooks
             .hooks
@@ -1018,6 +1095,14 @@ impl RunningAirtable {
             .filter(|h| h.base == base)
             .map(|h| h.info(now))
             .collect()
+    }
+
+    /// Moves the webhook clock (expiry, payload retention) forward by `by`, as if that much
+    /// time had passed: e.g. 8 days expire an unrefreshed webhook and drop week-old payloads.
+    pub fn advance_webhook_clock(&self, by: Duration) {
+        let mut store = self.shared().store.write();
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        store.webhooks.clock_offset += by;
     }
 
     /// Webhook and schema API calls since start.

@@ -176,7 +176,7 @@ async fn run_link(clients: Vec<Client>, config: BusConfig, tier: Arc<TypedTier>)
             Err(err) => {
                 failures += 1;
                 node = node.wrapping_add(1);
-                if failures == 1 || failures % 50 == 0 {
+                if failures == 1 || failures.is_multiple_of(50) {
                     tracing::warn!(error = %err, attempts = failures, "invalidation link: subscribe failed");
                 }
             }
