@@ -1,6 +1,10 @@
 //! `cargo xtask bench http`: throughput and tail latency of a route served from the layer,
-//! next to the ceiling (the same route answered by a handler returning precomputed bytes, no
-//! layer), on the in-memory store and on a real redis-server.
+//! next to the ceiling (a `/healthz`-class route: a handler returning precomputed bytes, no
+//! layer), on the in-memory store, on a real redis-server, and on that redis-server behind the
+//! coherent in-process tier (`TieredStore`, how an app on Redis runs it), where a hot response
+//! costs no round trip. The goals (issue #18): a layer hit at ≥ 0.85 of the ceiling on memory
+//! and ≥ 0.80 on Redis (through the tier). The peers' figures, taken from the issue's same-run
+//! measurement against the same ceiling, are printed beside ours.
 //!
 //! Load is real HTTP/1.1 over loopback: `--connections` keep-alive connections (default 32),
 //! each sending requests back to back. Each scenario is measured for `--seconds` (default 6) in
@@ -26,12 +30,25 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use podium_cache_core::cache::Cache;
 use podium_cache_core::source::AirtableSource;
-use podium_cache_core::store::{MemoryStore, RedisStore, Store};
+use podium_cache_core::store::{MemoryStore, RedisStore, Store, TieredStore};
 use podium_cache_tower::CacheLayer;
 use podium_local::redis::RedisServer;
 use serde_json::json;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Issue #18's goals: a layer hit's throughput as a share of the ceiling's.
+const MEMORY_GOAL: f64 = 0.85;
+const REDIS_GOAL: f64 = 0.80;
+
+/// The peers' throughput as a share of the same ceiling, as issue #18 reports them from one
+/// run (they are not built here).
+const PEERS: [(&str, &str, f64); 4] = [
+    ("tower-http-cache", "memory", 0.60),
+    ("tower-http-cache", "redis", 0.39),
+    ("tower-http-cache-plus", "memory", 0.51),
+    ("http-cache-tower-server", "memory", 0.35),
+];
 
 /// Options (unknown arguments, such as the `--bench` cargo passes, are ignored).
 struct Options {
@@ -276,12 +293,24 @@ fn main() -> Result<(), BoxError> {
     // Connected from its server's runtime, so the connection task runs on the server's thread.
     let redis_store: Arc<dyn Store> =
         Arc::new(redis_runtime.block_on(RedisStore::connect(&redis.url()))?);
-    let on_redis = cache_over(redis_store)?;
+    let on_redis = cache_over(Arc::clone(&redis_store))?;
+    let tier_runtime = server_runtime()?;
+    let tiered_shared: Arc<dyn Store> =
+        Arc::new(tier_runtime.block_on(RedisStore::connect(&redis.url()))?);
+    let tiered: Arc<dyn Store> = Arc::new(
+        tier_runtime.block_on(
+            TieredStore::builder(tiered_shared)
+                .bus_url(redis.url())
+                .link_wait(Duration::from_secs(5))
+                .connect(),
+        )?,
+    );
+    let on_tier = cache_over(tiered)?;
     let mut results = vec![
         start_scenario(
             &client,
             server_runtime()?,
-            "ceiling: precomputed bytes, no layer",
+            "ceiling (/healthz-class): precomputed bytes, no layer",
             "-",
             app(payload.clone(), None),
         )?,
@@ -298,6 +327,13 @@ fn main() -> Result<(), BoxError> {
             "layer hit",
             "redis",
             app(payload.clone(), Some(CacheLayer::new(&on_redis))),
+        )?,
+        start_scenario(
+            &client,
+            tier_runtime,
+            "layer hit",
+            "redis + in-process tier",
+            app(payload.clone(), Some(CacheLayer::new(&on_tier))),
         )?,
     ];
     let warmup = Duration::from_secs_f64(options.warmup);
@@ -338,6 +374,27 @@ fn main() -> Result<(), BoxError> {
             r.percentile(0.99) as f64 / ceiling_p99,
         );
     }
+    // The peers, as the issue measured them in one run against the same ceiling (not run here:
+    // their figures are printed beside ours so the note can say where we stand).
+    println!();
+    println!("| peer (issue #18's same-run measurement) | store | req/s vs ceiling |");
+    println!("| --- | --- | ---: |");
+    for (peer, store, ratio) in PEERS {
+        println!("| {peer} | {store} | {ratio:.2} |");
+    }
+    let ratio_of = |store: &str| {
+        results
+            .iter()
+            .find(|r| r.store == store)
+            .map_or(0.0, |r| r.rps() / ceiling)
+    };
+    let (memory_ratio, redis_ratio) = (ratio_of("memory"), ratio_of("redis + in-process tier"));
+    println!();
+    println!(
+        "goal memory ≥ {MEMORY_GOAL:.2}: {memory_ratio:.2} ({}); goal redis ≥ {REDIS_GOAL:.2}: {redis_ratio:.2} through the tier ({})",
+        if memory_ratio >= MEMORY_GOAL { "met" } else { "missed" },
+        if redis_ratio >= REDIS_GOAL { "met" } else { "missed" },
+    );
     let errors: usize = results.iter().map(|r| r.errors).sum();
     if errors > 0 {
         println!("\n{errors} requests failed during the measurement");
@@ -370,6 +427,13 @@ fn main() -> Result<(), BoxError> {
             "p999_us": r.percentile(0.999),
             "rps_ratio_to_ceiling": r.rps() / ceiling,
             "p99_ratio_to_ceiling": r.percentile(0.99) as f64 / ceiling_p99,
+        })).collect::<Vec<_>>(),
+        "goals": {
+            "memory": { "ratio": memory_ratio, "goal": MEMORY_GOAL, "met": memory_ratio >= MEMORY_GOAL },
+            "redis_through_tier": { "ratio": redis_ratio, "goal": REDIS_GOAL, "met": redis_ratio >= REDIS_GOAL },
+        },
+        "peers_from_issue": PEERS.iter().map(|(peer, store, ratio)| json!({
+            "peer": peer, "store": store, "rps_ratio_to_ceiling": ratio,
         })).collect::<Vec<_>>(),
     });
     let path = options.json.unwrap_or_else(default_json_path);

@@ -29,7 +29,7 @@ pub(crate) enum Published {
 pub(crate) struct Shared {
     pub entry: StoredResponse,
     /// `(name, values)` of the varied request headers of the leader's request.
-    pub vary_values: Vec<(String, Vec<Vec<u8>>)>,
+    pub vary_values: Vec<String>,
 }
 
 impl Shared {
@@ -45,17 +45,11 @@ impl Shared {
     }
 }
 
-fn vary_values(names: &[String], request: &HeaderMap) -> Vec<(String, Vec<Vec<u8>>)> {
+/// The normalised values (RFC 9111 §4.1) of the varied request headers.
+fn vary_values(names: &[String], request: &HeaderMap) -> Vec<String> {
     names
         .iter()
-        .map(|name| {
-            let values = request
-                .get_all(name.as_str())
-                .iter()
-                .map(|v| v.as_bytes().to_vec())
-                .collect();
-            (name.clone(), values)
-        })
+        .map(|name| crate::policy::vary_value(request, name))
         .collect()
 }
 
@@ -156,8 +150,15 @@ mod tests {
             StatusCode::OK,
             HeaderMap::new(),
             Bytes::from_static(b"x"),
-            Duration::from_secs(1),
-            Duration::ZERO,
+            &crate::policy::Freshness {
+                ttl: Duration::from_secs(1),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                keep: Duration::ZERO,
+                must_revalidate: false,
+                no_cache: false,
+            },
+            (crate::entry::now_ms(), 0),
             Vec::new(),
         )
     }

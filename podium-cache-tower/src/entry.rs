@@ -2,25 +2,32 @@
 //!
 //! ```text
 //! "PH" version:u8 kind:u8
-//! kind 0 (response): status:u16 stored_at_ms:u64 ttl_ms:u64 swr_ms:u64
-//!                    etag:(u16 len, bytes) vary:(u16 count, (u16 len, name)*)
+//! kind 0 (response): status:u16 stored_at_ms:u64 initial_age_ms:u64 ttl_ms:u64 swr_ms:u64
+//!                    sie_ms:u64 keep_ms:u64 flags:u8 etag:(u16 len, bytes) vary:(u16 count, (u16 len, name)*)
 //!                    headers:(u16 count, (u16 len, name, u32 len, value)*) body:(u32 len, bytes)
 //! kind 1 (vary marker): vary:(u16 count, (u16 len, name)*)
 //! ```
 //!
+//! `stored_at_ms` is the response time, `initial_age_ms` the corrected initial age (RFC 9111
+//! §4.2.3); `flags`: 1 must-revalidate, 2 no-cache, 4 the `ETag` was made by the layer.
 //! All integers are big-endian. A response whose request key has variants (`Vary`) is stored
 //! under the variant's key, and a vary marker naming the varied headers under the plain key.
 //! Decoding never copies the body: it is a slice of the stored bytes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
+use crate::policy::Freshness;
+
 const MAGIC: &[u8; 2] = b"PH";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const MUST_REVALIDATE: u8 = 1;
+const NO_CACHE: u8 = 2;
+const GENERATED_ETAG: u8 = 4;
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARY: u8 = 1;
 
@@ -68,7 +75,7 @@ fn is_stored_header(name: &HeaderName) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) enum Stored {
     /// A response.
-    Response(StoredResponse),
+    Response(Box<StoredResponse>),
     /// The plain key of a response that varies on these (lower-cased) request headers.
     Vary(Vec<String>),
 }
@@ -77,21 +84,30 @@ pub(crate) enum Stored {
 #[derive(Clone, Debug)]
 pub(crate) struct StoredResponse {
     pub status: StatusCode,
+    /// When the response arrived (RFC 9111 §4.2.3 `response_time`).
     pub stored_at_ms: u64,
+    /// Its corrected initial age (RFC 9111 §4.2.3).
+    pub initial_age_ms: u64,
+    /// Its freshness lifetime.
     pub ttl_ms: u64,
     pub swr_ms: u64,
+    /// Its stale-if-error window (RFC 5861 §4).
+    pub sie_ms: u64,
+    /// How long past freshness it is kept to be validated.
+    pub keep_ms: u64,
+    pub must_revalidate: bool,
+    pub no_cache: bool,
+    /// The `ETag` was made by the layer (the origin cannot validate it).
+    pub generated_etag: bool,
     pub etag: HeaderValue,
     pub vary: Vec<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
-/// Milliseconds since the Unix epoch (wall clock: entries are shared between instances).
+/// Milliseconds since the Unix epoch: core's clock (entries are shared between instances).
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    u64::try_from(podium_cache_core::cache::now_ms()).unwrap_or(0)
 }
 
 /// A strong validator from the body: `"` + 32 hex digits of its SHA-256 + `"`.
@@ -113,29 +129,38 @@ pub(crate) enum Age {
 }
 
 impl StoredResponse {
-    /// A response to store, stamped now. Keeps the service's `ETag` or adds a strong one.
+    /// A response to store that arrived at `response_time_ms` with the corrected initial age
+    /// `initial_age_ms`. Keeps the service's `ETag` or adds a strong one.
     pub fn new(
         status: StatusCode,
         mut headers: HeaderMap,
         body: Bytes,
-        ttl: Duration,
-        swr: Duration,
+        freshness: &Freshness,
+        times: (u64, u64),
         vary: Vec<String>,
     ) -> Self {
+        let (response_time_ms, initial_age_ms) = times;
         headers.retain_stored();
-        let etag = match headers.get(header::ETAG) {
-            Some(etag) => etag.clone(),
+        let (etag, generated_etag) = match headers.get(header::ETAG) {
+            Some(etag) => (etag.clone(), false),
             None => {
                 let etag = strong_etag(&body);
                 headers.insert(header::ETAG, etag.clone());
-                etag
+                (etag, true)
             }
         };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             status,
-            stored_at_ms: now_ms(),
-            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-            swr_ms: u64::try_from(swr.as_millis()).unwrap_or(u64::MAX),
+            stored_at_ms: response_time_ms,
+            initial_age_ms,
+            ttl_ms: ms(freshness.ttl),
+            swr_ms: ms(freshness.stale_while_revalidate),
+            sie_ms: ms(freshness.stale_if_error),
+            keep_ms: ms(freshness.keep),
+            must_revalidate: freshness.must_revalidate,
+            no_cache: freshness.no_cache,
+            generated_etag,
             etag,
             vary,
             headers,
@@ -143,21 +168,36 @@ impl StoredResponse {
         }
     }
 
-    /// Milliseconds since it was stored.
+    /// Its current age in milliseconds (RFC 9111 §4.2.3): corrected initial age plus resident
+    /// time.
     pub fn age_ms(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.stored_at_ms)
+        self.initial_age_ms
+            .saturating_add(now_ms.saturating_sub(self.stored_at_ms))
     }
 
-    /// Fresh, stale-but-servable, or expired at `now_ms`.
+    /// Fresh, stale but servable while revalidated (stale-while-revalidate), or in need of
+    /// validation, at `now_ms`.
     pub fn age(&self, now_ms: u64) -> Age {
         let age = self.age_ms(now_ms);
-        if age < self.ttl_ms {
+        if self.no_cache {
+            Age::Expired
+        } else if age < self.ttl_ms {
             Age::Fresh
-        } else if age < self.ttl_ms.saturating_add(self.swr_ms) {
+        } else if !self.must_revalidate && age < self.ttl_ms.saturating_add(self.swr_ms) {
             Age::Stale
         } else {
             Age::Expired
         }
+    }
+
+    /// Milliseconds past its freshness lifetime (0 while fresh).
+    pub fn staleness_ms(&self, now_ms: u64) -> u64 {
+        self.age_ms(now_ms).saturating_sub(self.ttl_ms)
+    }
+
+    /// Whether it may answer when the origin failed (RFC 5861 §4 stale-if-error).
+    pub fn usable_on_error(&self, now_ms: u64) -> bool {
+        !self.must_revalidate && !self.no_cache && self.staleness_ms(now_ms) <= self.sie_ms
     }
 
     /// Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl=`.
@@ -167,9 +207,19 @@ impl StoredResponse {
         i64::try_from((ttl - age).div_euclid(1000)).unwrap_or(0)
     }
 
-    /// How long the store keeps it: its lifetime plus its stale window.
-    pub fn store_ttl(&self) -> Duration {
-        Duration::from_millis(self.ttl_ms.saturating_add(self.swr_ms))
+    /// How long the store keeps it: what is left of its lifetime plus the longest of its
+    /// stale windows, at most `cap`.
+    pub fn store_ttl(&self, cap: Duration) -> Duration {
+        let fresh_left = self.ttl_ms.saturating_sub(self.initial_age_ms);
+        let after = self.swr_ms.max(self.sie_ms).max(self.keep_ms);
+        Duration::from_millis(fresh_left.saturating_add(after)).min(cap)
+    }
+
+    /// The validators the origin can answer a conditional request on: its own `ETag` and
+    /// `Last-Modified` (RFC 9111 §4.3.1).
+    pub fn origin_validators(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+        let etag = (!self.generated_etag).then_some(&self.etag);
+        (etag, self.headers.get(header::LAST_MODIFIED))
     }
 
     /// Whether an `If-None-Match` field matches this entry (weak comparison, RFC 9110 §13.1.2).
@@ -191,8 +241,22 @@ impl StoredResponse {
         out.put_u8(KIND_RESPONSE);
         out.put_u16(self.status.as_u16());
         out.put_u64(self.stored_at_ms);
+        out.put_u64(self.initial_age_ms);
         out.put_u64(self.ttl_ms);
         out.put_u64(self.swr_ms);
+        out.put_u64(self.sie_ms);
+        out.put_u64(self.keep_ms);
+        let mut flags = 0;
+        if self.must_revalidate {
+            flags |= MUST_REVALIDATE;
+        }
+        if self.no_cache {
+            flags |= NO_CACHE;
+        }
+        if self.generated_etag {
+            flags |= GENERATED_ETAG;
+        }
+        out.put_u8(flags);
         put_short(&mut out, self.etag.as_bytes(), "etag")?;
         put_names(&mut out, &self.vary)?;
         let count =
@@ -229,8 +293,12 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
             let status =
                 StatusCode::from_u16(r.u16()?).map_err(|_| EntryError::Invalid("status"))?;
             let stored_at_ms = r.u64()?;
+            let initial_age_ms = r.u64()?;
             let ttl_ms = r.u64()?;
             let swr_ms = r.u64()?;
+            let sie_ms = r.u64()?;
+            let keep_ms = r.u64()?;
+            let flags = r.u8()?;
             let etag_len = usize::from(r.u16()?);
             let etag = HeaderValue::from_maybe_shared(r.take(etag_len)?)
                 .map_err(|_| EntryError::Invalid("etag"))?;
@@ -248,16 +316,22 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
             }
             let body_len = r.len32()?;
             let body = r.take(body_len)?;
-            Ok(Stored::Response(StoredResponse {
+            Ok(Stored::Response(Box::new(StoredResponse {
                 status,
                 stored_at_ms,
+                initial_age_ms,
                 ttl_ms,
                 swr_ms,
+                sie_ms,
+                keep_ms,
+                must_revalidate: flags & MUST_REVALIDATE != 0,
+                no_cache: flags & NO_CACHE != 0,
+                generated_etag: flags & GENERATED_ETAG != 0,
                 etag,
                 vary,
                 headers,
                 body,
-            }))
+            })))
         }
         _ => Err(EntryError::Format),
     }
@@ -368,8 +442,15 @@ mod tests {
             StatusCode::NOT_FOUND,
             headers,
             Bytes::from_static(b"{\"error\":\"not found\"}"),
-            Duration::from_secs(60),
-            Duration::from_secs(5),
+            &Freshness {
+                ttl: Duration::from_secs(60),
+                stale_while_revalidate: Duration::from_secs(5),
+                stale_if_error: Duration::from_secs(7),
+                keep: Duration::ZERO,
+                must_revalidate: false,
+                no_cache: false,
+            },
+            (now_ms(), 0),
             vec!["accept".into()],
         )
     }
@@ -385,6 +466,8 @@ mod tests {
         assert_eq!(back.body, entry.body);
         assert_eq!(back.ttl_ms, 60_000);
         assert_eq!(back.swr_ms, 5_000);
+        assert_eq!(back.sie_ms, 7_000);
+        assert!(back.generated_etag);
         assert_eq!(back.vary, vec!["accept".to_string()]);
         assert_eq!(back.etag, entry.etag);
         let multi: Vec<_> = back.headers.get_all("x-multi").iter().collect();

@@ -1,27 +1,20 @@
 //! [`CacheLayer`] and its builder.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(feature = "axum")]
-use axum::extract::ConnectInfo;
 use http::header::HeaderName;
 use http::request::Parts;
 use http::StatusCode;
-use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, Dependents};
 use podium_cache_core::key::Keys;
-use podium_cache_core::scope::Scope;
 use podium_cache_core::store::Store;
 use tower::Layer;
 
-use crate::coalesce::InFlight;
-use crate::policy::{default_principal, Audience, Policy};
+use crate::policy::{default_principal, Audience, ClientName, Policy, Principal, RequestKey};
 use crate::purge::LayerKeys;
-use crate::service::CacheService;
+use crate::service::{CacheService, ClientIdentity, LayerState};
 
 /// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
 /// of a [`podium_cache_core::Cache`], and purges exactly the responses that read a record when
@@ -58,103 +51,6 @@ impl fmt::Debug for CacheLayer {
             .field("store", &self.state.store.name())
             .field("policy", &self.state.policy)
             .finish()
-    }
-}
-
-/// What every [`CacheService`] made by one layer shares.
-pub(crate) struct LayerState {
-    pub store: Arc<dyn Store>,
-    /// Where responses are registered against the records they read, and purged.
-    pub dependents: Dependents,
-    pub keys: LayerKeys,
-    pub policy: Policy,
-    pub in_flight: Arc<InFlight>,
-    /// Entry keys being refreshed in the background by this process.
-    pub refreshing: Mutex<HashSet<String>>,
-    /// How a request's client is named (its misses are queued and limited per client).
-    pub client: ClientIdentity,
-}
-
-/// A function naming the client of a request (e.g. an authenticated principal).
-type ClientFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
-
-/// The longest client name taken from a header as it is; longer ones are cut.
-const MAX_CLIENT_LEN: usize = 64;
-
-/// How the layer names the client of a request, for the core engine's per-client miss queues
-/// and limits: the [`client_fn`](CacheLayerBuilder::client_fn) if it names one, else the
-/// first hop of the [trusted header](CacheLayerBuilder::trusted_client_header), else the peer
-/// address (axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` request extension). IPv6
-/// addresses are grouped by /64, the block one host usually holds.
-#[derive(Clone, Default)]
-pub(crate) struct ClientIdentity {
-    header: Option<HeaderName>,
-    client_fn: Option<ClientFn>,
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("header", &self.header)
-            .field("client_fn", &self.client_fn.is_some())
-            .finish()
-    }
-}
-
-impl ClientIdentity {
-    /// The client of the request with `parts`, if it can be named.
-    pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
-        if let Some(client) = self.client_fn.as_ref().and_then(|f| f(parts)) {
-            return Some(client);
-        }
-        if let Some(name) = &self.header {
-            let first_hop = parts
-                .headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.split(',').next())
-                .map(str::trim)
-                .filter(|hop| !hop.is_empty());
-            if let Some(hop) = first_hop {
-                return Some(match hop.parse::<IpAddr>() {
-                    Ok(ip) => ip_client(ip),
-                    Err(_) => hop.chars().take(MAX_CLIENT_LEN).collect(),
-                });
-            }
-        }
-        peer_address(parts).map(|addr| ip_client(addr.ip()))
-    }
-
-    /// A core scope for the request, attributed to its client when it has one.
-    pub(crate) fn scope_for(&self, parts: &Parts) -> Scope {
-        match self.of(parts) {
-            Some(client) => Scope::new().with_client(client),
-            None => Scope::new(),
-        }
-    }
-}
-
-/// The peer address of a request: axum's `ConnectInfo<SocketAddr>` (feature `axum`), else a
-/// `SocketAddr` request extension (what a plain hyper server can insert).
-fn peer_address(parts: &Parts) -> Option<SocketAddr> {
-    #[cfg(feature = "axum")]
-    if let Some(info) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        return Some(info.0);
-    }
-    parts.extensions.get::<SocketAddr>().copied()
-}
-
-/// An address as a client name: IPv4 as it is, IPv6 by its /64 (IPv4-mapped as IPv4).
-fn ip_client(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
     }
 }
 
@@ -215,17 +111,13 @@ impl CacheLayer {
     pub fn dependents(&self) -> &Dependents {
         &self.state.dependents
     }
-
-    pub(crate) fn state(&self) -> &Arc<LayerState> {
-        &self.state
-    }
 }
 
 impl<S> Layer<S> for CacheLayer {
     type Service = CacheService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(inner, self.clone())
+        CacheService::from_state(inner, Arc::clone(&self.state))
     }
 }
 
@@ -233,7 +125,9 @@ impl<S> Layer<S> for CacheLayer {
 ///
 /// | setting | default |
 /// | --- | --- |
-/// | [`ttl`](Self::ttl) | 5 minutes (also the most `max-age` / `s-maxage` can ask for) |
+/// | [`freshness_from_headers`](Self::freshness_from_headers) | off: the app mode (a TTL for every cacheable answer) |
+/// | [`ttl`](Self::ttl) | 5 minutes (also the most `max-age` / `s-maxage` can ask for; unused in the standards mode) |
+/// | [`targeted_cache_control`](Self::targeted_cache_control) | none; `CDN-Cache-Control` is always read first |
 /// | [`stale_while_revalidate`](Self::stale_while_revalidate) | 0 (only when the response asks) |
 /// | [`max_stale_while_revalidate`](Self::max_stale_while_revalidate) | 1 hour |
 /// | [`key_fn`](Self::key_fn) | [`default_request_key`](crate::policy::default_request_key) + `Vary` |
@@ -324,6 +218,59 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// The standards mode: a shared cache as RFC 9111 describes it, for a reverse proxy in
+    /// front of an origin that says how long its responses stay fresh. Freshness comes only
+    /// from the response's own headers (`s-maxage`, `max-age`, `Expires` against `Date`, all
+    /// corrected by `Age`) or, for the statuses RFC 9110 §15.1 calls heuristically cacheable
+    /// and `public` responses, from RFC 9111 §4.2.2 heuristics (a tenth of the time since
+    /// `Last-Modified`, at most a day); there is no default TTL ([`ttl`](Self::ttl) is not
+    /// used). Requests' own `Cache-Control` is honoured for everyone (RFC 9111 §5.2.1), a
+    /// `HEAD` miss is forwarded as a `HEAD`, and a request with `Authorization` is looked up
+    /// and its answer stored as RFC 9111 §3.5 allows (`public`, `s-maxage`,
+    /// `must-revalidate`) unless [`per_principal`](Self::per_principal) keys it.
+    ///
+    /// Which mode to choose: the default (app) mode is for an application that purges its
+    /// responses record by record ([`purge`](crate::purge)): every cacheable answer is kept
+    /// for the TTL even when it carries no freshness, and a record change purges it. Choose
+    /// the standards mode when the layer fronts responses it is not told about (a proxy, a
+    /// service whose handlers set `Cache-Control`), where only the response can say how long
+    /// it stays valid. Age, validation, invalidation by unsafe methods, `CDN-Cache-Control`,
+    /// stale-if-error, ranges and request directives work in both modes.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .freshness_from_headers()
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn freshness_from_headers(mut self) -> Self {
+        self.policy.standards = true;
+        self.policy.request_directives = Audience::Everyone;
+        self
+    }
+
+    /// A targeted cache-control field (RFC 9213) meant for this cache, e.g.
+    /// `Podium-Cache-Control`: when a response carries it with a valid value, its directives
+    /// are used and `Cache-Control` and `Expires` ignored. It is read before
+    /// `CDN-Cache-Control`, which is always read before `Cache-Control`. A name that is not a
+    /// valid header name is ignored (with a warning).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .targeted_cache_control("podium-cache-control")
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn targeted_cache_control(mut self, name: &str) -> Self {
+        match HeaderName::from_bytes(name.trim().as_bytes()) {
+            Ok(header) => self.policy.targeted.insert(0, header),
+            Err(_) => tracing::warn!(header = name, "targeted_cache_control is not a header name"),
+        }
+        self
+    }
+
     /// The stale-while-revalidate window of responses that do not set one themselves: after
     /// its TTL an entry is still served for this long while one background request refreshes
     /// it.
@@ -332,18 +279,42 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// The longest stale-while-revalidate window any response gets (default 1 hour).
+    /// The longest stale-while-revalidate or stale-if-error window any response gets, and how
+    /// long a response with validators is kept past its freshness to be validated (default
+    /// 1 hour).
     pub fn max_stale_while_revalidate(mut self, window: Duration) -> Self {
         self.policy.max_swr = window;
         self
     }
 
-    /// Replaces the request key function. Return `None` to leave a request uncached. The
-    /// values of the request headers a response's `Vary` names are always appended.
-    pub fn key_fn<F>(mut self, key: F) -> Self
+    /// Replaces the request key function (a closure or any [`RequestKey`]). Return `None` to
+    /// leave a request uncached. The values of the request headers a response's `Vary` names
+    /// are always appended.
+    pub fn key_fn<F>(self, key: F) -> Self
     where
+        // The `Fn` bound (closures infer their argument's type); a type implementing
+        // `RequestKey` goes through `key_policy`.
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
+        self.key_policy(key)
+    }
+
+    /// Like [`key_fn`](Self::key_fn), for any [`RequestKey`] (a type, not only a closure).
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// use http::request::Parts;
+    /// use podium_cache_tower::policy::RequestKey;
+    /// struct PathOnly;
+    /// impl RequestKey for PathOnly {
+    ///     fn key(&self, parts: &Parts) -> Option<String> {
+    ///         Some(parts.uri.path().to_owned())
+    ///     }
+    /// }
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache).key_policy(PathOnly).build();
+    /// # }
+    /// ```
+    pub fn key_policy<K: RequestKey>(mut self, key: K) -> Self {
         self.policy.key_fn = Some(Arc::new(key));
         self
     }
@@ -432,10 +403,15 @@ impl CacheLayerBuilder {
     }
 
     /// Caches private requests per principal, named by `principal` (`None`: bypass).
-    pub fn principal_fn<F>(mut self, principal: F) -> Self
+    pub fn principal_fn<F>(self, principal: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
+        self.principal_policy(principal)
+    }
+
+    /// Like [`principal_fn`](Self::principal_fn), for any [`Principal`].
+    pub fn principal_policy<P: Principal>(mut self, principal: P) -> Self {
         self.policy.principal = Some(Arc::new(principal));
         self
     }
@@ -561,10 +537,15 @@ impl CacheLayerBuilder {
     ///     .build();
     /// # }
     /// ```
-    pub fn client_fn<F>(mut self, client: F) -> Self
+    pub fn client_fn<F>(self, client: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
+        self.client_policy(client)
+    }
+
+    /// Like [`client_fn`](Self::client_fn), for any [`ClientName`].
+    pub fn client_policy<C: ClientName>(mut self, client: C) -> Self {
         self.client.client_fn = Some(Arc::new(client));
         self
     }
@@ -579,76 +560,15 @@ impl CacheLayerBuilder {
                 default_principal(&cookies, parts)
             }));
         }
-        let keys = LayerKeys::new(self.keys);
         tracing::debug!(policy = ?self.policy, "http cache layer built");
         CacheLayer {
-            state: Arc::new(LayerState {
-                store: self.store,
-                dependents: self.dependents,
-                keys,
-                policy: self.policy,
-                in_flight: Arc::new(InFlight::default()),
-                refreshing: Mutex::new(HashSet::new()),
-                client: self.client,
-            }),
+            state: Arc::new(LayerState::new(
+                self.store,
+                LayerKeys::new(self.keys),
+                self.dependents,
+                self.policy,
+                self.client,
+            )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(headers: &[(&str, &str)], peer: Option<&str>) -> Parts {
-        let mut request = http::Request::get("/events/recAAAAAAAAAAAAAA");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let (mut parts, ()) = request
-            .body(())
-            .map(|r| r.into_parts())
-            .unwrap_or_else(|_| http::Request::new(()).into_parts());
-        if let Some(peer) = peer {
-            let peer = peer.parse::<SocketAddr>().unwrap();
-            #[cfg(feature = "axum")]
-            parts.extensions.insert(ConnectInfo(peer));
-            #[cfg(not(feature = "axum"))]
-            parts.extensions.insert(peer);
-        }
-        parts
-    }
-
-    #[test]
-    fn the_client_is_the_peer_address_unless_a_trusted_header_names_it() {
-        let peer_only = ClientIdentity::default();
-        let behind_proxy = ClientIdentity {
-            header: Some(HeaderName::from_static("x-forwarded-for")),
-            client_fn: None,
-        };
-        let forwarded = parts(
-            &[("x-forwarded-for", " 203.0.113.9, 10.0.0.1")],
-            Some("127.0.0.2:5555"),
-        );
-        assert_eq!(peer_only.of(&forwarded).as_deref(), Some("127.0.0.2"));
-        assert_eq!(behind_proxy.of(&forwarded).as_deref(), Some("203.0.113.9"));
-        let direct = parts(&[], Some("[2001:db8:1:2:3:4:5:6]:443"));
-        assert_eq!(
-            behind_proxy.of(&direct).as_deref(),
-            Some("2001:db8:1:2::/64"),
-            "no header: the peer address, IPv6 by its /64"
-        );
-        assert_eq!(peer_only.of(&parts(&[], None)), None);
-        let principal = ClientIdentity {
-            client_fn: Some(Arc::new(|_: &Parts| Some("user:ada".to_owned()))),
-            ..behind_proxy
-        };
-        assert_eq!(principal.of(&forwarded).as_deref(), Some("user:ada"));
-        let long = "x".repeat(500);
-        let hostile = ClientIdentity {
-            header: Some(HeaderName::from_static("x-client")),
-            client_fn: None,
-        };
-        let named = hostile.of(&parts(&[("x-client", &long)], None));
-        assert_eq!(named.map(|n| n.len()), Some(MAX_CLIENT_LEN));
     }
 }

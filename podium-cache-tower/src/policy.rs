@@ -1,27 +1,45 @@
 //! What is cacheable, under which key, and for how long.
 //!
-//! The layer caches like a shared cache (RFC 9111) would:
+//! The layer caches like a shared cache (RFC 9111) would, in one of two modes: the app mode
+//! (the default: a TTL for every cacheable answer, kept honest by record purges) and the
+//! standards mode
+//! ([`CacheLayerBuilder::freshness_from_headers`](crate::CacheLayerBuilder::freshness_from_headers):
+//! freshness only from the response's headers or RFC 9111 §4.2.2 heuristics).
 //!
-//! - **Requests**: only `GET` and `HEAD` (a `HEAD` is answered from the `GET` entry).
-//!   A request's own `Cache-Control` (and `Pragma`) is ignored by default, as Varnish, Fastly
-//!   and Cloudflare ignore it: otherwise any client could make the layer skip its entries and
-//!   call the service (and Airtable) at will. Where it is honoured
-//!   ([`CacheLayerBuilder::request_cache_control`](crate::CacheLayerBuilder::request_cache_control),
-//!   for everyone as RFC 9111 §5.2.1 describes, or for trusted clients only), `no-store`
-//!   bypasses the cache; `no-cache` (or `Pragma: no-cache`), `max-age=0` and a `max-age` older
-//!   than the entry make the layer ask the service again, coalesced with every other request
-//!   fetching the same key and counted against the client's share of misses, and store its
-//!   answer.
+//! - **Requests**: `GET` and `HEAD` are looked up (a `HEAD` is answered from the `GET` entry;
+//!   on a miss the app mode fetches the `GET`, the standards mode forwards the `HEAD`). Any
+//!   other method except `OPTIONS` and `TRACE` is unsafe: a non-error answer invalidates the
+//!   stored responses of its URI and of same-origin `Location`/`Content-Location` URIs
+//!   (RFC 9111 §4.4). A request's own `Cache-Control` (and `Pragma`) is ignored by default in
+//!   the app mode, as Varnish, Fastly and Cloudflare ignore it: otherwise any client could make
+//!   the layer skip its entries and call the service (and Airtable) at will. Where it is
+//!   honoured ([`CacheLayerBuilder::request_cache_control`](crate::CacheLayerBuilder::request_cache_control),
+//!   for everyone as RFC 9111 §5.2.1 describes and the standards mode does, or for trusted
+//!   clients only), `no-store` bypasses the cache; `no-cache` (or `Pragma: no-cache`),
+//!   `max-age=0`, a `max-age` the entry is older than or a `min-fresh` it cannot meet make the
+//!   layer validate with the service (coalesced, in the client's scope); `max-stale` accepts a
+//!   stale entry; `only-if-cached` answers `504` when nothing stored can answer.
 //!   A request carrying `Authorization` or one of the configured session cookies is private: it
 //!   bypasses the cache, unless per-principal keys are enabled
-//!   ([`CacheLayerBuilder::per_principal`](crate::CacheLayerBuilder::per_principal)).
-//! - **Responses**: stored when the status is one of the cacheable statuses (default 200, 203,
-//!   204, 301, 404, 410) and none of `Cache-Control: no-store`, `no-cache`, `private`, a
-//!   `Set-Cookie` header or `Vary: *` is present. The freshness lifetime is the configured TTL,
-//!   lowered by `s-maxage` (or else `max-age`, or else `Expires`); a lifetime of zero is not
-//!   stored. `stale-while-revalidate=N` (or the configured default window) lets a stale entry be
-//!   served while one background request refreshes it; `must-revalidate` and `proxy-revalidate`
-//!   switch that off.
+//!   ([`CacheLayerBuilder::per_principal`](crate::CacheLayerBuilder::per_principal)); in the
+//!   standards mode a request with `Authorization` is looked up and its answer stored only when
+//!   it says `public`, `s-maxage` or `must-revalidate` (RFC 9111 §3.5).
+//!   The client's conditionals (`If-None-Match`, `If-Modified-Since`) and a single byte
+//!   `Range` are answered from the stored entry (`304`, `206`, `416`).
+//! - **Responses**: the directives are those of the first targeted field with a valid value
+//!   (a configured one, then `CDN-Cache-Control`, RFC 9213), else `Cache-Control` and
+//!   `Expires`. Never stored: `no-store`, `private`, `Set-Cookie`, `Vary: *`, `206`, `304`.
+//!   Freshness: `s-maxage`, else `max-age`, else `Expires` − `Date` (any HTTP-date form; an
+//!   invalid one means expired); in the app mode capped by the TTL, which also applies to the
+//!   cacheable statuses (default 200, 203, 204, 301, 404, 410) that give none; in the standards
+//!   mode the heuristically cacheable statuses get a tenth of the time since `Last-Modified`.
+//!   The current age (RFC 9111 §4.2.3: the origin's `Age`, the response delay, the time
+//!   stored) decides freshness and is sent in `Age`. A response with a validator (`ETag`,
+//!   `Last-Modified`) is kept past freshness and validated conditionally; a `304` refreshes its
+//!   headers (§4.3.4); `no-cache` responses are validated on every use; `must-revalidate`,
+//!   `proxy-revalidate` and `s-maxage` forbid serving stale. `stale-while-revalidate=N` (or the
+//!   configured default window) serves a stale entry while one background request validates
+//!   it; `stale-if-error=N` (RFC 5861) serves it when the service answers `5xx` or fails.
 //! - **Keys**: method + path + sorted query ([`default_request_key`], replaceable with
 //!   [`CacheLayerBuilder::key_fn`](crate::CacheLayerBuilder::key_fn)), plus the values of the
 //!   request headers the response's `Vary` names. A route given an allow-list
@@ -59,12 +77,93 @@ use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-/// Computes the request key of a request, or `None` to leave it uncached.
-pub type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+/// A policy hook: computes the request key of a request, or `None` to leave it uncached.
+/// Every `Fn(&Parts) -> Option<String>` closure is one.
+///
+/// ```
+/// use http::request::Parts;
+/// use podium_cache_tower::policy::RequestKey;
+///
+/// struct PathOnly;
+/// impl RequestKey for PathOnly {
+///     fn key(&self, parts: &Parts) -> Option<String> {
+///         Some(parts.uri.path().to_owned())
+///     }
+/// }
+/// let (parts, _) = http::Request::get("/a?b").body(()).unwrap().into_parts();
+/// assert_eq!(PathOnly.key(&parts).as_deref(), Some("/a"));
+/// let closure = |p: &Parts| Some(p.method.to_string());
+/// assert_eq!(closure.key(&parts).as_deref(), Some("GET"));
+/// ```
+pub trait RequestKey: Send + Sync + 'static {
+    /// The key of the request with `parts`, or `None` to leave it uncached.
+    fn key(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> RequestKey for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn key(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A policy hook: tells whether a request comes from a client the application trusts. Every
+/// `Fn(&Parts) -> bool` closure is one.
+pub trait Trust: Send + Sync + 'static {
+    /// Whether the request with `parts` is trusted.
+    fn trusts(&self, parts: &Parts) -> bool;
+}
+
+impl<F> Trust for F
+where
+    F: Fn(&Parts) -> bool + Send + Sync + 'static,
+{
+    fn trusts(&self, parts: &Parts) -> bool {
+        self(parts)
+    }
+}
+
+/// A policy hook: names the principal a private request belongs to (`None`: it has none and
+/// bypasses the cache). Every `Fn(&Parts) -> Option<String>` closure is one.
+pub trait Principal: Send + Sync + 'static {
+    /// The principal of the request with `parts`.
+    fn principal(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> Principal for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn principal(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A policy hook: names the client of a request for the core engine's per-client queues and
+/// limits (`None`: the trusted header or the peer address is used). Every
+/// `Fn(&Parts) -> Option<String>` closure is one.
+pub trait ClientName: Send + Sync + 'static {
+    /// The client of the request with `parts`.
+    fn client(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> ClientName for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn client(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A shared [`RequestKey`].
+pub type KeyFn = Arc<dyn RequestKey>;
 
 /// Tells whether a request comes from a client the application trusts (e.g. one carrying an
 /// operator's token, or one from an internal network).
-pub type TrustFn = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+pub type TrustFn = Arc<dyn Trust>;
 
 /// Which clients the layer gives something it does not give everyone: detailed status headers
 /// ([`CacheLayerBuilder::detailed_status`](crate::CacheLayerBuilder::detailed_status)) or
@@ -99,6 +198,7 @@ impl Audience {
     /// The clients whose requests `trust` accepts.
     pub fn trusted<F>(trust: F) -> Self
     where
+        // The `Fn` bound (not just `Trust`) lets closures infer their argument's type.
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
         Self::Trusted(Arc::new(trust))
@@ -108,7 +208,7 @@ impl Audience {
     pub fn includes(&self, parts: &Parts) -> bool {
         match self {
             Self::Nobody => false,
-            Self::Trusted(trust) => trust(parts),
+            Self::Trusted(trust) => trust.trusts(parts),
             Self::Everyone => true,
         }
     }
@@ -126,7 +226,7 @@ impl fmt::Debug for Audience {
 
 /// Names the principal a private request belongs to, or `None` when it has none (then the
 /// request bypasses the cache).
-pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+pub type PrincipalFn = Arc<dyn Principal>;
 
 /// The method a key names: `HEAD` counts as `GET` (a `HEAD` is answered from the `GET` entry).
 fn key_method(parts: &Parts) -> &str {
@@ -295,14 +395,30 @@ pub struct CacheControl {
     pub s_maxage: Option<u64>,
     /// `stale-while-revalidate=N` (seconds).
     pub stale_while_revalidate: Option<u64>,
+    /// `stale-if-error=N` (seconds, RFC 5861 §4).
+    pub stale_if_error: Option<u64>,
+    /// A request's `max-stale[=N]` (seconds; `u64::MAX` when it names no limit).
+    pub max_stale: Option<u64>,
+    /// A request's `min-fresh=N` (seconds).
+    pub min_fresh: Option<u64>,
+    /// A request's `only-if-cached`.
+    pub only_if_cached: bool,
+    /// `must-understand` (RFC 9111 §5.2.2.3).
+    pub must_understand: bool,
 }
 
 impl CacheControl {
     /// Parses every `Cache-Control` field of `headers` (directive names are case-insensitive;
     /// unknown directives are ignored; a malformed number is treated as 0, the safe reading).
     pub fn parse(headers: &HeaderMap) -> Self {
+        Self::parse_field(headers, &CACHE_CONTROL)
+    }
+
+    /// Parses every `name` field of `headers` with the syntax of `Cache-Control` (as targeted
+    /// fields such as `CDN-Cache-Control` have, RFC 9213 §2.1).
+    pub fn parse_field(headers: &HeaderMap, name: &HeaderName) -> Self {
         let mut cc = Self::default();
-        for value in headers.get_all(CACHE_CONTROL) {
+        for value in headers.get_all(name) {
             let Ok(text) = value.to_str() else {
                 // Unreadable directives: be conservative.
                 cc.no_store = true;
@@ -314,7 +430,16 @@ impl CacheControl {
                     Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                     None => (directive, None),
                 };
-                let seconds = || arg.map(|a| a.parse::<u64>().unwrap_or(0));
+                // RFC 9111 §1.2.2: a delta-seconds too large to hold is the largest value.
+                let seconds = || {
+                    Some(arg.map_or(0, |a| match a.parse::<u64>() {
+                        Ok(n) => n,
+                        Err(_) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => {
+                            u64::MAX / 1000
+                        }
+                        Err(_) => 0,
+                    }))
+                };
                 match name.to_ascii_lowercase().as_str() {
                     "no-store" => cc.no_store = true,
                     "no-cache" => cc.no_cache = true,
@@ -324,6 +449,13 @@ impl CacheControl {
                     "max-age" => cc.max_age = seconds(),
                     "s-maxage" => cc.s_maxage = seconds(),
                     "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
+                    "stale-if-error" => cc.stale_if_error = seconds(),
+                    "max-stale" => {
+                        cc.max_stale = Some(arg.map_or(u64::MAX, |a| a.parse().unwrap_or(0)));
+                    }
+                    "min-fresh" => cc.min_fresh = seconds(),
+                    "only-if-cached" => cc.only_if_cached = true,
+                    "must-understand" => cc.must_understand = true,
                     _ => {}
                 }
             }
@@ -334,6 +466,33 @@ impl CacheControl {
     /// The freshness lifetime a shared cache uses: `s-maxage`, else `max-age`.
     pub fn shared_max_age(&self) -> Option<u64> {
         self.s_maxage.or(self.max_age)
+    }
+
+    /// Whether a field holds only well-formed directives (a targeted field with anything else
+    /// is invalid and ignored, RFC 9213 §2.1).
+    fn is_valid_field(headers: &HeaderMap, name: &HeaderName) -> bool {
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        let mut any = false;
+        for value in headers.get_all(name) {
+            let Ok(text) = value.to_str() else {
+                return false;
+            };
+            for directive in text.split(',').map(str::trim) {
+                let ok = match directive.split_once('=') {
+                    Some((n, a)) => token(n.trim()) && !a.trim().is_empty(),
+                    None => token(directive),
+                };
+                if !ok {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any
     }
 }
 
@@ -419,6 +578,14 @@ pub struct Freshness {
     pub ttl: Duration,
     /// The stale-while-revalidate window after it.
     pub stale_while_revalidate: Duration,
+    /// The stale-if-error window after it (RFC 5861 §4).
+    pub stale_if_error: Duration,
+    /// How long past its freshness it is kept to be validated (it has a validator).
+    pub keep: Duration,
+    /// `must-revalidate`, `proxy-revalidate` or `s-maxage`: never served stale.
+    pub must_revalidate: bool,
+    /// `no-cache`: validated before every use.
+    pub no_cache: bool,
 }
 
 /// What the layer does with one request.
@@ -429,13 +596,15 @@ pub(crate) enum Plan {
     /// Look the key up; on a miss ask the service (coalesced) and store the answer.
     Lookup {
         key: String,
-        /// The request's own `max-age` (when request directives are honoured): an entry older
-        /// than this is not used.
-        max_age: Option<u64>,
+        /// The request's own directives (when they are honoured for its client; empty
+        /// otherwise): `no-cache` and `max-age=0` make the layer validate the entry with the
+        /// service, `max-age`, `min-fresh`, `max-stale`, `only-if-cached` choose which entry
+        /// may answer.
+        request: CacheControl,
+        /// The request carries `Authorization` and is looked up under the shared key: its
+        /// answer is stored only as RFC 9111 §3.5 allows.
+        authorized: bool,
     },
-    /// Ask the service (the request said `no-cache` or `max-age=0`, and request directives
-    /// are honoured for it), coalesced with other fetches of the key, and store the answer.
-    Revalidate { key: String },
 }
 
 /// The layer's configuration (set through [`CacheLayerBuilder`](crate::CacheLayerBuilder)).
@@ -463,6 +632,11 @@ pub(crate) struct Policy {
     /// Whose request `Cache-Control` / `Pragma` is honoured.
     pub request_directives: Audience,
     pub cache_name: String,
+    /// The standards mode ([`CacheLayerBuilder::freshness_from_headers`](crate::CacheLayerBuilder::freshness_from_headers)):
+    /// freshness only from the response's headers or RFC 9111 heuristics.
+    pub standards: bool,
+    /// Targeted cache-control fields read before `Cache-Control`, first first (RFC 9213).
+    pub targeted: Vec<HeaderName>,
 }
 
 impl fmt::Debug for Policy {
@@ -485,6 +659,8 @@ impl fmt::Debug for Policy {
             .field("detailed_status", &self.detailed_status)
             .field("request_directives", &self.request_directives)
             .field("cache_name", &self.cache_name)
+            .field("standards", &self.standards)
+            .field("targeted", &self.targeted)
             .finish()
     }
 }
@@ -496,6 +672,20 @@ pub const DEFAULT_MAX_VARIANTS: usize = 100;
 
 /// How many "not found" answers one route stores by default.
 pub const DEFAULT_MAX_NOT_FOUND: usize = 1000;
+/// `CDN-Cache-Control` (RFC 9213 §3), read before `Cache-Control` by default.
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// In the standards mode, the longest an entry is kept in the store past its own freshness
+/// rules (a response may ask for a year; the store may drop it sooner, RFC 9111 §3).
+pub const STANDARDS_MAX_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// The statuses RFC 9110 §15.1 calls heuristically cacheable.
+pub const HEURISTIC_STATUSES: [u16; 12] =
+    [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// The most heuristic freshness a response gets (RFC 9111 §4.2.2 leaves the cap to the cache).
+pub const MAX_HEURISTIC: Duration = Duration::from_secs(24 * 3600);
+
 /// The default largest body stored: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
@@ -522,6 +712,8 @@ impl Default for Policy {
             detailed_status: Audience::Nobody,
             request_directives: Audience::Nobody,
             cache_name: "podium".to_owned(),
+            standards: false,
+            targeted: vec![CDN_CACHE_CONTROL],
         }
     }
 }
@@ -529,7 +721,23 @@ impl Default for Policy {
 impl Policy {
     /// The longest any entry (and so any tag set) lives in the store.
     pub fn max_store_ttl(&self) -> Duration {
-        self.ttl + self.max_swr
+        if self.standards {
+            STANDARDS_MAX_KEEP + self.max_swr
+        } else {
+            self.ttl + self.max_swr
+        }
+    }
+
+    /// The request key of `parts` (before `Vary` and principal), or `None` when the key
+    /// function leaves it uncached.
+    pub fn key_of(&self, parts: &Parts) -> Option<String> {
+        match &self.key_fn {
+            Some(f) => f.key(parts),
+            None => Some(match self.query_allow.get(route_of(parts)) {
+                Some(allowed) => allowed_request_key(parts, allowed),
+                None => default_request_key(parts),
+            }),
+        }
     }
 
     /// Decides what to do with a request.
@@ -537,37 +745,36 @@ impl Policy {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Plan::Bypass(BypassReason::Method);
         }
-        let cc = self.request_directives(parts);
+        let mut cc = self.request_directives(parts);
         if cc.no_store {
             return Plan::Bypass(BypassReason::RequestNoStore);
         }
-        let key = match &self.key_fn {
-            Some(f) => f(parts),
-            None => Some(match self.query_allow.get(route_of(parts)) {
-                Some(allowed) => allowed_request_key(parts, allowed),
-                None => default_request_key(parts),
-            }),
-        };
-        let Some(mut key) = key else {
+        let Some(mut key) = self.key_of(parts) else {
             return Plan::Bypass(BypassReason::NoKey);
         };
+        let mut authorized = false;
         if self.is_private(&parts.headers) {
-            let principal = self.principal.as_ref().and_then(|f| f(parts));
+            let principal = self.principal.as_ref().and_then(|f| f.principal(parts));
             match principal {
                 Some(principal) => {
                     key.push_str("\nprincipal:");
                     key.push_str(&hex::encode(&Sha256::digest(principal.as_bytes())[..16]));
                 }
+                // RFC 9111 §3.5: a shared cache may answer a request with `Authorization`, and
+                // store the answer when it says `public`, `s-maxage` or `must-revalidate`.
+                None if self.standards && !self.has_private_cookie(&parts.headers) => {
+                    authorized = true;
+                }
                 None => return Plan::Bypass(BypassReason::Private),
             }
         }
-        if cc.no_cache || cc.max_age == Some(0) {
-            Plan::Revalidate { key }
-        } else {
-            Plan::Lookup {
-                key,
-                max_age: cc.max_age,
-            }
+        if cc.max_age == Some(0) {
+            cc.no_cache = true;
+        }
+        Plan::Lookup {
+            key,
+            request: cc,
+            authorized,
         }
     }
 
@@ -600,29 +807,47 @@ impl Policy {
 
     /// Whether a request carries credentials: `Authorization` or a configured session cookie.
     pub fn is_private(&self, headers: &HeaderMap) -> bool {
-        headers.contains_key(AUTHORIZATION)
-            || (!self.private_cookies.is_empty()
-                && cookies(headers).any(|(name, _)| self.private_cookies.iter().any(|c| c == name)))
+        headers.contains_key(AUTHORIZATION) || self.has_private_cookie(headers)
     }
 
-    /// Whether (and for how long) a response may be stored.
+    fn has_private_cookie(&self, headers: &HeaderMap) -> bool {
+        !self.private_cookies.is_empty()
+            && cookies(headers).any(|(name, _)| self.private_cookies.iter().any(|c| c == name))
+    }
+
+    /// The directives this cache follows for a response: those of the first targeted field
+    /// with a valid value (RFC 9213 §2.2), else `Cache-Control`. The flag tells whether a
+    /// targeted field was used (then `Expires` is ignored too).
+    pub fn response_directives(&self, headers: &HeaderMap) -> (CacheControl, bool) {
+        for name in &self.targeted {
+            if headers.contains_key(name) && CacheControl::is_valid_field(headers, name) {
+                return (CacheControl::parse_field(headers, name), true);
+            }
+        }
+        (CacheControl::parse(headers), false)
+    }
+
+    /// Whether (and for how long) a response may be stored. `authorized`: the request
+    /// carried `Authorization` (RFC 9111 §3.5).
     pub fn storability(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
+        authorized: bool,
     ) -> Result<Freshness, NotStored> {
-        if !self.statuses.contains(&status) {
+        // RFC 9111 §3: a final status; 206 and 304 are never stored as a full response here.
+        if status.is_informational() || matches!(status.as_u16(), 206 | 304) {
             return Err(NotStored::Status);
         }
-        let cc = CacheControl::parse(headers);
+        let (cc, targeted) = self.response_directives(headers);
         if cc.no_store {
             return Err(NotStored::NoStore);
         }
         if cc.private {
             return Err(NotStored::Private);
         }
-        if cc.no_cache {
-            return Err(NotStored::NoCache);
+        if authorized && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+            return Err(NotStored::Private);
         }
         if headers.contains_key(SET_COOKIE) {
             return Err(NotStored::SetCookie);
@@ -630,26 +855,129 @@ impl Policy {
         if matches!(vary(headers), Vary::All) {
             return Err(NotStored::VaryAll);
         }
-        let explicit = cc
-            .shared_max_age()
-            .map(Duration::from_secs)
-            .or_else(|| expires_lifetime(headers));
-        let ttl = explicit.map_or(self.ttl, |d| d.min(self.ttl));
-        if ttl.is_zero() {
-            return Err(NotStored::Expired);
+        let validator = has_origin_validator(headers);
+        if cc.no_cache && !validator {
+            // It would have to be validated on every use, and there is nothing to validate with.
+            return Err(NotStored::NoCache);
         }
-        let swr = if cc.must_revalidate {
+        let explicit = cc.shared_max_age().map(Duration::from_secs).or_else(|| {
+            if targeted {
+                None
+            } else {
+                expires_lifetime(headers)
+            }
+        });
+        let listed = self.statuses.contains(&status);
+        let heuristic_status = HEURISTIC_STATUSES.contains(&status.as_u16()) || cc.public;
+        let lifetime = match (self.standards, explicit) {
+            (true, Some(explicit)) => explicit,
+            (true, None) if heuristic_status => heuristic_lifetime(headers),
+            (false, Some(explicit)) => explicit.min(self.ttl),
+            (false, None) if listed => self.ttl,
+            (_, None) => return Err(NotStored::Status),
+        };
+        let lifetime = if cc.no_cache {
             Duration::ZERO
         } else {
-            cc.stale_while_revalidate
+            lifetime
+        };
+        if lifetime.is_zero() && !validator {
+            return Err(NotStored::Expired);
+        }
+        // `s-maxage` carries `proxy-revalidate` for a shared cache (RFC 9111 §5.2.2.10).
+        let must_revalidate = cc.must_revalidate || cc.s_maxage.is_some();
+        let (swr, sie) = if must_revalidate || cc.no_cache {
+            (Duration::ZERO, Duration::ZERO)
+        } else {
+            let swr = cc
+                .stale_while_revalidate
                 .map_or(self.default_swr, Duration::from_secs)
-                .min(self.max_swr)
+                .min(self.max_swr);
+            let sie = cc
+                .stale_if_error
+                .map_or(Duration::ZERO, Duration::from_secs)
+                .min(self.max_swr);
+            (swr, sie)
+        };
+        // A response the origin can validate is kept past its freshness, to be validated.
+        let keep = if validator {
+            self.max_swr
+        } else {
+            Duration::ZERO
         };
         Ok(Freshness {
-            ttl,
+            ttl: lifetime,
             stale_while_revalidate: swr,
+            stale_if_error: sie,
+            keep,
+            must_revalidate,
+            no_cache: cc.no_cache,
         })
     }
+}
+
+/// Whether a response carries a validator of its origin (`ETag` or `Last-Modified`), one the
+/// origin can answer a conditional request on (RFC 9111 §4.3.1).
+pub(crate) fn has_origin_validator(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
+}
+
+/// Heuristic freshness (RFC 9111 §4.2.2): a tenth of the time since `Last-Modified` (as of
+/// `Date`, or now), at most [`MAX_HEURISTIC`]; none without `Last-Modified`.
+fn heuristic_lifetime(headers: &HeaderMap) -> Duration {
+    let Some(modified) = headers
+        .get(http::header::LAST_MODIFIED)
+        .and_then(parse_date)
+    else {
+        return Duration::ZERO;
+    };
+    let date = headers
+        .get(http::header::DATE)
+        .and_then(parse_date)
+        .unwrap_or_else(SystemTime::now);
+    let since = date.duration_since(modified).unwrap_or(Duration::ZERO);
+    (since / 10).min(MAX_HEURISTIC)
+}
+
+/// Parses an HTTP-date in any of its three forms (IMF-fixdate, RFC 850, asctime; RFC 9110
+/// §5.6.7), in any letter case; `None` when it is not one.
+///
+/// ```
+/// use podium_cache_tower::policy::parse_http_date;
+/// let a = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT");
+/// assert!(a.is_some());
+/// assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), a);
+/// assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), a);
+/// assert_eq!(parse_http_date("sun, 06 NOV 1994 08:49:37 gmt"), a);
+/// assert_eq!(parse_http_date("yesterday"), None);
+/// ```
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Ok(date) = httpdate::parse_http_date(text) {
+        return Some(date);
+    }
+    // Day and month names are case-insensitive (RFC 9110 §5.6.7): recase them and "GMT".
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        if c.is_ascii_alphabetic() {
+            out.push(if word_start {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            });
+            word_start = false;
+        } else {
+            out.push(c);
+            word_start = true;
+        }
+    }
+    let out = out.replace("Gmt", "GMT");
+    httpdate::parse_http_date(&out).ok()
+}
+
+fn parse_date(value: &http::HeaderValue) -> Option<SystemTime> {
+    value.to_str().ok().and_then(parse_http_date)
 }
 
 /// The lifetime `Expires` gives (relative to `Date`, or to now when there is none); zero for a
@@ -657,19 +985,46 @@ impl Policy {
 /// expired").
 fn expires_lifetime(headers: &HeaderMap) -> Option<Duration> {
     let expires = headers.get(http::header::EXPIRES)?;
-    let parse = |v: &http::HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|s| httpdate::parse_http_date(s).ok())
-    };
-    let Some(expires) = parse(expires) else {
+    let Some(expires) = parse_date(expires) else {
         return Some(Duration::ZERO);
     };
     let date = headers
         .get(http::header::DATE)
-        .and_then(parse)
+        .and_then(parse_date)
         .unwrap_or_else(SystemTime::now);
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// The corrected initial age of a response in milliseconds (RFC 9111 §4.2.3): the larger of
+/// its apparent age (`Date` to its arrival) and the origin's `Age` plus the response delay.
+pub(crate) fn initial_age_ms(
+    headers: &HeaderMap,
+    request_time_ms: u64,
+    response_time_ms: u64,
+) -> u64 {
+    let age_value = headers
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let v = v.trim();
+            match v.parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    Some(u64::from(u32::MAX))
+                }
+                Err(_) => None,
+            }
+        })
+        .unwrap_or(0);
+    let date_ms = headers
+        .get(http::header::DATE)
+        .and_then(parse_date)
+        .and_then(|d| d.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let apparent = date_ms.map_or(0, |date| response_time_ms.saturating_sub(date));
+    let delay = response_time_ms.saturating_sub(request_time_ms);
+    let corrected = age_value.saturating_mul(1000).saturating_add(delay);
+    apparent.max(corrected)
 }
 
 /// The `Vary` of a response.
@@ -714,20 +1069,45 @@ pub(crate) fn variant_key(key: &str, names: &[String], request: &HeaderMap) -> S
         out.push_str("\nvary:");
         out.push_str(name);
         out.push('=');
-        let mut first = true;
-        for value in request.get_all(name.as_str()) {
-            if !first {
-                out.push_str(", ");
-            }
-            first = false;
-            // Non-UTF-8 values are written in hex so distinct values never share a key.
-            match value.to_str() {
-                Ok(text) => out.push_str(text.trim()),
-                Err(_) => out.push_str(&hex::encode(value.as_bytes())),
-            }
-        }
+        out.push_str(&vary_value(request, name));
     }
     out
+}
+
+/// The value a request has for a header a response varies on, normalised as RFC 9111 §4.1
+/// allows: its field lines combined, list members trimmed and separated by `", "`, inner runs
+/// of whitespace collapsed, and lower-cased for the fields whose values are case-insensitive
+/// (`Accept*`). An absent header is `\0`, apart from an empty one.
+pub(crate) fn vary_value(request: &HeaderMap, name: &str) -> String {
+    let mut values = request.get_all(name).iter().peekable();
+    if values.peek().is_none() {
+        return "\0".to_owned();
+    }
+    let fold = name.starts_with("accept");
+    let mut members: Vec<String> = Vec::new();
+    for value in values {
+        // Non-UTF-8 values are written in hex so distinct values never share a key.
+        let text = match value.to_str() {
+            Ok(text) => text.to_owned(),
+            Err(_) => {
+                members.push(hex::encode(value.as_bytes()));
+                continue;
+            }
+        };
+        for member in text.split(',') {
+            let member = member.split_whitespace().collect::<Vec<_>>().join(" ");
+            let member = member.replace(" ;", ";").replace("; ", ";");
+            if member.is_empty() {
+                continue;
+            }
+            members.push(if fold {
+                member.to_ascii_lowercase()
+            } else {
+                member
+            });
+        }
+    }
+    members.join(", ")
 }
 
 /// The `name=value` pairs of every `Cookie` field.
@@ -851,7 +1231,8 @@ mod tests {
         };
         let lookup = Plan::Lookup {
             key: "GET /x".into(),
-            max_age: None,
+            request: CacheControl::default(),
+            authorized: false,
         };
         let ignoring = Policy::default();
         let operators = Policy {
@@ -881,12 +1262,12 @@ mod tests {
         let no_cache = http::Request::get("/x").header("cache-control", "no-cache");
         assert!(matches!(
             policy.plan(&parts(no_cache)),
-            Plan::Revalidate { .. }
+            Plan::Lookup { request, .. } if request.no_cache
         ));
         let pragma = http::Request::get("/x").header("pragma", "no-cache");
         assert!(matches!(
             policy.plan(&parts(pragma)),
-            Plan::Revalidate { .. }
+            Plan::Lookup { request, .. } if request.no_cache
         ));
     }
 
@@ -943,13 +1324,13 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                policy.storability(ok, &headers(&pairs)),
+                policy.storability(ok, &headers(&pairs), false),
                 Err(reason),
                 "{pairs:?}"
             );
         }
         assert_eq!(
-            policy.storability(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new()),
+            policy.storability(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), false),
             Err(NotStored::Status)
         );
     }
@@ -962,7 +1343,7 @@ mod tests {
         };
         let ttl = |pairs: &[(&'static str, &'static str)]| {
             policy
-                .storability(StatusCode::OK, &headers(pairs))
+                .storability(StatusCode::OK, &headers(pairs), false)
                 .map(|f| f.ttl.as_secs())
         };
         assert_eq!(ttl(&[]), Ok(100));
@@ -979,7 +1360,7 @@ mod tests {
         };
         let swr = |value: &'static str| {
             policy
-                .storability(StatusCode::OK, &headers(&[("cache-control", value)]))
+                .storability(StatusCode::OK, &headers(&[("cache-control", value)]), false)
                 .map(|f| f.stale_while_revalidate.as_secs())
         };
         assert_eq!(swr("max-age=5, stale-while-revalidate=20"), Ok(20));

@@ -235,6 +235,11 @@ impl Dependents {
         for chunk in doomed.chunks(DELETE_CHUNK) {
             self.store.delete(chunk).await?;
         }
+        // Other instances' in-process tiers may hold the purged responses (not the tag sets,
+        // which no tier holds): one announcement per chunk, none when nothing depended on it.
+        for chunk in doomed[..purged].chunks(DELETE_CHUNK) {
+            self.store.announce(chunk).await?;
+        }
         tracing::debug!(entity, id, purged, "dependents purged");
         Ok(purged)
     }

@@ -275,6 +275,24 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Tells every instance's in-process tier that `keys` were deleted or changed in the
+    /// shared store behind it, so none answers them from memory any more: the HTTP layer's
+    /// purges and invalidations use it for responses, which are not records and so are not
+    /// announced by [`write_record`](Self::write_record). A store without a tier (the default)
+    /// has nothing to announce; a [`TieredStore`] evicts them here and broadcasts them on its
+    /// invalidation link, and fails when the message was not published.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
+    /// use podium_cache_core::store::{MemoryStore, Store};
+    /// MemoryStore::new(10).announce(&["podium:http:abc".to_owned()]).await?;
+    /// # Ok(()) }
+    /// ```
+    async fn announce(&self, keys: &[String]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
+
     /// A number that moves whenever this store may have lost entries behind the client's back:
     /// a call failed to reach it or timed out, or its connection was made again (a restarted
     /// Redis comes back empty). The engine reads it before a miss reads a record's generation

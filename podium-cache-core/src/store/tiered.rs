@@ -288,6 +288,15 @@ impl Store for TieredStore {
         Some(&self.inner.tier)
     }
 
+    async fn announce(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.evict(keys.iter().map(String::as_str));
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.broadcast(&keys).await
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         self.inner.shared.get(key).await
     }

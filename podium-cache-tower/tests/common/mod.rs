@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tower::ServiceExt;
 
+pub mod origin;
+
 pub const BASE: &str = "appTOWERTOWERTW01";
 
 /// The test model.

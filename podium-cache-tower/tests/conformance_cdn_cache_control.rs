@@ -1,0 +1,80 @@
+//! RFC 9213: targeted cache-control fields. `CDN-Cache-Control`, and a field configured for
+//! this cache before it, take precedence over `Cache-Control` (and `Expires`).
+
+mod common;
+
+use common::origin::{origin_calls, Mode};
+use common::{harness, StoreKind};
+use podium_cache_tower::CacheLayerBuilder;
+
+async fn calls(
+    builder: impl Fn(&podium_cache_core::Cache) -> CacheLayerBuilder,
+    headers: &[(&str, &str)],
+) -> usize {
+    let h = harness(StoreKind::Memory).await;
+    origin_calls(builder(&h.cache).build(), 200, headers, &[]).await
+}
+
+/// RFC 9213 §2.2 / §3: `CDN-Cache-Control` is used instead of `Cache-Control` and `Expires`.
+#[tokio::test]
+async fn rfc9213_3_cdn_cache_control_takes_precedence_over_cache_control() {
+    for mode in Mode::BOTH {
+        let b = |c: &podium_cache_core::Cache| mode.builder(c);
+        let stored = [
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert_eq!(calls(b, &stored).await, 1, "{mode:?}");
+        let refused = [
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store"),
+        ];
+        assert_eq!(calls(b, &refused).await, 2, "{mode:?}");
+        let expires = [
+            ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert_eq!(
+            calls(b, &expires).await,
+            1,
+            "{mode:?}: Expires was not ignored"
+        );
+    }
+}
+
+/// RFC 9213 §2.2: a field targeted at this cache is read first, in the configured order.
+#[tokio::test]
+async fn rfc9213_2_2_a_configured_targeted_field_comes_first() {
+    let b = |c: &podium_cache_core::Cache| {
+        Mode::Standards
+            .builder(c)
+            .targeted_cache_control("podium-cache-control")
+    };
+    let ours = [
+        ("podium-cache-control", "max-age=60"),
+        ("cdn-cache-control", "no-store"),
+        ("cache-control", "no-store"),
+    ];
+    assert_eq!(calls(b, &ours).await, 1);
+    let ours_refuses = [
+        ("podium-cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=60"),
+    ];
+    assert_eq!(calls(b, &ours_refuses).await, 2);
+}
+
+/// RFC 9213 §2.1: a targeted field without a valid value is ignored: `Cache-Control` applies.
+#[tokio::test]
+async fn rfc9213_2_1_an_invalid_targeted_field_is_ignored() {
+    let b = |c: &podium_cache_core::Cache| Mode::Standards.builder(c);
+    let invalid = [
+        ("cdn-cache-control", "max-age=60, ,; ="),
+        ("cache-control", "no-store"),
+    ];
+    assert_eq!(calls(b, &invalid).await, 2);
+    let invalid_ok = [
+        ("cdn-cache-control", "(nonsense)"),
+        ("cache-control", "max-age=60"),
+    ];
+    assert_eq!(calls(b, &invalid_ok).await, 1);
+}

@@ -1,0 +1,144 @@
+//! RFC 9111 §5.2.1: request directives (honoured for everyone in the standards mode, for
+//! nobody by default in the app mode), and `HEAD` (RFC 9110 §9.3.2).
+
+mod common;
+
+use axum::http::StatusCode;
+use common::origin::{origin, request, respond, Log, Mode};
+use common::{harness, send, Harness, StoreKind};
+
+/// A standards-mode origin whose responses are `Age: 30`, fresh for 60 s, with an `ETag`.
+async fn standards_app(mode: Mode) -> (Harness, axum::Router, Log) {
+    let h = harness(StoreKind::Memory).await;
+    let (app, log) = origin(mode.builder(&h.cache).build(), |n, _| {
+        respond(
+            200,
+            &[("cache-control", "max-age=60"), ("age", "30")],
+            &format!("run {n}"),
+        )
+    });
+    (h, app, log)
+}
+
+async fn calls_after(mode: Mode, headers: &[(&str, &str)]) -> usize {
+    let (_h, app, log) = standards_app(mode).await;
+    send(&app, request("GET", "/r", &[])).await;
+    send(&app, request("GET", "/r", headers)).await;
+    log.count()
+}
+
+/// RFC 9111 §5.2.1.1: `max-age` refuses an entry older than it.
+#[tokio::test]
+async fn rfc9111_5_2_1_1_request_max_age_refuses_older_entries() {
+    assert_eq!(
+        calls_after(Mode::Standards, &[("cache-control", "max-age=10")]).await,
+        2
+    );
+    assert_eq!(
+        calls_after(Mode::Standards, &[("cache-control", "max-age=100")]).await,
+        1
+    );
+    // The app mode ignores request directives unless configured to honour them.
+    assert_eq!(
+        calls_after(Mode::App, &[("cache-control", "max-age=10")]).await,
+        1
+    );
+}
+
+/// RFC 9111 §5.2.1.3: `min-fresh` wants an entry fresh for at least that much longer.
+#[tokio::test]
+async fn rfc9111_5_2_1_3_min_fresh_refuses_entries_about_to_go_stale() {
+    assert_eq!(
+        calls_after(Mode::Standards, &[("cache-control", "min-fresh=40")]).await,
+        2
+    );
+    assert_eq!(
+        calls_after(Mode::Standards, &[("cache-control", "min-fresh=10")]).await,
+        1
+    );
+    assert_eq!(
+        calls_after(Mode::App, &[("cache-control", "min-fresh=40")]).await,
+        1
+    );
+}
+
+/// RFC 9111 §5.2.1.2: `max-stale` accepts a stale entry (up to its value, or any).
+#[tokio::test]
+async fn rfc9111_5_2_1_2_max_stale_accepts_stale_entries() {
+    for (directive, expected) in [("max-stale=100", 1), ("max-stale", 1), ("max-stale=5", 2)] {
+        let h = harness(StoreKind::Memory).await;
+        let (app, log) = origin(Mode::Standards.builder(&h.cache).build(), |n, _| {
+            // Stale on arrival, kept (it has a validator) for validation or `max-stale`.
+            let headers = [
+                ("cache-control", "max-age=60"),
+                ("age", "90"),
+                ("etag", "\"e\""),
+            ];
+            respond(200, &headers, &format!("run {n}"))
+        });
+        send(&app, request("GET", "/r", &[])).await;
+        let reply = send(&app, request("GET", "/r", &[("cache-control", directive)])).await;
+        assert_eq!(
+            log.count(),
+            expected,
+            "{directive}: {}",
+            reply.cache_status()
+        );
+    }
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` is answered from the store or with `504`.
+#[tokio::test]
+async fn rfc9111_5_2_1_7_only_if_cached_answers_504_without_an_entry() {
+    let (_h, app, log) = standards_app(Mode::Standards).await;
+    let only = [("cache-control", "only-if-cached")];
+    let miss = send(&app, request("GET", "/r", &only)).await;
+    assert_eq!(miss.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(log.count(), 0, "only-if-cached reached the origin");
+    send(&app, request("GET", "/r", &[])).await;
+    let hit = send(&app, request("GET", "/r", &only)).await;
+    assert_eq!(
+        (hit.status, hit.text()),
+        (StatusCode::OK, "run 1".to_owned())
+    );
+}
+
+/// RFC 9111 §5.2.1.4: `no-cache` (and `Pragma: no-cache`, §5.4) makes the cache validate.
+#[tokio::test]
+async fn rfc9111_5_2_1_4_request_no_cache_goes_to_the_origin() {
+    assert_eq!(
+        calls_after(Mode::Standards, &[("cache-control", "no-cache")]).await,
+        2
+    );
+    assert_eq!(
+        calls_after(Mode::Standards, &[("pragma", "no-cache")]).await,
+        2
+    );
+    assert_eq!(
+        calls_after(Mode::App, &[("cache-control", "no-cache")]).await,
+        1
+    );
+}
+
+/// RFC 9110 §9.3.2: a HEAD is answered from a stored GET without a body; in the standards
+/// mode a HEAD miss is forwarded as a HEAD (the app mode fetches the GET to fill the entry).
+#[tokio::test]
+async fn rfc9110_9_3_2_head_is_served_from_the_get_and_forwarded_as_head() {
+    let (_h, app, log) = standards_app(Mode::Standards).await;
+    let head = send(&app, request("HEAD", "/r", &[])).await;
+    assert!(head.body.is_empty());
+    assert_eq!(
+        log.last().map(|s| s.method.to_string()),
+        Some("HEAD".into())
+    );
+    send(&app, request("GET", "/r", &[])).await;
+    let from_get = send(&app, request("HEAD", "/r", &[])).await;
+    assert!(from_get.is_layer_hit(), "{}", from_get.cache_status());
+    assert!(from_get.body.is_empty());
+    assert_eq!(from_get.header("content-length"), "5");
+    assert_eq!(log.count(), 2);
+
+    let (_h, app, log) = standards_app(Mode::App).await;
+    send(&app, request("HEAD", "/r", &[])).await;
+    assert_eq!(log.last().map(|s| s.method.to_string()), Some("GET".into()));
+}
