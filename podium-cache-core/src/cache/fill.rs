@@ -121,20 +121,7 @@ impl Cache {
         epoch: u64,
     ) -> Result<Option<Bytes>, CacheError> {
         let meta = T::meta();
-        let client = scope::Scope::current_client();
-        let admission = match self.inner.batcher.admit(&client) {
-            Ok(admission) => admission,
-            Err(retry_after) => {
-                Metrics::inc(&self.inner.metrics.misses_refused);
-                tracing::debug!(
-                    entity = meta.entity,
-                    client = client.as_deref().unwrap_or("-"),
-                    ?retry_after,
-                    "miss refused: the client has too many outstanding"
-                );
-                return Err(CacheError::TooManyMisses { retry_after });
-            }
-        };
+        let (client, admission) = self.admit_miss(meta.entity)?;
         let key = self.keys().data(meta.entity, T::schema_hash(), id);
         let owned_id = id.to_owned();
         let (output, leader) = self
@@ -158,6 +145,29 @@ impl Cache {
             scope::note_never_seen();
         }
         Ok(fetched.bytes)
+    }
+
+    /// Admits one more miss (a fill or a list call) of the current scope's client, or refuses it
+    /// with [`CacheError::TooManyMisses`] when the client already has `max_client_misses`
+    /// outstanding (see [`super::batch`]). The admission counts until it is dropped.
+    pub(crate) fn admit_miss(
+        &self,
+        entity: &'static str,
+    ) -> Result<(super::batch::ClientKey, Option<super::batch::Admission>), CacheError> {
+        let client = scope::Scope::current_client();
+        match self.inner.batcher.admit(&client) {
+            Ok(admission) => Ok((client, admission)),
+            Err(retry_after) => {
+                Metrics::inc(&self.inner.metrics.misses_refused);
+                tracing::debug!(
+                    entity,
+                    client = client.as_deref().unwrap_or("-"),
+                    ?retry_after,
+                    "miss refused: the client has too many outstanding"
+                );
+                Err(CacheError::TooManyMisses { retry_after })
+            }
+        }
     }
 
     async fn fetch_and_store<T: Cacheable>(

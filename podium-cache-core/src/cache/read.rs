@@ -457,20 +457,7 @@ impl Cache {
         let meta = T::meta();
         // A list call counts against the client's outstanding misses and is queued in its
         // fair share like a miss (see `batch`); identical ones in flight are joined.
-        let client = Scope::current_client();
-        let admission = match self.inner.batcher.admit(&client) {
-            Ok(admission) => admission,
-            Err(retry_after) => {
-                Metrics::inc(&self.inner.metrics.misses_refused);
-                tracing::debug!(
-                    entity = meta.entity,
-                    client = client.as_deref().unwrap_or("-"),
-                    ?retry_after,
-                    "list call refused: the client has too many outstanding"
-                );
-                return Err(CacheError::TooManyMisses { retry_after });
-            }
-        };
+        let (client, admission) = self.admit_miss(meta.entity)?;
         let (output, leader) = self
             .coalesce(coalesce_key, None, move |cache| async move {
                 let _admission = admission;
