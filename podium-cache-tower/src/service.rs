@@ -820,52 +820,34 @@ impl Fill<'_> {
         }
         let lifetime = entry.store_ttl(state.policy.max_store_ttl());
         let vary = entry.vary.clone();
+        // One place among the path's variants (query strings, `Vary` values) and, for a "not
+        // found", one among the route's stored 404s: each bound is counted in the store.
+        let variant = policy::variant_key(self.key, &vary, &request_headers);
+        let mut refused = None;
         if keys_on_query || !vary.is_empty() {
-            let variant = policy::variant_key(self.key, &vary, &request_headers);
-            let refused = match state
-                .claim_place(&group, &variant, state.policy.max_variants, lifetime)
-                .await
-            {
-                Ok(true) => None,
-                Ok(false) => Some(NotStored::TooManyVariants),
-                Err(err) => {
-                    tracing::warn!(error = %err, "counting a response's variants failed; served it uncached");
-                    Some(NotStored::StoreFailed)
-                }
-            };
-            if let Some(reason) = refused {
-                let body = CacheBody::full(entry.body);
-                return Ok((
-                    self.not_stored(parts, body, head, reason, &report, detailed),
-                    None,
-                ));
-            }
+            let max = state.policy.max_variants;
+            refused = state
+                .place_for(&group, &variant, max, lifetime, NotStored::TooManyVariants)
+                .await;
         }
-        if matches!(parts.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
-            let variant = policy::variant_key(self.key, &vary, &request_headers);
-            let refused = match state
-                .claim_place(
+        if refused.is_none() && matches!(parts.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+            let max = state.policy.max_not_found;
+            refused = state
+                .place_for(
                     &not_found_group,
                     &variant,
-                    state.policy.max_not_found,
+                    max,
                     lifetime,
+                    NotStored::TooManyNotFound,
                 )
-                .await
-            {
-                Ok(true) => None,
-                Ok(false) => Some(NotStored::TooManyNotFound),
-                Err(err) => {
-                    tracing::warn!(error = %err, "counting a route's stored 404s failed; served it uncached");
-                    Some(NotStored::StoreFailed)
-                }
-            };
-            if let Some(reason) = refused {
-                let body = CacheBody::full(entry.body);
-                return Ok((
-                    self.not_stored(parts, body, head, reason, &report, detailed),
-                    None,
-                ));
-            }
+                .await;
+        }
+        if let Some(reason) = refused {
+            let body = CacheBody::full(entry.body);
+            return Ok((
+                self.not_stored(parts, body, head, reason, &report, detailed),
+                None,
+            ));
         }
         let (mut response, shared) = self
             .keep_and_render(
@@ -1399,6 +1381,27 @@ impl LayerState {
         self.store
             .claim_bounded(&self.keys.variants(group), &member, max, lifetime)
             .await
+    }
+
+    /// [`claim_place`](Self::claim_place) as the store step needs it: `None` when the
+    /// response may be stored, else why not (`full` when `group` has no place left,
+    /// `StoreFailed` when counting failed: the response is then served uncached).
+    async fn place_for(
+        &self,
+        group: &str,
+        variant: &str,
+        max: usize,
+        lifetime: std::time::Duration,
+        full: NotStored,
+    ) -> Option<NotStored> {
+        match self.claim_place(group, variant, max, lifetime).await {
+            Ok(true) => None,
+            Ok(false) => Some(full),
+            Err(err) => {
+                tracing::warn!(error = %err, group, "counting a group's stored responses failed; served it uncached");
+                Some(NotStored::StoreFailed)
+            }
+        }
     }
 
     /// Stores `entry` under `request_key` (and a vary marker under `key`), tagged with `tags`.
