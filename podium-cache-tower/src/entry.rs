@@ -195,9 +195,14 @@ impl StoredResponse {
         self.age_ms(now_ms).saturating_sub(self.ttl_ms)
     }
 
-    /// Whether it may answer when the origin failed (RFC 5861 §4 stale-if-error).
-    pub fn usable_on_error(&self, now_ms: u64) -> bool {
-        !self.must_revalidate && !self.no_cache && self.staleness_ms(now_ms) <= self.sie_ms
+    /// Whether it may answer when the origin failed (RFC 5861 §4 stale-if-error): within its
+    /// own window, or within the one the request gives (`request_sie`, seconds); never when it
+    /// must be revalidated (RFC 9111 §5.2.2.2).
+    pub fn usable_on_error(&self, now_ms: u64, request_sie: Option<u64>) -> bool {
+        let window = request_sie.map_or(0, |s| s.saturating_mul(1000));
+        !self.must_revalidate
+            && !self.no_cache
+            && self.staleness_ms(now_ms) <= self.sie_ms.max(window)
     }
 
     /// Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl=`.
@@ -220,6 +225,24 @@ impl StoredResponse {
     pub fn origin_validators(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
         let etag = (!self.generated_etag).then_some(&self.etag);
         (etag, self.headers.get(header::LAST_MODIFIED))
+    }
+
+    /// Whether a `200` to a `HEAD` describes this stored response (RFC 9111 §4.3.5): its
+    /// `ETag`, `Last-Modified` and `Content-Length`, where it sends them, are the stored ones.
+    pub fn same_representation(&self, head: &HeaderMap) -> bool {
+        let etag_same = head
+            .get(header::ETAG)
+            .is_none_or(|tag| !self.generated_etag && *tag == self.etag);
+        let modified_same = head
+            .get(header::LAST_MODIFIED)
+            .is_none_or(|m| self.headers.get(header::LAST_MODIFIED) == Some(m));
+        let length_same = head.get(header::CONTENT_LENGTH).is_none_or(|len| {
+            len.to_str()
+                .ok()
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                == Some(self.body.len())
+        });
+        etag_same && modified_same && length_same
     }
 
     /// Whether an `If-None-Match` field matches this entry (weak comparison, RFC 9110 §13.1.2).

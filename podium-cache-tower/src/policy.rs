@@ -405,6 +405,13 @@ pub struct CacheControl {
     pub only_if_cached: bool,
     /// `must-understand` (RFC 9111 §5.2.2.3).
     pub must_understand: bool,
+    /// The fields a qualified `no-cache="…"` names (lower-cased): never sent from the
+    /// cache without validation (RFC 9111 §5.2.2.4), so the layer stores the response
+    /// without them.
+    pub no_cache_fields: Vec<String>,
+    /// The fields a qualified `private="…"` names (lower-cased): a shared cache must not
+    /// store them (RFC 9111 §5.2.2.7), and may store the rest.
+    pub private_fields: Vec<String>,
 }
 
 impl CacheControl {
@@ -416,6 +423,22 @@ impl CacheControl {
 
     /// Parses every `name` field of `headers` with the syntax of `Cache-Control` (as targeted
     /// fields such as `CDN-Cache-Control` have, RFC 9213 §2.1).
+    ///
+    /// Directives are split on commas outside quoted strings (RFC 9110 §5.6.4), so a quoted
+    /// argument never yields a directive of its own. A directive given twice keeps its first
+    /// value (RFC 9111 §4.2.1). An argument with whitespace around its `=` is not the
+    /// directive's syntax and is ignored (RFC 9111 §5.2). The qualified forms of `no-cache`
+    /// and `private` name fields the layer stores without (§5.2.2.4, §5.2.2.7).
+    ///
+    /// ```
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.append("cache-control", r#"no-cache="a, b", max-age=60"#.parse().unwrap());
+    /// headers.append("cache-control", "max-age=1".parse().unwrap());
+    /// let cc = podium_cache_tower::policy::CacheControl::parse(&headers);
+    /// assert_eq!(cc.max_age, Some(60), "the first occurrence wins");
+    /// assert!(!cc.no_cache, "the qualified form does not mean no-cache for the whole response");
+    /// assert_eq!(cc.no_cache_fields, ["a", "b"]);
+    /// ```
     pub fn parse_field(headers: &HeaderMap, name: &HeaderName) -> Self {
         let mut cc = Self::default();
         for value in headers.get_all(name) {
@@ -424,43 +447,69 @@ impl CacheControl {
                 cc.no_store = true;
                 continue;
             };
-            for directive in text.split(',') {
-                let directive = directive.trim();
-                let (name, arg) = match directive.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                    None => (directive, None),
-                };
-                // RFC 9111 §1.2.2: a delta-seconds too large to hold is the largest value.
-                let seconds = || {
-                    Some(arg.map_or(0, |a| match a.parse::<u64>() {
-                        Ok(n) => n,
-                        Err(_) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => {
-                            u64::MAX / 1000
-                        }
-                        Err(_) => 0,
-                    }))
-                };
-                match name.to_ascii_lowercase().as_str() {
-                    "no-store" => cc.no_store = true,
-                    "no-cache" => cc.no_cache = true,
-                    "private" => cc.private = true,
-                    "public" => cc.public = true,
-                    "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
-                    "max-age" => cc.max_age = seconds(),
-                    "s-maxage" => cc.s_maxage = seconds(),
-                    "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
-                    "stale-if-error" => cc.stale_if_error = seconds(),
-                    "max-stale" => {
-                        cc.max_stale = Some(arg.map_or(u64::MAX, |a| a.parse().unwrap_or(0)));
-                    }
-                    "min-fresh" => cc.min_fresh = seconds(),
-                    "only-if-cached" => cc.only_if_cached = true,
-                    "must-understand" => cc.must_understand = true,
-                    _ => {}
-                }
+            for directive in split_list(text) {
+                cc.apply(directive);
             }
         }
         cc
+    }
+
+    /// Applies one directive (`name` or `name=argument`).
+    fn apply(&mut self, directive: &str) {
+        let (name, arg) = match directive.split_once('=') {
+            Some((n, a)) => {
+                if n.ends_with(char::is_whitespace) || a.starts_with(char::is_whitespace) {
+                    // `max-age =60`, `max-age= 60`: not the directive's syntax.
+                    return;
+                }
+                (n, Some(unquote(a)))
+            }
+            None => (directive, None),
+        };
+        // RFC 9111 §1.2.2: a delta-seconds too large to hold is the largest value; anything
+        // else that is not digits is 0, the safe reading.
+        let seconds = |a: Option<&str>| {
+            a.map_or(0, |a| match a.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => u64::MAX / 1000,
+                Err(_) => 0,
+            })
+        };
+        // The first occurrence of a directive with a value is the one used (RFC 9111 §4.2.1).
+        let first = |slot: &mut Option<u64>, value: u64| {
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "no-store" => self.no_store = true,
+            "no-cache" => match arg {
+                Some(fields) if !fields.trim().is_empty() => {
+                    self.no_cache_fields.extend(field_names(fields));
+                }
+                _ => self.no_cache = true,
+            },
+            "private" => match arg {
+                Some(fields) if !fields.trim().is_empty() => {
+                    self.private_fields.extend(field_names(fields));
+                }
+                _ => self.private = true,
+            },
+            "public" => self.public = true,
+            "must-revalidate" | "proxy-revalidate" => self.must_revalidate = true,
+            "max-age" => first(&mut self.max_age, seconds(arg)),
+            "s-maxage" => first(&mut self.s_maxage, seconds(arg)),
+            "stale-while-revalidate" => first(&mut self.stale_while_revalidate, seconds(arg)),
+            "stale-if-error" => first(&mut self.stale_if_error, seconds(arg)),
+            "max-stale" => first(
+                &mut self.max_stale,
+                arg.map_or(u64::MAX, |a| a.parse().unwrap_or(0)),
+            ),
+            "min-fresh" => first(&mut self.min_fresh, seconds(arg)),
+            "only-if-cached" => self.only_if_cached = true,
+            "must-understand" => self.must_understand = true,
+            _ => {}
+        }
     }
 
     /// The freshness lifetime a shared cache uses: `s-maxage`, else `max-age`.
@@ -494,6 +543,40 @@ impl CacheControl {
         }
         any
     }
+}
+
+/// The members of a comma-separated list, split on commas outside quoted strings (RFC 9110
+/// §5.6.1, §5.6.4), trimmed, empty ones dropped.
+pub(crate) fn split_list(text: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
+}
+
+/// A directive argument without its quotes (a quoted-string, RFC 9110 §5.6.4; both forms are
+/// accepted, RFC 9111 §5.2).
+fn unquote(arg: &str) -> &str {
+    arg.strip_prefix('"')
+        .and_then(|a| a.strip_suffix('"'))
+        .unwrap_or(arg)
+}
+
+/// The lower-cased field names of a qualified directive's argument.
+fn field_names(arg: &str) -> impl Iterator<Item = String> + '_ {
+    split_list(arg).map(str::to_ascii_lowercase)
 }
 
 /// Why a request bypasses the cache.
@@ -665,6 +748,15 @@ impl fmt::Debug for Policy {
     }
 }
 
+/// What separates a request key from the principal it is kept for.
+const PRINCIPAL_MARK: &str = "\nprincipal:";
+
+/// The shared request key a per-principal key was made from (`None` for a shared key): an
+/// unsafe request to the URI invalidates every principal's entry through it.
+pub(crate) fn shared_key_of(key: &str) -> Option<&str> {
+    key.split_once(PRINCIPAL_MARK).map(|(shared, _)| shared)
+}
+
 /// The default cacheable statuses.
 pub const DEFAULT_STATUSES: [u16; 6] = [200, 203, 204, 301, 404, 410];
 /// The default most variants (query strings, `Vary` values) one path stores.
@@ -682,6 +774,13 @@ pub const STANDARDS_MAX_KEEP: Duration = Duration::from_secs(24 * 3600);
 /// The statuses RFC 9110 §15.1 calls heuristically cacheable.
 pub const HEURISTIC_STATUSES: [u16; 12] =
     [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// The statuses whose caching rules the layer implements (RFC 9110 §15): what
+/// `must-understand` asks of a cache (RFC 9111 §5.2.2.3). `206` is absent: partial responses
+/// are never stored.
+pub const UNDERSTOOD_STATUSES: [u16; 14] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
 
 /// The most heuristic freshness a response gets (RFC 9111 §4.2.2 leaves the cap to the cache).
 pub const MAX_HEURISTIC: Duration = Duration::from_secs(24 * 3600);
@@ -757,7 +856,7 @@ impl Policy {
             let principal = self.principal.as_ref().and_then(|f| f.principal(parts));
             match principal {
                 Some(principal) => {
-                    key.push_str("\nprincipal:");
+                    key.push_str(PRINCIPAL_MARK);
                     key.push_str(&hex::encode(&Sha256::digest(principal.as_bytes())[..16]));
                 }
                 // RFC 9111 §3.5: a shared cache may answer a request with `Authorization`, and
@@ -827,6 +926,16 @@ impl Policy {
         (CacheControl::parse(headers), false)
     }
 
+    /// `headers` as the layer stores them: without the fields a cache must not store
+    /// ([`unstored_fields`]).
+    pub fn stored_headers(&self, mut headers: HeaderMap) -> HeaderMap {
+        let (cc, _) = self.response_directives(&headers);
+        for name in unstored_fields(&headers, &cc) {
+            headers.remove(name.as_str());
+        }
+        headers
+    }
+
     /// Whether (and for how long) a response may be stored. `authorized`: the request
     /// carried `Authorization` (RFC 9111 §3.5).
     pub fn storability(
@@ -840,8 +949,15 @@ impl Policy {
             return Err(NotStored::Status);
         }
         let (cc, targeted) = self.response_directives(headers);
-        if cc.no_store {
+        // RFC 9111 §5.2.2.3: with `must-understand`, a cache that implements the caching
+        // rules of the status stores by those rules and ignores `no-store`; for any other
+        // status `no-store` stands.
+        let understood = cc.must_understand && UNDERSTOOD_STATUSES.contains(&status.as_u16());
+        if cc.no_store && !understood {
             return Err(NotStored::NoStore);
+        }
+        if cc.must_understand && !understood {
+            return Err(NotStored::Status);
         }
         if cc.private {
             return Err(NotStored::Private);
@@ -920,6 +1036,30 @@ impl Policy {
 /// origin can answer a conditional request on (RFC 9111 §4.3.1).
 pub(crate) fn has_origin_validator(headers: &HeaderMap) -> bool {
     headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
+}
+
+/// The fields of a response the layer must not store (RFC 9111 §3.1): those its
+/// `Connection` field names, the proxy authentication fields, and those named by a qualified
+/// `no-cache` or `private` of the directives this cache follows (§5.2.2.4, §5.2.2.7).
+pub(crate) fn unstored_fields(headers: &HeaderMap, directives: &CacheControl) -> Vec<String> {
+    let mut names: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(split_list)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    names.extend(
+        [
+            "proxy-authenticate",
+            "proxy-authentication-info",
+            "proxy-authorization",
+        ]
+        .map(str::to_owned),
+    );
+    names.extend(directives.no_cache_fields.iter().cloned());
+    names.extend(directives.private_fields.iter().cloned());
+    names
 }
 
 /// Heuristic freshness (RFC 9111 §4.2.2): a tenth of the time since `Last-Modified` (as of
@@ -1002,11 +1142,13 @@ pub(crate) fn initial_age_ms(
     request_time_ms: u64,
     response_time_ms: u64,
 ) -> u64 {
+    // The first field line's first member (RFC 9111 §5.1, §4.2.1: the first occurrence);
+    // anything but digits is invalid and ignored.
     let age_value = headers
         .get(http::header::AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            let v = v.trim();
+            let v = v.split(',').next().unwrap_or_default().trim();
             match v.parse::<u64>() {
                 Ok(n) => Some(n),
                 Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {

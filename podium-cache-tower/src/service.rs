@@ -260,6 +260,9 @@ struct Fill<'a> {
     /// The stored entry this fill validates (conditionally, when it has validators), and
     /// falls back on when the service fails and it allows stale-if-error.
     stale: Option<Arc<StoredResponse>>,
+    /// The request's own `stale-if-error=N` (seconds, RFC 5861 §4), where request directives
+    /// are honoured.
+    request_sie: Option<u64>,
 }
 
 /// What the service's answer to a fill is.
@@ -272,6 +275,9 @@ enum Outcome<B> {
     Collected(policy::Freshness, Collected<B>),
     /// Not storable, for this reason.
     Refused(NotStored, B),
+    /// A `200` to a forwarded `HEAD` whose validators or length differ from the stored
+    /// response's: that response is invalidated (RFC 9111 §4.3.5).
+    Replaced(B),
 }
 
 /// How a found entry may answer a request (RFC 9111 §4.2, §5.2.1; RFC 5861).
@@ -398,10 +404,13 @@ where
     }
     if directives.only_if_cached {
         // RFC 9111 §5.2.1.7: nothing stored can answer; the layer does not ask the service.
-        return Ok(state.gateway_timeout(&parts));
+        let detailed = state.policy.detailed_status.includes(&parts);
+        return Ok(state.gateway_timeout(detailed, "only-if-cached"));
     }
-    if state.policy.standards && parts.method == Method::HEAD {
+    if state.policy.standards && parts.method == Method::HEAD && stale.is_none() {
         // The standards mode forwards a HEAD as a HEAD; its answer (no body) is not stored.
+        // One with a stale entry goes through a fill: its `200` freshens or invalidates the
+        // stored `GET` response (RFC 9111 §4.3.5).
         return pass_through(&state, inner, parts, body, reason, None, false).await;
     }
 
@@ -417,6 +426,7 @@ where
         reason,
         authorized,
         stale,
+        request_sie: directives.stale_if_error,
     };
     // Also when the entry exists but this request may not use it (too old for its `max-age`).
     fill.coalesced(inner, parts, body).await
@@ -644,8 +654,10 @@ impl Fill<'_> {
     {
         let state = self.state;
         let head = parts.method == Method::HEAD;
-        if head {
-            // App mode: a HEAD miss fetches the GET, so the entry can serve both.
+        // The standards mode forwards a HEAD as a HEAD (its answer updates the stored GET
+        // response, RFC 9111 §4.3.5); the app mode fetches the GET, so the entry serves both.
+        let forwarded_head = head && state.policy.standards;
+        if head && !forwarded_head {
             parts.method = Method::GET;
         }
         let request_headers = parts.headers.clone();
@@ -672,7 +684,7 @@ impl Fill<'_> {
         let may_fail_over = self
             .stale
             .as_ref()
-            .is_some_and(|e| e.sie_ms > 0 && !e.must_revalidate);
+            .is_some_and(|e| (e.sie_ms > 0 || self.request_sie.is_some()) && !e.must_revalidate);
         let authorized = self.authorized;
         let detailed = state.policy.detailed_status.includes(&parts);
         let keys_on_query = state.policy.keys_on_query(&parts);
@@ -682,6 +694,7 @@ impl Fill<'_> {
         let request = Request::from_parts(parts, body);
         let max_body = state.policy.max_body;
         let request_time = entry::now_ms();
+        let stale_entry = self.stale.as_deref();
         let produced = scope
             .run(async move {
                 let response = inner.call(request).await?;
@@ -690,6 +703,17 @@ impl Fill<'_> {
                 let tags = state.take_tags(&mut parts);
                 let outcome = if validating && parts.status == StatusCode::NOT_MODIFIED {
                     Outcome::NotModified
+                } else if forwarded_head {
+                    match stale_entry {
+                        Some(stale) if parts.status == StatusCode::OK => {
+                            if stale.same_representation(&parts.headers) {
+                                Outcome::NotModified
+                            } else {
+                                Outcome::Replaced(body)
+                            }
+                        }
+                        _ => Outcome::Refused(NotStored::Status, body),
+                    }
                 } else if may_fail_over && parts.status.is_server_error() {
                     Outcome::Failed
                 } else {
@@ -710,12 +734,20 @@ impl Fill<'_> {
             Ok(produced) => produced,
             Err(err) => {
                 let now = entry::now_ms();
-                if let Some(stale) = self.stale.as_ref().filter(|e| e.usable_on_error(now)) {
-                    tracing::debug!("the service failed; answering from a stale entry");
-                    return Ok((
-                        self.stale_on_error(stale, head, &request_headers, detailed),
-                        None,
-                    ));
+                if let Some(stale) = self.stale.as_ref() {
+                    if stale.usable_on_error(now, self.request_sie) {
+                        tracing::debug!("the service failed; answering from a stale entry");
+                        return Ok((
+                            self.stale_on_error(stale, head, &request_headers, detailed),
+                            None,
+                        ));
+                    }
+                    if stale.must_revalidate {
+                        // RFC 9111 §5.2.2.2: never the stale entry; a generated error, 504.
+                        tracing::debug!("the service failed; must-revalidate entry not served");
+                        let response = state.gateway_timeout(detailed, "must-revalidate");
+                        return Ok((response, None));
+                    }
                 }
                 return Err(err);
             }
@@ -731,6 +763,17 @@ impl Fill<'_> {
                     None,
                 ));
             }
+            Outcome::Replaced(body) => {
+                if let Err(err) = state.invalidate(&[self.key.to_owned()]).await {
+                    tracing::warn!(error = %err, "invalidating a replaced stored response failed");
+                }
+                let body = CacheBody::inner(body);
+                let reason = NotStored::Status;
+                return Ok((
+                    self.not_stored(parts, body, head, reason, &report, detailed),
+                    None,
+                ));
+            }
             Outcome::Refused(reason, body) => {
                 let body = CacheBody::inner(body);
                 return Ok((
@@ -740,7 +783,8 @@ impl Fill<'_> {
             }
             Outcome::Failed => {
                 let now = entry::now_ms();
-                if let Some(stale) = self.stale.as_ref().filter(|e| e.usable_on_error(now)) {
+                let usable = |e: &&Arc<StoredResponse>| e.usable_on_error(now, self.request_sie);
+                if let Some(stale) = self.stale.as_ref().filter(usable) {
                     return Ok((
                         self.stale_on_error(stale, head, &request_headers, detailed),
                         None,
@@ -804,7 +848,7 @@ impl Fill<'_> {
         let extensions = std::mem::take(&mut parts.extensions);
         let entry = StoredResponse::new(
             parts.status,
-            parts.headers.clone(),
+            state.policy.stored_headers(parts.headers.clone()),
             bytes,
             &freshness,
             (response_time, initial_age),
@@ -954,7 +998,7 @@ impl Fill<'_> {
         });
         let entry = StoredResponse::new(
             stale.status,
-            headers,
+            self.state.policy.stored_headers(headers),
             stale.body.clone(),
             &freshness,
             times,
@@ -1202,6 +1246,8 @@ enum TierEntry {
         names: Vec<String>,
         invalidated: u64,
     },
+    /// When an unsafe request last invalidated a URI (ms), for its principals' entries.
+    Stamp(u64),
 }
 
 /// Storing failed.
@@ -1215,8 +1261,45 @@ pub(crate) enum KeepError {
 
 impl LayerState {
     /// Looks `key` up (following a vary marker to the request's variant): in the in-process
-    /// tier when the store has one, else in the store.
+    /// tier when the store has one, else in the store. A principal's entry stored before an
+    /// unsafe request to its URI invalidated the URI is not used (RFC 9111 §4.4).
     async fn lookup(&self, key: &str, request: &HeaderMap) -> Result<Lookup, StoreError> {
+        let mut lookup = self.lookup_entry(key, request).await?;
+        if let (Some(shared), Some((_, entry))) = (policy::shared_key_of(key), &lookup.found) {
+            if entry.stored_at_ms <= self.invalidated_at(shared).await? {
+                lookup.found = None;
+            }
+        }
+        Ok(lookup)
+    }
+
+    /// When an unsafe request last invalidated `key` (ms; 0: never), from the in-process tier
+    /// when the store has one (every invalidation announces the stamp's key, so no instance
+    /// keeps an old one).
+    async fn invalidated_at(&self, key: &str) -> Result<u64, StoreError> {
+        let stamp_key = self.invalidated_key(key);
+        let tier = self.store.typed_tier();
+        let mut ticket = None;
+        if let Some(tier) = tier {
+            match tier.lookup::<TierEntry>(stamp_key.clone()) {
+                TierLookup::Hit(hit) => {
+                    if let TierEntry::Stamp(at) = &*hit {
+                        return Ok(*at);
+                    }
+                }
+                TierLookup::Miss(miss) => ticket = miss,
+            }
+        }
+        let stamp = self.store.get(&stamp_key).await?;
+        let at = Dependents::parse_sequence(stamp.as_deref());
+        if let (Some(tier), Some(ticket)) = (tier, ticket) {
+            tier.insert(ticket, Arc::new(TierEntry::Stamp(at)));
+        }
+        Ok(at)
+    }
+
+    /// [`lookup`](Self::lookup) without the principal check.
+    async fn lookup_entry(&self, key: &str, request: &HeaderMap) -> Result<Lookup, StoreError> {
         let entry_key = self.keys.keys.http(key);
         let tier = self.store.typed_tier();
         // The in-process tier (a `TieredStore`): a hot response costs no round trip. Its
@@ -1235,6 +1318,7 @@ impl LayerState {
                         let variant = self.variant(key, names, request, *invalidated).await?;
                         return Ok(Lookup { found: variant });
                     }
+                    TierEntry::Stamp(_) => return Ok(Lookup { found: None }),
                 },
                 TierLookup::Miss(miss) => ticket = miss,
             }
@@ -1337,8 +1421,11 @@ impl LayerState {
         let entries: Vec<String> = keys.iter().map(|key| self.keys.keys.http(key)).collect();
         self.store.delete(&entries).await?;
         // Every instance's in-process tier drops them too (the vary markers among them, so
-        // their variants are looked up again against the new stamp).
-        self.store.announce(&entries).await?;
+        // their variants are looked up again against the new stamp), and the stamps, which
+        // principals' entries are checked against.
+        let mut announced = entries;
+        announced.extend(stamps.into_iter().map(|(key, _, _)| key));
+        self.store.announce(&announced).await?;
         tracing::debug!(
             keys = keys.len(),
             "stored responses invalidated by an unsafe request"
@@ -1346,17 +1433,19 @@ impl LayerState {
         Ok(())
     }
 
-    /// `504` for an `only-if-cached` request nothing stored can answer (RFC 9111 §5.2.1.7).
-    fn gateway_timeout<B>(&self, parts: &Parts) -> Response<CacheBody<B>> {
+    /// `504` generated by the layer (`detail` says why): for an `only-if-cached` request
+    /// nothing stored can answer (RFC 9111 §5.2.1.7), or a `must-revalidate` entry the service
+    /// could not validate (§5.2.2.2).
+    fn gateway_timeout<B>(&self, detailed: bool, detail: &'static str) -> Response<CacheBody<B>> {
         let status = CacheStatus::Forward {
             reason: Forward::Request,
             stored: false,
-            detail: Some("only-if-cached"),
+            detail: Some(detail),
         };
         record_status(&status);
         let mut response = Response::new(CacheBody::empty());
         *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-        let detailed = self.policy.detailed_status.includes(parts);
+
         self.apply_status(
             response.headers_mut(),
             StatusHeaders::produced(status, &ScopeReport::default(), false, true),
@@ -1556,6 +1645,7 @@ impl LayerState {
                     reason: Forward::Stale,
                     authorized,
                     stale: Some(stale),
+                    request_sie: None,
                 };
                 if fill.run(inner, parts, body).await.is_err() {
                     tracing::debug!("the service failed to refresh a stale entry");

@@ -98,3 +98,28 @@ async fn rfc9111_4_2_3_apparent_age_from_date_counts() {
         assert_eq!(log.count(), 2, "{mode:?}");
     }
 }
+
+/// RFC 9111 §5.1: `Age` is digits; any other value is invalid and ignored. With several
+/// values (on one line or several) the first is used (§4.2.1).
+#[tokio::test]
+async fn rfc9111_5_1_an_invalid_age_is_ignored_and_the_first_value_is_used() {
+    let calls = |ages: &'static [&'static str]| async move {
+        let h = harness(StoreKind::Memory).await;
+        let mut headers = vec![("cache-control", "max-age=3600")];
+        headers.extend(ages.iter().map(|a| ("age", *a)));
+        let layer = Mode::Standards.builder(&h.cache).build();
+        common::origin::origin_calls(layer, 200, &headers, &[]).await
+    };
+    for ignored in [
+        &["abc"][..],
+        &["-7200"],
+        &["7200.0"],
+        &["0, 7200"],
+        &["0", "7200"],
+    ] {
+        assert_eq!(calls(ignored).await, 1, "Age {ignored:?} made it stale");
+    }
+    for stale in [&["7200, 0"][..], &["7200", "0"], &["2147483648"]] {
+        assert_eq!(calls(stale).await, 2, "Age {stale:?} was not counted");
+    }
+}

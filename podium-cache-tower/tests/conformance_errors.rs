@@ -128,3 +128,79 @@ async fn rfc5861_4_stale_if_error_answers_a_connection_error_with_the_stale_entr
         assert_eq!(&body[..], b"good");
     }
 }
+
+/// RFC 5861 §4: a request's own `stale-if-error=N` accepts the stale entry when the origin
+/// fails, when the entry is at most N seconds stale; the app mode ignores request directives
+/// by default.
+#[tokio::test]
+async fn rfc5861_4_request_stale_if_error_accepts_the_stale_entry_on_a_5xx() {
+    for (mode, request_cc, served_stale) in [
+        (Mode::Standards, "stale-if-error=600", true),
+        (Mode::Standards, "stale-if-error=10", false),
+        (Mode::App, "stale-if-error=600", false),
+    ] {
+        let h = harness(StoreKind::Memory).await;
+        let (app, _log) = origin(mode.builder(&h.cache).build(), move |n, _| {
+            if n == 1 {
+                // Stale by 99 s on arrival, kept to be validated (it has an `ETag`).
+                let headers = [
+                    ("cache-control", "max-age=1"),
+                    ("age", "100"),
+                    ("etag", "\"v1\""),
+                ];
+                respond(200, &headers, "good")
+            } else {
+                respond(503, &[("x", "y")], "down")
+            }
+        });
+        send(&app, request("GET", "/r", &[])).await;
+        let reply = send(&app, request("GET", "/r", &[("cache-control", request_cc)])).await;
+        let expected = if served_stale {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        assert_eq!(reply.status, expected, "{mode:?} {request_cc}");
+    }
+}
+
+/// RFC 9111 §5.2.2.2 (and §5.2.2.8 `proxy-revalidate`, §5.2.2.10 `s-maxage` for a shared
+/// cache): when the origin cannot be reached, a stale entry that must be revalidated is never
+/// served; the cache generates a `504`.
+#[tokio::test]
+async fn rfc9111_5_2_2_2_must_revalidate_answers_504_when_the_origin_is_unreachable() {
+    for directive in [
+        "max-age=0, must-revalidate, stale-if-error=600",
+        "max-age=0, proxy-revalidate",
+        "s-maxage=0",
+    ] {
+        for mode in Mode::BOTH {
+            let h = harness(StoreKind::Memory).await;
+            let live = axum::Router::new().fallback(move || async move {
+                ([("cache-control", directive), ("etag", "\"v1\"")], "good")
+            });
+            let target = Arc::new(Mutex::new(serve(live).await));
+            let service = mode
+                .builder(&h.cache)
+                .build()
+                .layer(proxy(Arc::clone(&target)));
+            let first = service.clone().oneshot(request("GET", "/r", &[])).await;
+            assert_eq!(first.expect("first").status(), StatusCode::OK);
+            let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            *target.lock() = format!("http://{}", dead.local_addr().expect("addr"));
+            drop(dead);
+            let reply = service
+                .clone()
+                .oneshot(request("GET", "/r", &[("cache-control", "max-stale=600")]))
+                .await
+                .unwrap_or_else(|err| {
+                    panic!("{mode:?} {directive}: error reached the client: {err}")
+                });
+            assert_eq!(
+                reply.status(),
+                StatusCode::GATEWAY_TIMEOUT,
+                "{mode:?} {directive}"
+            );
+        }
+    }
+}

@@ -91,3 +91,86 @@ async fn rfc9111_5_2_2_no_store_and_unvalidatable_no_cache_are_not_reused() {
         assert_eq!(calls, 2, "{mode:?}");
     }
 }
+
+/// RFC 9111 §5.2.2.3: with `must-understand`, a status whose caching rules the cache
+/// implements is stored by them (`no-store` is ignored); any other status is not stored.
+#[tokio::test]
+async fn rfc9111_5_2_2_3_must_understand_overrides_no_store_for_understood_statuses() {
+    let cc = [("cache-control", "max-age=3600, no-store, must-understand")];
+    for mode in Mode::BOTH {
+        assert_eq!(origin_calls(mode, 200, &cc).await, 1, "{mode:?}: 200");
+        assert_eq!(origin_calls(mode, 599, &cc).await, 2, "{mode:?}: 599");
+        let plain_no_store = [("cache-control", "max-age=3600, no-store")];
+        assert_eq!(
+            origin_calls(mode, 200, &plain_no_store).await,
+            2,
+            "{mode:?}"
+        );
+    }
+}
+
+/// RFC 9111 §4.2.1: a directive given twice keeps its first value (on one line or several);
+/// §5.2: whitespace around `=` is not the directive's syntax, so it is ignored.
+#[tokio::test]
+async fn rfc9111_4_2_1_duplicate_directives_keep_the_first_value() {
+    let mode = Mode::Standards;
+    let one_line = [("cache-control", "max-age=1800, max-age=0")];
+    assert_eq!(origin_calls(mode, 200, &one_line).await, 1, "same line");
+    let lines = [
+        ("cache-control", "max-age=1800"),
+        ("cache-control", "max-age=0"),
+    ];
+    assert_eq!(origin_calls(mode, 200, &lines).await, 1, "separate lines");
+    let stale_first = [("cache-control", "max-age=0, max-age=1800")];
+    assert_eq!(
+        origin_calls(mode, 200, &stale_first).await,
+        2,
+        "stale first"
+    );
+    for spaced in ["max-age =3600", "max-age= 3600"] {
+        let calls = origin_calls(mode, 200, &[("cache-control", spaced)]).await;
+        assert_eq!(calls, 2, "{spaced}");
+    }
+    let quoted = [("cache-control", "max-age=\"3600\"")];
+    assert_eq!(origin_calls(mode, 200, &quoted).await, 1, "a quoted value");
+}
+
+/// RFC 9110 §5.6.4 (quoted strings) with RFC 9111 §5.2: a `max-age` inside a quoted argument
+/// is not a directive, before or after the real one.
+#[tokio::test]
+async fn rfc9111_5_2_a_directive_inside_a_quoted_string_is_not_read() {
+    for cc in [
+        "extension=\"max-age=3600\", max-age=0",
+        "max-age=0, extension=\"a, max-age=3600\"",
+    ] {
+        let calls = origin_calls(Mode::Standards, 200, &[("cache-control", cc)]).await;
+        assert_eq!(calls, 2, "{cc}");
+    }
+}
+
+/// RFC 9111 §4.2.2 and RFC 9110 §15.1: every heuristically cacheable status gets heuristic
+/// freshness from `Last-Modified` in the standards mode; others (here 302, 500) do not.
+#[tokio::test]
+async fn rfc9110_15_1_heuristically_cacheable_statuses_get_heuristic_freshness() {
+    let modified = http_date(-100_000);
+    let headers = [("last-modified", modified.as_str())];
+    for status in [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] {
+        let calls = origin_calls(Mode::Standards, status, &headers).await;
+        assert_eq!(calls, 1, "{status}: heuristically cacheable");
+    }
+    for status in [302, 500] {
+        let calls = origin_calls(Mode::Standards, status, &headers).await;
+        assert_eq!(calls, 2, "{status}: not heuristically cacheable");
+    }
+}
+
+/// RFC 9111 §4.2.1 / §4.2.3: without `Date` the response's arrival stands in for it: an
+/// `Expires` in the future is counted from then, and the apparent age is zero.
+#[tokio::test]
+async fn rfc9111_4_2_3_a_missing_date_counts_from_the_response_time() {
+    let expires = http_date(3600);
+    for mode in Mode::BOTH {
+        let calls = origin_calls(mode, 200, &[("expires", expires.as_str())]).await;
+        assert_eq!(calls, 1, "{mode:?}");
+    }
+}

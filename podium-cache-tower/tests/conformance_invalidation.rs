@@ -184,3 +184,37 @@ async fn rfc9111_4_4_invalidation_reaches_every_instance_and_every_variant() {
         en
     );
 }
+
+/// RFC 9111 §4.4 with per-principal keys: an unsafe request to a URI (from any principal, in
+/// any instance sharing the store) invalidates every principal's stored response for it.
+#[tokio::test]
+async fn rfc9111_4_4_invalidation_reaches_every_principals_entry_in_every_instance() {
+    let h = harness(StoreKind::Redis).await;
+    let other = h.second_instance().await;
+    let layer =
+        |cache: &podium_cache_core::Cache| Mode::Standards.builder(cache).per_principal().build();
+    let (first, _) = app(layer(&h.cache), 204, &[]);
+    let (second, _) = app(layer(&other), 204, &[]);
+    let ada = [("authorization", "Bearer ada")];
+    let stored = send(&first, request("GET", "/things/1", &ada)).await.text();
+    assert_eq!(
+        send(&first, request("GET", "/things/1", &ada)).await.text(),
+        stored,
+        "not stored per principal"
+    );
+    send(
+        &second,
+        request("POST", "/things/1", &[("authorization", "Bearer bob")]),
+    )
+    .await;
+    let after = send(&first, request("GET", "/things/1", &ada)).await.text();
+    assert_ne!(
+        after, stored,
+        "ada's entry survived bob's POST in another instance"
+    );
+    assert_eq!(
+        send(&first, request("GET", "/things/1", &ada)).await.text(),
+        after,
+        "the answer after the POST is stored again"
+    );
+}

@@ -1,10 +1,11 @@
 //! Parsing: HTTP-dates in all three forms (RFC 9110 §5.6.7), invalid dates (RFC 9111 §5.3),
-//! and `Vary` matching (RFC 9111 §4.1).
+//! `Vary` matching (RFC 9111 §4.1), directive syntax and the fields never stored (§3.1,
+//! §5.2.2.4, §5.2.2.7).
 
 mod common;
 
 use common::origin::{http_date, origin, origin_calls, request, respond, Mode};
-use common::{harness, send, StoreKind};
+use common::{harness, send, Reply, StoreKind};
 
 async fn calls_with_expires(mode: Mode, expires: &str) -> usize {
     let h = harness(StoreKind::Memory).await;
@@ -111,5 +112,86 @@ async fn rfc9111_4_1_vary_star_never_matches() {
         send(&app, request("GET", "/r", &[])).await;
         send(&app, request("GET", "/r", &[])).await;
         assert_eq!(log.count(), 2, "{mode:?}");
+    }
+}
+
+/// Stores `/r` from an origin answering `headers` and returns the stored response as a hit.
+async fn stored_reply(mode: Mode, headers: &'static [(&'static str, &'static str)]) -> Reply {
+    let h = harness(StoreKind::Memory).await;
+    let (app, log) = origin(mode.builder(&h.cache).build(), move |_, _| {
+        respond(200, headers, "x")
+    });
+    send(&app, request("GET", "/r", &[])).await;
+    let hit = send(&app, request("GET", "/r", &[])).await;
+    assert_eq!(log.count(), 1, "{mode:?}: the response was not reused");
+    hit
+}
+
+/// RFC 9111 §3.1: a cache does not store the fields `Connection` names nor the proxy
+/// authentication fields.
+#[tokio::test]
+async fn rfc9111_3_1_connection_listed_and_proxy_fields_are_not_stored() {
+    for mode in Mode::BOTH {
+        let hit = stored_reply(
+            mode,
+            &[
+                ("cache-control", "max-age=3600"),
+                ("connection", "a, b"),
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("proxy-authenticate", "Basic realm=\"x\""),
+                ("proxy-authentication-info", "nextnonce=\"y\""),
+            ],
+        )
+        .await;
+        assert_eq!(hit.header("c"), "3", "{mode:?}");
+        for name in ["a", "b", "proxy-authenticate", "proxy-authentication-info"] {
+            assert!(
+                hit.headers.get(name).is_none(),
+                "{mode:?}: {name} was stored"
+            );
+        }
+    }
+}
+
+/// RFC 9111 §5.2.2.4: the qualified `no-cache="a, b"` lets the response be reused, but never
+/// with the listed fields unless validated: the layer stores it without them.
+#[tokio::test]
+async fn rfc9111_5_2_2_4_qualified_no_cache_stores_the_response_without_the_fields() {
+    for mode in Mode::BOTH {
+        let hit = stored_reply(
+            mode,
+            &[
+                ("cache-control", "no-cache=\"a, b\""),
+                ("cache-control", "max-age=3600"),
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+            ],
+        )
+        .await;
+        assert_eq!(hit.header("c"), "3", "{mode:?}");
+        assert!(hit.headers.get("a").is_none(), "{mode:?}: a was reused");
+        assert!(hit.headers.get("b").is_none(), "{mode:?}: b was reused");
+    }
+}
+
+/// RFC 9111 §5.2.2.7: the qualified `private="a"` keeps the listed field for one user: a
+/// shared cache stores the rest of the response and not the field.
+#[tokio::test]
+async fn rfc9111_5_2_2_7_qualified_private_stores_the_response_without_the_field() {
+    for mode in Mode::BOTH {
+        let hit = stored_reply(
+            mode,
+            &[
+                ("cache-control", "private=\"a\", max-age=3600"),
+                ("a", "1"),
+                ("c", "3"),
+            ],
+        )
+        .await;
+        assert_eq!(hit.header("c"), "3", "{mode:?}");
+        assert!(hit.headers.get("a").is_none(), "{mode:?}: a was stored");
     }
 }

@@ -142,3 +142,17 @@ async fn rfc9110_9_3_2_head_is_served_from_the_get_and_forwarded_as_head() {
     send(&app, request("HEAD", "/r", &[])).await;
     assert_eq!(log.last().map(|s| s.method.to_string()), Some("GET".into()));
 }
+
+/// RFC 9111 §5.2.1.5: a request's `no-store` keeps the cache from storing its response (the
+/// stored one may still answer others); the app mode ignores request directives by default.
+#[tokio::test]
+async fn rfc9111_5_2_1_5_request_no_store_stores_nothing() {
+    let (_h, app, log) = standards_app(Mode::Standards).await;
+    send(&app, request("GET", "/r", &[("cache-control", "no-store")])).await;
+    send(&app, request("GET", "/r", &[])).await;
+    assert_eq!(log.count(), 2, "the no-store request's answer was stored");
+    assert_eq!(
+        calls_after(Mode::App, &[("cache-control", "no-store")]).await,
+        1
+    );
+}

@@ -196,3 +196,72 @@ async fn rfc9110_13_2_1_unevaluated_preconditions_go_to_the_origin_and_are_not_s
         assert_eq!(log.count(), 2);
     }
 }
+
+/// An origin whose GET answers `v1` (stale on arrival, `ETag: "v1"`, `Template-A: 1`) and
+/// whose HEAD answers `200` with `head` headers.
+fn head_origin(
+    cache: &podium_cache_core::Cache,
+    head: &'static [(&'static str, &'static str)],
+) -> (axum::Router, common::origin::Log) {
+    origin(Mode::Standards.builder(cache).build(), move |_, seen| {
+        if seen.method == axum::http::Method::HEAD {
+            respond(200, head, "")
+        } else {
+            let headers = [
+                ("cache-control", "max-age=0"),
+                ("etag", "\"v1\""),
+                ("template-a", "1"),
+            ];
+            respond(200, &headers, "v1")
+        }
+    })
+}
+
+/// RFC 9111 §4.3.5: a `200` to a `HEAD` forwarded for a stale stored `GET` response updates
+/// it like a `304` would: new freshness and fields, stored fields it does not send kept, and
+/// the stored body serves the next `GET`.
+#[tokio::test]
+async fn rfc9111_4_3_5_a_head_response_freshens_the_stored_get_response() {
+    let h = harness(StoreKind::Memory).await;
+    let (app, log) = head_origin(
+        &h.cache,
+        &[
+            ("cache-control", "max-age=3600"),
+            ("etag", "\"v1\""),
+            ("template-b", "2"),
+        ],
+    );
+    send(&app, request("GET", "/r", &[])).await;
+    let head = send(&app, request("HEAD", "/r", &[])).await;
+    assert_eq!(
+        log.last().map(|s| s.method.to_string()),
+        Some("HEAD".into())
+    );
+    assert_eq!(head.header("template-a"), "1", "a stored field was dropped");
+    assert!(head.body.is_empty());
+    let get = send(&app, request("GET", "/r", &[])).await;
+    assert!(get.is_layer_hit(), "not freshened: {}", get.cache_status());
+    assert_eq!((get.text(), get.header("template-b")), ("v1".into(), "2"));
+    assert_eq!(log.count(), 2);
+}
+
+/// RFC 9111 §4.3.5: a `200` to a `HEAD` with another `ETag` says the stored response is no
+/// longer current: it is invalidated, and the next `GET` goes to the origin.
+#[tokio::test]
+async fn rfc9111_4_3_5_a_head_response_with_another_etag_invalidates_the_stored_response() {
+    let h = harness(StoreKind::Memory).await;
+    let (app, log) = head_origin(
+        &h.cache,
+        &[("cache-control", "max-age=3600"), ("etag", "\"v2\"")],
+    );
+    send(&app, request("GET", "/r", &[])).await;
+    send(&app, request("HEAD", "/r", &[])).await;
+    // The stale entry would be validated (`If-None-Match`) if it were still stored.
+    send(&app, request("GET", "/r", &[])).await;
+    assert_eq!(log.count(), 3);
+    assert_eq!(
+        log.header(3, "if-none-match"),
+        "",
+        "the replaced entry was still used"
+    );
+}

@@ -126,3 +126,41 @@ async fn a_record_change_in_one_instance_purges_the_response_from_every_tier() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_unsafe_method_evicts_every_principals_response_from_every_tier() {
+    let h = harness(StoreKind::Redis).await;
+    let (a, b) = (tiered(&h).await, tiered(&h).await);
+    let layer = |store: &Arc<TieredStore>| -> CacheLayer {
+        let cache = cache_over(&h.airtable, Arc::clone(store) as Arc<dyn Store>);
+        Mode::Standards.builder(&cache).per_principal().build()
+    };
+    let runs = common::Counter::default();
+    let answer = move |_: usize, _: &common::origin::Seen| {
+        let run = runs.bump();
+        respond(
+            200,
+            &[("cache-control", "max-age=60")],
+            &format!("run {run}"),
+        )
+    };
+    let (first, _) = origin(layer(&a), answer.clone());
+    let (second, _) = origin(layer(&b), answer);
+    let ada = [("authorization", "Bearer ada")];
+    let stored = send(&second, request("GET", "/r", &ada)).await.text();
+    for _ in 0..3 {
+        assert_eq!(
+            send(&second, request("GET", "/r", &ada)).await.text(),
+            stored
+        );
+    }
+    send(&first, request("DELETE", "/r", &[])).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while send(&second, request("GET", "/r", &ada)).await.text() == stored {
+        assert!(
+            Instant::now() < deadline,
+            "ada's entry still served from a tier after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
