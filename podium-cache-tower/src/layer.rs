@@ -12,9 +12,11 @@ use podium_cache_core::key::Keys;
 use podium_cache_core::store::Store;
 use tower::Layer;
 
+use crate::client::ClientIdentity;
 use crate::policy::{default_principal, Audience, ClientName, Policy, Principal, RequestKey};
 use crate::purge::LayerKeys;
-use crate::service::{CacheService, ClientIdentity, LayerState};
+use crate::service::CacheService;
+use crate::state::LayerState;
 
 /// A tower [`Layer`] that caches whole `GET` responses of the service it wraps, in the store
 /// of a [`podium_cache_core::Cache`], and purges exactly the responses that read a record when

@@ -76,15 +76,25 @@
 #![warn(missing_docs)]
 
 mod body;
+mod client;
 mod coalesce;
 mod entry;
+mod fill;
 mod future;
+mod invalidate;
+mod keep;
 mod layer;
+mod lookup;
 pub mod policy;
 pub mod purge;
+mod range;
+mod refresh;
+mod render;
+mod respond;
 #[cfg(feature = "axum")]
 pub mod response;
 mod service;
+mod state;
 pub mod status;
 #[cfg(feature = "axum")]
 pub mod webhook;

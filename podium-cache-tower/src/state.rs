@@ -1,0 +1,49 @@
+//! [`LayerState`]: what every service of one layer shares.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use podium_cache_core::cache::Dependents;
+use podium_cache_core::store::Store;
+
+use crate::client::ClientIdentity;
+use crate::coalesce::InFlight;
+use crate::policy::Policy;
+use crate::purge::LayerKeys;
+
+/// What every [`CacheService`] made by one layer shares: the service's state (the layer
+/// only holds it).
+pub(crate) struct LayerState {
+    pub store: Arc<dyn Store>,
+    /// Where responses are registered against the records they read, and purged.
+    pub dependents: Dependents,
+    pub keys: LayerKeys,
+    pub policy: Policy,
+    pub in_flight: Arc<InFlight>,
+    /// Entry keys being refreshed in the background by this process.
+    pub refreshing: Mutex<HashSet<String>>,
+    /// How a request's client is named (its misses are queued and limited per client).
+    pub client: ClientIdentity,
+}
+
+impl LayerState {
+    /// The state of a layer over `store`, its keys and dependents.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        keys: LayerKeys,
+        dependents: Dependents,
+        policy: Policy,
+        client: ClientIdentity,
+    ) -> Self {
+        Self {
+            store,
+            dependents,
+            keys,
+            policy,
+            in_flight: Arc::new(InFlight::default()),
+            refreshing: Mutex::new(HashSet::new()),
+            client,
+        }
+    }
+}
