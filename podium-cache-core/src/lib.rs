@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod coalesce;
 pub mod config;
 pub mod entity;
 pub mod key;

@@ -1,28 +1,27 @@
 //! Request coalescing: concurrent misses for one key run the service once.
 //!
-//! The first miss for a key becomes its leader; later misses follow it and wait (bounded by
-//! the coalescing timeout) for what it publishes. A leader that goes away without publishing
-//! (its request was dropped, its service failed) releases the followers at once; they then
-//! run the service themselves.
+//! Core's single-flight ([`podium_cache_core::coalesce`]) does the bookkeeping: the first miss
+//! for a key leads it and runs the service inline (its response streams to its own client);
+//! later misses follow and wait (bounded by the coalescing timeout) for the stored response it
+//! publishes. A leader that goes away without publishing (its request was dropped, its service
+//! failed) releases the followers at once; they then run the service themselves. What is
+//! HTTP's own here is what a leader shares: the stored response and the request header values
+//! that selected its variant, so a follower uses it only when its own values match.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use parking_lot::Mutex;
-use tokio::sync::watch;
+use podium_cache_core::coalesce::{SingleFlight, Waiter};
 
 use crate::entry::StoredResponse;
 
 /// What a leader hands its followers: the stored response, or nothing when its answer cannot
 /// be shared (not storable, not stored).
-#[derive(Clone, Debug)]
-pub(crate) enum Published {
-    Pending,
-    Done(Option<Arc<Shared>>),
-}
+pub(crate) type Published = Option<Arc<Shared>>;
+
+/// The keys being fetched right now in this process.
+pub(crate) type InFlight = SingleFlight<String, Published>;
 
 /// A response a leader stored, with the request headers its variant was selected by.
 #[derive(Debug)]
@@ -53,90 +52,10 @@ fn vary_values(names: &[String], request: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The keys being fetched right now in this process.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight {
-    map: Mutex<HashMap<String, (u64, watch::Receiver<Published>)>>,
-    next_id: AtomicU64,
-}
-
-/// The outcome of [`InFlight::join`].
-pub(crate) enum Join {
-    /// Run the service and publish.
-    Leader(Leader),
-    /// Wait for the leader.
-    Follower(watch::Receiver<Published>),
-}
-
-/// The leader's handle; dropping it unpublished releases the followers.
-pub(crate) struct Leader {
-    in_flight: Arc<InFlight>,
-    key: String,
-    id: u64,
-    sender: watch::Sender<Published>,
-}
-
-impl InFlight {
-    /// Leads `key`, or follows its current leader.
-    pub fn join(self: &Arc<Self>, key: &str) -> Join {
-        let mut map = self.map.lock();
-        if let Some((_, receiver)) = map.get(key) {
-            return Join::Follower(receiver.clone());
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = watch::channel(Published::Pending);
-        map.insert(key.to_owned(), (id, receiver));
-        Join::Leader(Leader {
-            in_flight: Arc::clone(self),
-            key: key.to_owned(),
-            id,
-            sender,
-        })
-    }
-
-    /// How many keys are being fetched (for tests and metrics).
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.map.lock().len()
-    }
-}
-
-impl Leader {
-    /// Hands the result to every follower and retires.
-    pub fn publish(self, shared: Option<Arc<Shared>>) {
-        // Followers that already gave up are fine: nobody may be listening.
-        let _ = self.sender.send(Published::Done(shared));
-    }
-}
-
-impl Drop for Leader {
-    fn drop(&mut self) {
-        let mut map = self.in_flight.map.lock();
-        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
-            map.remove(&self.key);
-        }
-    }
-}
-
 /// Waits up to `timeout` for the leader; `None` when it timed out, went away or had nothing
 /// to share.
-pub(crate) async fn follow(
-    mut receiver: watch::Receiver<Published>,
-    timeout: Duration,
-) -> Option<Arc<Shared>> {
-    let waited = tokio::time::timeout(
-        timeout,
-        receiver.wait_for(|p| matches!(p, Published::Done(_))),
-    )
-    .await;
-    match waited {
-        Ok(Ok(published)) => match &*published {
-            Published::Done(shared) => shared.clone(),
-            Published::Pending => None,
-        },
-        // Timed out, or the leader was dropped without publishing.
-        _ => None,
-    }
+pub(crate) async fn follow(waiter: Waiter<Published>, timeout: Duration) -> Published {
+    waiter.wait(Some(timeout)).await.flatten()
 }
 
 #[cfg(test)]
@@ -161,36 +80,6 @@ mod tests {
             (crate::entry::now_ms(), 0),
             Vec::new(),
         )
-    }
-
-    #[tokio::test]
-    async fn followers_receive_what_the_leader_publishes() {
-        let in_flight = Arc::new(InFlight::default());
-        let Join::Leader(leader) = in_flight.join("k") else {
-            panic!("first join must lead");
-        };
-        let Join::Follower(rx) = in_flight.join("k") else {
-            panic!("second join must follow");
-        };
-        let waiter = tokio::spawn(follow(rx, Duration::from_secs(30)));
-        leader.publish(Some(Arc::new(Shared::new(entry(), &HeaderMap::new()))));
-        let got = waiter.await.ok().flatten();
-        assert!(got.is_some_and(|s| s.entry.body == "x"));
-        assert_eq!(in_flight.len(), 0, "a retired leader leaves the map");
-    }
-
-    #[tokio::test]
-    async fn a_dropped_leader_releases_followers_and_the_key() {
-        let in_flight = Arc::new(InFlight::default());
-        let Join::Leader(leader) = in_flight.join("k") else {
-            panic!("first join must lead");
-        };
-        let Join::Follower(rx) = in_flight.join("k") else {
-            panic!("second join must follow");
-        };
-        drop(leader);
-        assert!(follow(rx, Duration::from_secs(30)).await.is_none());
-        assert!(matches!(in_flight.join("k"), Join::Leader(_)));
     }
 
     #[test]

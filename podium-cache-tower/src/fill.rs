@@ -11,7 +11,7 @@ use podium_cache_core::scope::ScopeReport;
 use tower::Service;
 
 use crate::body::{collect_limited, BodyError, CacheBody, Collected};
-use crate::coalesce::{follow, Join, Shared};
+use crate::coalesce::{follow, Shared};
 use crate::entry::{self, Age, StoredResponse};
 use crate::policy::{self, NotStored, Vary};
 use crate::purge::CacheTags;
@@ -19,6 +19,7 @@ use crate::render::render;
 use crate::respond::record_status;
 use crate::state::LayerState;
 use crate::status::{CacheStatus, Forward, StatusHeaders};
+use podium_cache_core::coalesce::Join;
 
 /// Everything a request's fill needs besides the service and the request.
 pub(crate) struct Fill<'a> {
@@ -70,7 +71,7 @@ impl Fill<'_> {
     {
         let state = self.state;
         let key = self.key;
-        match state.in_flight.join(key) {
+        match state.in_flight.join(key.to_owned()) {
             Join::Follower(receiver) => {
                 if let Some(shared) = follow(receiver, state.policy.coalesce_timeout).await {
                     if shared.fits(&parts.headers) {

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::metrics::Metrics;
 use super::{entry, Cache, CacheError};
+use crate::coalesce::SingleFlight;
 use crate::entity::{normalize_index_value, Cacheable};
 use crate::scope::{self, Event};
 use crate::source::{SourceError, SourceRecord};
@@ -29,7 +29,7 @@ pub(crate) enum FillError {
 }
 
 pub(crate) type FillOutput = Result<Fetched, FillError>;
-pub(crate) type InFlight = Shared<BoxFuture<'static, FillOutput>>;
+pub(crate) type InFlight = SingleFlight<(String, Option<u64>), FillOutput>;
 
 impl FillError {
     pub(crate) fn into_cache_error(self, entity: &'static str) -> CacheError {
@@ -73,38 +73,20 @@ impl Cache {
         F: FnOnce(Cache) -> Fut,
         Fut: Future<Output = FillOutput> + Send + 'static,
     {
-        let map_key = (key, generation);
-        let (shared, leader) = {
-            let mut in_flight = self.inner.in_flight.lock();
-            match in_flight.get(&map_key) {
-                Some(shared) => (shared.clone(), false),
-                None => {
-                    let work = make(self.clone());
-                    let this = self.clone();
-                    let done_key = map_key.clone();
-                    let handle = tokio::spawn(async move {
-                        let output = work.await;
-                        this.inner.in_flight.lock().remove(&done_key);
-                        output
-                    });
-                    let shared = async move {
-                        handle.await.unwrap_or_else(|e| {
-                            Err(FillError::Source(Arc::new(SourceError::Transient(
-                                format!("fill task failed: {e}"),
-                            ))))
-                        })
-                    }
-                    .boxed()
-                    .shared();
-                    in_flight.insert(map_key, shared.clone());
-                    (shared, true)
-                }
-            }
-        };
+        let this = self.clone();
+        let ran = self
+            .inner
+            .in_flight
+            .run((key, generation), || make(this))
+            .await;
+        let (output, leader) = ran.unwrap_or_else(|| {
+            let failed = SourceError::Transient("fill task failed".to_owned());
+            (Err(FillError::Source(Arc::new(failed))), true)
+        });
         if !leader {
             Metrics::inc(&self.inner.metrics.coalesced);
         }
-        (shared.await, leader)
+        (output, leader)
     }
 
     /// Fetches `id` through the batcher; when `generation` is known, stores the record (or a

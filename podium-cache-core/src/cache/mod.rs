@@ -39,7 +39,7 @@ mod read;
 mod refresh;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -365,7 +365,7 @@ impl CacheBuilder {
                 config: self.config,
                 batcher,
                 negative,
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Arc::new(InFlight::new()),
                 refreshing: Mutex::new(HashSet::new()),
                 listeners: RwLock::new(self.listeners),
                 metrics: Metrics::default(),
@@ -390,7 +390,7 @@ struct Inner {
     batcher: Arc<Batcher>,
     /// Never-seen ids the source does not have (bounded, in process).
     negative: NegativeCache,
-    in_flight: Mutex<HashMap<(String, Option<u64>), InFlight>>,
+    in_flight: Arc<InFlight>,
     /// Data keys with an early (XFetch) refresh running in this process.
     refreshing: Mutex<HashSet<String>>,
     listeners: RwLock<Vec<Arc<dyn InvalidationListener>>>,

@@ -653,8 +653,7 @@ impl Cache {
         if self
             .inner
             .in_flight
-            .lock()
-            .contains_key(&(data_key.clone(), Some(version.generation)))
+            .contains(&(data_key.clone(), Some(version.generation)))
         {
             return;
         }
