@@ -13,6 +13,17 @@
 //! All integers are big-endian. A response whose request key has variants (`Vary`) is stored
 //! under the variant's key, and a vary marker naming the varied headers under the plain key.
 //! Decoding never copies the body: it is a slice of the stored bytes.
+//!
+//! Why not core's record entry header ([`podium_cache_core::cache::entry`]: version, stored
+//! at, logical expiry, fetch delta, then JSON): the two formats share only "a version byte and
+//! a time stored", and what follows answers different questions. A record's header serves
+//! XFetch (an absolute expiry and the fetch delta); a response's must compute RFC 9111 §4.2.3
+//! age and §4.2 freshness at every use (the origin's corrected initial age, a lifetime, the
+//! stale-while-revalidate, stale-if-error and validation windows, `must-revalidate`/`no-cache`)
+//! and carry a status, headers and `Vary` names. Both read the one clock of entries shared
+//! between instances, core's [`now_ms`](podium_cache_core::cache::now_ms) (here as unsigned
+//! milliseconds, what the age arithmetic of RFC 9111 uses), and the stamps this crate keeps
+//! as counters are parsed by core's [`Dependents::parse_sequence`](podium_cache_core::cache::Dependents::parse_sequence).
 
 use std::time::Duration;
 

@@ -28,6 +28,35 @@ async fn tiered(h: &common::Harness) -> Arc<TieredStore> {
     Arc::new(store)
 }
 
+/// Two instances, each a layer (standards mode, per principal if asked) over its own tiered
+/// store on the harness's Redis, in front of origins sharing one count, so every origin answer
+/// differs.
+async fn two_instances(h: &common::Harness, per_principal: bool) -> (axum::Router, axum::Router) {
+    let (a, b) = (tiered(h).await, tiered(h).await);
+    let layer = |store: &Arc<TieredStore>| -> CacheLayer {
+        let cache = cache_over(&h.airtable, Arc::clone(store) as Arc<dyn Store>);
+        let builder = Mode::Standards.builder(&cache);
+        let builder = if per_principal {
+            builder.per_principal()
+        } else {
+            builder
+        };
+        builder.build()
+    };
+    let runs = common::Counter::default();
+    let answer = move |_: usize, _: &common::origin::Seen| {
+        let run = runs.bump();
+        respond(
+            200,
+            &[("cache-control", "max-age=60")],
+            &format!("run {run}"),
+        )
+    };
+    let (first, _) = origin(layer(&a), answer.clone());
+    let (second, _) = origin(layer(&b), answer);
+    (first, second)
+}
+
 /// Sends GETs to `app` until one answers other than `before`, for at most 5 s.
 async fn changes(app: &axum::Router, uri: &str, before: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -67,23 +96,7 @@ async fn a_hot_response_on_redis_is_answered_from_the_in_process_tier() {
 #[tokio::test]
 async fn an_unsafe_method_in_one_instance_evicts_the_response_from_every_tier() {
     let h = harness(StoreKind::Redis).await;
-    let (a, b) = (tiered(&h).await, tiered(&h).await);
-    let layer = |store: &Arc<TieredStore>| -> CacheLayer {
-        let cache = cache_over(&h.airtable, Arc::clone(store) as Arc<dyn Store>);
-        Mode::Standards.builder(&cache).build()
-    };
-    // One count over both instances' origins, so every origin answer differs.
-    let runs = common::Counter::default();
-    let answer = move |_: usize, _: &common::origin::Seen| {
-        let run = runs.bump();
-        respond(
-            200,
-            &[("cache-control", "max-age=60")],
-            &format!("run {run}"),
-        )
-    };
-    let (first, _) = origin(layer(&a), answer.clone());
-    let (second, _) = origin(layer(&b), answer);
+    let (first, second) = two_instances(&h, false).await;
     let stored = send(&first, request("GET", "/r", &[])).await.text();
     for _ in 0..3 {
         assert_eq!(
@@ -130,22 +143,7 @@ async fn a_record_change_in_one_instance_purges_the_response_from_every_tier() {
 #[tokio::test]
 async fn an_unsafe_method_evicts_every_principals_response_from_every_tier() {
     let h = harness(StoreKind::Redis).await;
-    let (a, b) = (tiered(&h).await, tiered(&h).await);
-    let layer = |store: &Arc<TieredStore>| -> CacheLayer {
-        let cache = cache_over(&h.airtable, Arc::clone(store) as Arc<dyn Store>);
-        Mode::Standards.builder(&cache).per_principal().build()
-    };
-    let runs = common::Counter::default();
-    let answer = move |_: usize, _: &common::origin::Seen| {
-        let run = runs.bump();
-        respond(
-            200,
-            &[("cache-control", "max-age=60")],
-            &format!("run {run}"),
-        )
-    };
-    let (first, _) = origin(layer(&a), answer.clone());
-    let (second, _) = origin(layer(&b), answer);
+    let (first, second) = two_instances(&h, true).await;
     let ada = [("authorization", "Bearer ada")];
     let stored = send(&second, request("GET", "/r", &ada)).await.text();
     for _ in 0..3 {

@@ -28,7 +28,11 @@
 //!   `Range` are answered from the stored entry (`304`, `206`, `416`).
 //! - **Responses**: the directives are those of the first targeted field with a valid value
 //!   (a configured one, then `CDN-Cache-Control`, RFC 9213), else `Cache-Control` and
-//!   `Expires`. Never stored: `no-store`, `private`, `Set-Cookie`, `Vary: *`, `206`, `304`.
+//!   `Expires`. Never stored: `no-store` (unless with `must-understand` on a status whose
+//!   rules the layer implements, RFC 9111 §5.2.2.3), `private`, `Set-Cookie`, `Vary: *`,
+//!   `206`, `304`; nor the fields `Connection` names, the proxy authentication fields, and
+//!   those a qualified `no-cache="…"` or `private="…"` names (§3.1, §5.2.2.4, §5.2.2.7).
+//!   Directives are split outside quoted strings and the first occurrence of one wins (§4.2.1).
 //!   Freshness: `s-maxage`, else `max-age`, else `Expires` − `Date` (any HTTP-date form; an
 //!   invalid one means expired); in the app mode capped by the TTL, which also applies to the
 //!   cacheable statuses (default 200, 203, 204, 301, 404, 410) that give none; in the standards
@@ -39,7 +43,10 @@
 //!   headers (§4.3.4); `no-cache` responses are validated on every use; `must-revalidate`,
 //!   `proxy-revalidate` and `s-maxage` forbid serving stale. `stale-while-revalidate=N` (or the
 //!   configured default window) serves a stale entry while one background request validates
-//!   it; `stale-if-error=N` (RFC 5861) serves it when the service answers `5xx` or fails.
+//!   it; `stale-if-error=N` (RFC 5861, in the response or the request) serves it when the
+//!   service answers `5xx` or fails; a `must-revalidate` entry the service cannot validate is
+//!   answered `504`. A `200` to a `HEAD` forwarded for a stale entry freshens it (or, with
+//!   other validators, invalidates it, §4.3.5).
 //! - **Keys**: method + path + sorted query ([`default_request_key`], replaceable with
 //!   [`CacheLayerBuilder::key_fn`](crate::CacheLayerBuilder::key_fn)), plus the values of the
 //!   request headers the response's `Vary` names. A route given an allow-list

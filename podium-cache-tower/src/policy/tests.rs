@@ -1,10 +1,12 @@
 //! Unit tests of the policy.
 
-use super::*;
-use http::header::HeaderName;
-use http::request::Parts;
-use http::{HeaderMap, Method, StatusCode};
+use std::sync::Arc;
 use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+
+use super::*;
 
 fn parts(builder: http::request::Builder) -> Parts {
     match builder.body(()) {
