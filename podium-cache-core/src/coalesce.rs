@@ -48,9 +48,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+/// One key's flight: its leader's id and the channel its result is published on.
+type Flight<V> = (u64, watch::Receiver<Option<V>>);
+
 /// The keys whose work is running now, each with the channel its result is published on.
 pub struct SingleFlight<K, V> {
-    map: Mutex<HashMap<K, (u64, watch::Receiver<Option<V>>)>>,
+    map: Mutex<HashMap<K, Flight<V>>>,
     next_id: AtomicU64,
 }
 
