@@ -32,7 +32,9 @@ pub(crate) enum TierEntry {
 impl LayerState {
     /// Looks `key` up (following a vary marker to the request's variant): in the in-process
     /// tier when the store has one, else in the store. A principal's entry stored before an
-    /// unsafe request to its URI invalidated the URI is not used (RFC 9111 §4.4).
+    /// unsafe request to its URI invalidated the URI is not used (RFC 9111 §4.4). Times are
+    /// milliseconds: an entry stored in the invalidation's own millisecond cannot be ordered
+    /// after it and is not used either (a miss, never a stale hit).
     pub(crate) async fn lookup(
         &self,
         key: &str,
