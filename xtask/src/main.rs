@@ -1,11 +1,13 @@
 //! `cargo xtask <command>`: the project's tasks, in Rust so they run wherever cargo does.
 //!
-//! `test`, `bench` and `fuzz` are the project's own; `gen-secret`, `gen-scripts`, `sweep`,
+//! `test`, `layout`, `bench` and `fuzz` are the project's own; `gen-secret`, `gen-scripts`, `sweep`,
 //! `webhooks` and `check` are the library's task runner (`podium_cache_core::tasks`) over the
 //! example app's models, as a user's own binary would run them.
 
 mod bench;
 mod fuzz;
+mod layout;
+mod shell;
 mod test;
 
 use std::process::ExitCode;
@@ -31,6 +33,9 @@ enum Command {
     Test(test::Args),
     /// Run every fuzz target coverage-guided (libFuzzer) for `--seconds` each.
     Fuzz(fuzz::Args),
+    /// Check the source layout: no file over 600 lines of code, no two files importing each
+    /// other.
+    Layout,
     /// Measure on this machine (release build) and print a table: `http` (the cache layer).
     Bench(bench::Args),
     #[command(flatten)]
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Layout => layout::run(),
         Command::Tasks(command) => return example_tasks().execute(command),
     };
     match result {
@@ -60,7 +66,7 @@ fn main() -> ExitCode {
 fn example_tasks() -> Tasks {
     Tasks::new()
         .name("cargo xtask")
-        .home(test::workspace_root())
+        .home(shell::workspace_root())
         .model::<User>()
         .model::<Event>()
         .model::<Project>()
