@@ -14,7 +14,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use podium_cache_core::tasks::{TaskCommand, Tasks};
-use podium_example::models::{Event, Project, Referral, User, Vote};
 
 #[derive(Parser)]
 #[command(
@@ -61,17 +60,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The library's task runner over the example app's five models; settings and scripts at the
-/// workspace root.
+/// The library's task runner over the example app's models (its one registry,
+/// `podium_example::models::models`); settings and scripts at the workspace root.
 fn example_tasks() -> Tasks {
     Tasks::new()
         .name("cargo xtask")
         .home(shell::workspace_root())
-        .model::<User>()
-        .model::<Event>()
-        .model::<Project>()
-        .model::<Vote>()
-        .model::<Referral>()
+        .models(&podium_example::models::models())
 }
 
 /// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,

@@ -11,6 +11,7 @@ use super::report::{Progress, Strategy};
 use crate::cache::Cache;
 use crate::entity::{Cacheable, EntityMeta};
 use crate::source::airtable::MAX_PAGE;
+use crate::webhook::Models;
 
 /// Keys asked for per `SCAN` call by default.
 pub const DEFAULT_SCAN_COUNT: usize = 500;
@@ -35,6 +36,25 @@ impl SweepEntity {
             meta: T::meta(),
             schema_hash: T::schema_hash(),
         }
+    }
+
+    /// The entity of every model of `models` (the registry an app lists its models in once),
+    /// in table order.
+    ///
+    /// ```
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
+    /// # #[cacheable(table = "Members")]
+    /// # struct Member { id: String }
+    /// use podium_cache_core::{sweep::SweepEntity, Models};
+    /// let models = Models::new().register::<Member>();
+    /// let entities: Vec<&str> = SweepEntity::all_of(&models).map(|e| e.meta.entity).collect();
+    /// assert_eq!(entities, ["members"]);
+    /// ```
+    pub fn all_of(models: &Models) -> impl Iterator<Item = SweepEntity> + '_ {
+        models.iter().map(|model| SweepEntity {
+            meta: model.meta(),
+            schema_hash: model.schema_hash(),
+        })
     }
 
     /// Appends this entity to `entities` unless one of the same entity name is there already.

@@ -46,6 +46,7 @@ pub use webhooks::WebhooksArgs;
 use crate::config::Settings;
 use crate::entity::Cacheable;
 use crate::sweep::SweepEntity;
+use crate::webhook::Models;
 use console::Console;
 
 /// The commands of the task runner. A project with tasks of its own can flatten them into its
@@ -132,8 +133,27 @@ impl Tasks {
         self
     }
 
+    /// Adds every model of `models` (the registry the app's webhook routes and maintenance
+    /// take), so an app lists its models once. Adding a model twice keeps one.
+    ///
+    /// ```
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
+    /// # #[cacheable(table = "Members")]
+    /// # struct Member { id: String }
+    /// use podium_cache_core::{tasks::Tasks, Models};
+    /// let models = Models::new().register::<Member>();
+    /// let tasks = Tasks::new().models(&models).model::<Member>();
+    /// assert_eq!(tasks.covered().len(), 1);
+    /// ```
+    pub fn models(mut self, models: &Models) -> Self {
+        for entity in SweepEntity::all_of(models) {
+            entity.add_to(&mut self.models);
+        }
+        self
+    }
+
     /// The models, in the order they were added.
-    pub fn models(&self) -> &[SweepEntity] {
+    pub fn covered(&self) -> &[SweepEntity] {
         &self.models
     }
 
