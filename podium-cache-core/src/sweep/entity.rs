@@ -289,42 +289,11 @@ impl EntityRun<'_> {
 
 /// The one field a verification asks for: the first scalar field (smallest answer), else the
 /// first field, else none (all fields).
-fn probe_fields(meta: &EntityMeta) -> Vec<String> {
+pub(super) fn probe_fields(meta: &EntityMeta) -> Vec<String> {
     meta.fields
         .iter()
         .find(|f| f.kind == FieldKind::Scalar)
         .or_else(|| meta.fields.first())
         .map(|f| vec![f.name.to_owned()])
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::entity::FieldMeta;
-
-    #[test]
-    fn the_probe_asks_for_one_scalar_field() {
-        static META: EntityMeta = EntityMeta {
-            table: "Users",
-            entity: "users",
-            id_key: "id",
-            fields: &[
-                FieldMeta {
-                    name: "manager",
-                    kind: FieldKind::Link {
-                        entity: "users",
-                        many: false,
-                    },
-                    index: false,
-                },
-                FieldMeta {
-                    name: "email",
-                    kind: FieldKind::Scalar,
-                    index: true,
-                },
-            ],
-        };
-        assert_eq!(probe_fields(&META), vec!["email".to_string()]);
-    }
 }

@@ -304,6 +304,14 @@ mod tests {
         assert_eq!(refs.values().map(HashSet::len).sum::<usize>(), 3);
     }
 
+    #[test]
+    fn the_probe_asks_for_one_scalar_field() {
+        assert_eq!(
+            super::super::entity::probe_fields(&META),
+            vec!["email".to_string()]
+        );
+    }
+
     /// Compiles only if a run can be spawned on a multi-threaded runtime.
     #[allow(dead_code)]
     fn a_run_can_be_spawned(sweep: Sweep) {
