@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::Value;
 
 use crate::airtable::api_error::ApiError;
-use crate::airtable::server::Shared;
+use crate::airtable::shared::Shared;
 use crate::airtable::store::Store;
 
 pub(super) type AppState = State<Arc<Shared>>;

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Notify};
 
-use crate::airtable::store::{Change, ChangeKind};
+use crate::airtable::record::{Change, ChangeKind};
 use crate::airtable::tokens::{RECORDS_READ, SCHEMA_READ};
 
 /// How long a webhook lives after its creation, refresh or last payload listing.

@@ -17,7 +17,7 @@ use super::api::{base_exists, respond, AppState};
 use super::hook::{expiry_from, timestamp, PingState, Webhook};
 use super::notifier::Notifier;
 use crate::airtable::api_error::ApiError;
-use crate::airtable::server::Shared;
+use crate::airtable::shared::Shared;
 use crate::airtable::store::{random_id, Store};
 use crate::airtable::tokens::{Token, WEBHOOK_MANAGE};
 

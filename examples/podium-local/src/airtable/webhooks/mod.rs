@@ -61,7 +61,7 @@ use std::sync::Arc;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use super::server::Shared;
+use super::shared::Shared;
 
 pub use hook::{NotificationResult, WebhookCallStats, WebhookInfo};
 pub use manage::MAX_WEBHOOKS_PER_BASE;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::api::{respond, AppState};
 use super::hook::{expiry_from, Webhook};
 use crate::airtable::api_error::ApiError;
-use crate::airtable::server::Shared;
+use crate::airtable::shared::Shared;
 use crate::airtable::tokens::{Token, WEBHOOK_MANAGE};
 
 /// Airtable's largest (and default) payload page.

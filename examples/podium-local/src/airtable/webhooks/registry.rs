@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::hook::{Webhook, WebhookCallStats};
 use crate::airtable::api_error::ApiError;
-use crate::airtable::store::Change;
+use crate::airtable::record::Change;
 
 /// How many payloads a webhook keeps (the oldest are dropped; numbers are never reused).
 const PAYLOAD_CAPACITY: usize = 10_000;
