@@ -34,7 +34,7 @@ enum Command {
     Fuzz(fuzz::Args),
     /// Check the source layout: no file over 600 lines of code, no two files importing each
     /// other.
-    Layout,
+    Layout(layout::Args),
     /// Measure on this machine (release build) and print a table: `http` (the cache layer).
     Bench(bench::Args),
     #[command(flatten)]
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
-        Command::Layout => layout::run(),
+        Command::Layout(args) => layout::run(args),
         Command::Tasks(command) => return example_tasks().execute(command),
     };
     match result {

@@ -34,6 +34,8 @@ pub struct Findings {
     pub loops: Vec<(Vec<PathBuf>, Vec<LoopStep>)>,
     /// Files read.
     pub files: usize,
+    /// Every file read with its lines of code, in the order read.
+    pub counts: Vec<(PathBuf, usize)>,
 }
 
 /// One step of a loop: `from` line `line` uses `path`, defined in `to`.
@@ -109,10 +111,28 @@ impl fmt::Display for Findings {
     }
 }
 
+/// Options of `cargo xtask layout`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Also print every file's lines of code (as counted for the limit), largest first.
+    #[arg(long)]
+    pub counts: bool,
+    /// The workspace to check (default: this one), e.g. an exported older revision.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
 /// `cargo xtask layout`.
-pub fn run() -> Result<ExitCode, String> {
-    let root = crate::shell::workspace_root();
+pub fn run(args: Args) -> Result<ExitCode, String> {
+    let root = args.root.unwrap_or_else(crate::shell::workspace_root);
     let findings = check_workspace(&root)?;
+    if args.counts {
+        let mut counts = findings.counts.clone();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (path, lines) in counts {
+            println!("{lines:>5}  {}", path.display());
+        }
+    }
     print!("{findings}");
     Ok(if findings.is_clean() {
         ExitCode::SUCCESS
@@ -179,6 +199,7 @@ pub fn check_crate(root: &Path, dir: &Path, findings: &mut Findings) -> Result<(
         nodes.retain(|(_, node)| !test_only.contains(&node.module));
         findings.files += nodes.len();
         for (lines, node) in &nodes {
+            findings.counts.push((node.path.clone(), *lines));
             if *lines > MAX_CODE_LINES {
                 findings.long_files.push((node.path.clone(), *lines));
             }

@@ -67,6 +67,10 @@ fn a_file_over_600_lines_of_code_fails_and_one_at_600_passes() {
         [(Path::new("krate/src/long.rs").to_path_buf(), 601)]
     );
     assert!(findings.loops.is_empty());
+    // The 50 `#[cfg(test)]` modules of fits.rs are not counted.
+    assert!(findings
+        .counts
+        .contains(&(Path::new("krate/src/fits.rs").to_path_buf(), 600)));
     assert!(findings.to_string().contains("  601  krate/src/long.rs"));
 }
 
