@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::airtable::api_error::ApiError;
 use crate::airtable::shared::Shared;
 use crate::airtable::store::Store;
+use crate::airtable::tokens::Token;
 
 pub(super) type AppState = State<Arc<Shared>>;
 
@@ -28,4 +29,18 @@ pub(super) fn base_exists(store: &Store, base: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Forbidden)
     }
+}
+
+/// Lets a call through the gate every call passes (key, `scope`, the base's rate limit,
+/// latency, injected faults) and gives its token, or the answer that refuses it.
+pub(super) async fn gate(
+    shared: &Shared,
+    base: &str,
+    scope: &'static str,
+    headers: &HeaderMap,
+) -> Result<Token, Response> {
+    shared
+        .gate_with(base, |_| {}, &[scope], headers)
+        .await
+        .map_err(IntoResponse::into_response)
 }

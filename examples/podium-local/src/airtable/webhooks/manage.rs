@@ -7,13 +7,13 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use super::api::{base_exists, respond, AppState};
+use super::api::{base_exists, gate, respond, AppState};
 use super::hook::{expiry_from, timestamp, PingState, Webhook};
 use super::notifier::Notifier;
 use crate::airtable::api_error::ApiError;
@@ -93,12 +93,9 @@ pub(super) async fn create_hook(
 ) -> Response {
     // "The scope webhook:manage is always required for all webhooks API endpoints"
     // (https://airtable.com/developers/web/api/webhooks-overview).
-    let token = match shared
-        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
-        .await
-    {
+    let token = match gate(&shared, &base, WEBHOOK_MANAGE, &headers).await {
         Ok(token) => token,
-        Err(e) => return e.into_response(),
+        Err(refused) => return refused,
     };
     respond(create(&shared, &base, &token, &body))
 }
@@ -194,11 +191,8 @@ pub(super) async fn list_hooks(
     Path(base): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared
-        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
-        .await
-    {
-        return e.into_response();
+    if let Err(refused) = gate(&shared, &base, WEBHOOK_MANAGE, &headers).await {
+        return refused;
     }
     let mut store = shared.store.write();
     store.webhooks.calls.list += 1;
@@ -221,11 +215,8 @@ pub(super) async fn refresh_hook(
     Path((base, webhook)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared
-        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
-        .await
-    {
-        return e.into_response();
+    if let Err(refused) = gate(&shared, &base, WEBHOOK_MANAGE, &headers).await {
+        return refused;
     }
     let mut store = shared.store.write();
     store.webhooks.calls.refresh += 1;
@@ -246,11 +237,8 @@ pub(super) async fn delete_hook(
     Path((base, webhook)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = shared
-        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
-        .await
-    {
-        return e.into_response();
+    if let Err(refused) = gate(&shared, &base, WEBHOOK_MANAGE, &headers).await {
+        return refused;
     }
     let mut store = shared.store.write();
     store.webhooks.calls.delete += 1;
@@ -272,11 +260,8 @@ pub(super) async fn enable_notifications(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = shared
-        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
-        .await
-    {
-        return e.into_response();
+    if let Err(refused) = gate(&shared, &base, WEBHOOK_MANAGE, &headers).await {
+        return refused;
     }
     let mut store = shared.store.write();
     store.webhooks.calls.enable_notifications += 1;

@@ -2,10 +2,10 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::api::{respond, AppState};
+use super::api::{gate, respond, AppState};
 use super::hook::{expiry_from, Webhook};
 use crate::airtable::api_error::ApiError;
 use crate::airtable::shared::Shared;
@@ -87,12 +87,9 @@ pub(super) async fn list_payloads(
     RawQuery(query): RawQuery,
 ) -> Response {
     let reader = Reader::enter(&shared, &base, &webhook);
-    let token = match shared
-        .gate_with(&base, |_| {}, &[WEBHOOK_MANAGE], &headers)
-        .await
-    {
+    let token = match gate(&shared, &base, WEBHOOK_MANAGE, &headers).await {
         Ok(token) => token,
-        Err(e) => return e.into_response(),
+        Err(refused) => return refused,
     };
     let result = payload_params(query.as_deref().unwrap_or(""))
         .and_then(|(cursor, limit)| payloads(&shared, &base, &webhook, &token, cursor, limit));

@@ -2,10 +2,10 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::api::{base_exists, respond, AppState};
+use super::api::{base_exists, gate, respond, AppState};
 use super::hook::field_id;
 use crate::airtable::store::Store;
 use crate::airtable::tokens::SCHEMA_READ;
@@ -17,11 +17,8 @@ pub(super) async fn base_schema(
 ) -> Response {
     // "Get base schema" needs schema.bases:read
     // (https://airtable.com/developers/web/api/get-base-schema, "Requirements").
-    if let Err(e) = shared
-        .gate_with(&base, |_| {}, &[SCHEMA_READ], &headers)
-        .await
-    {
-        return e.into_response();
+    if let Err(refused) = gate(&shared, &base, SCHEMA_READ, &headers).await {
+        return refused;
     }
     let mut store = shared.store.write();
     store.webhooks.calls.schema += 1;
