@@ -138,12 +138,8 @@ impl Maintenance {
     /// # }
     /// ```
     pub fn models(mut self, models: &Models) -> Self {
-        for model in models.iter() {
-            SweepEntity {
-                meta: model.meta(),
-                schema_hash: model.schema_hash(),
-            }
-            .add_to(&mut self.models);
+        for entity in SweepEntity::all_of(models) {
+            entity.add_to(&mut self.models);
         }
         self
     }

@@ -3,44 +3,25 @@
 //! round, and the two instances never sweep at the same time. The native webhook is refreshed
 //! without cron.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use common::watched_source::{ListWatch, WatchedSource};
+use common::workshops::{Member, Workshop};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::entity::Cacheable;
 use podium_cache_core::maintenance::{Maintenance, MaintenanceHandle, MaintenanceStats};
-use podium_cache_core::source::{
-    AirtableSource, ListQuery, Source, SourceError, SourceRecord, SourceStats,
-};
+use podium_cache_core::source::AirtableSource;
 use podium_cache_core::store::{MemoryStore, RedisStore};
 use podium_cache_core::webhook::native::WebhooksApi;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 const BASE: &str = "appMAINTENANCE001";
-
-#[derive(
-    Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable,
-)]
-#[cacheable(table = "Members")]
-struct Member {
-    id: String,
-    name: String,
-}
-
-#[derive(
-    Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable,
-)]
-#[cacheable(table = "Workshops")]
-struct Workshop {
-    id: String,
-    title: String,
-}
 
 fn fields(value: Value) -> Map<String, Value> {
     match value {
@@ -57,36 +38,13 @@ struct Overlap {
     most: AtomicUsize,
 }
 
-/// The real Airtable client, with its listings counted in [`Overlap`].
-struct CountedSource {
-    inner: AirtableSource,
-    overlap: Arc<Overlap>,
-}
-
-#[async_trait]
-impl Source for CountedSource {
-    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
-        self.inner.get(table, id).await
+impl ListWatch for Overlap {
+    fn started(&self, _table: &str) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
     }
-    async fn get_many(
-        &self,
-        table: &str,
-        ids: &[String],
-    ) -> Result<Vec<SourceRecord>, SourceError> {
-        self.inner.get_many(table, ids).await
-    }
-    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
-        let now = self.overlap.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.overlap.most.fetch_max(now, Ordering::SeqCst);
-        let answer = self.inner.list(table, query).await;
-        self.overlap.now.fetch_sub(1, Ordering::SeqCst);
-        answer
-    }
-    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.inner.delete(table, ids).await
-    }
-    fn stats(&self) -> SourceStats {
-        self.inner.stats()
+    fn answered(&self, _table: &str) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -105,9 +63,10 @@ async fn instance(
         .api_url(airtable.url())
         .build()
         .expect("source");
-    let source = CountedSource {
-        inner: source,
-        overlap: Arc::clone(overlap),
+    // The real Airtable client, with its listings counted in `overlap`.
+    let source = WatchedSource {
+        inner: Arc::new(source),
+        watch: Arc::clone(overlap) as Arc<dyn ListWatch>,
     };
     Cache::builder(Arc::new(store), Arc::new(source)).build()
 }

@@ -4,7 +4,11 @@
 //! nothing unconfirmed or alive is ever removed; the lock, dry run, entity filter,
 //! cancellation and the gone-share guard.
 
+mod common;
+
 include!("sweep_fixture/fixture.rs");
+
+use common::watched_source::{ListWatch, WatchedSource};
 
 // ----- the 10,000-record runs ---------------------------------------------------------------
 
@@ -318,35 +322,15 @@ async fn entity_filter_sweeps_only_the_named_entity() {
 /// Sets a cancellation flag when the first list call on `table` answers (before the sweep
 /// sees the answer).
 struct CancelOnTable {
-    inner: Arc<dyn Source>,
     table: &'static str,
     cancel: watch::Sender<bool>,
 }
 
-#[async_trait]
-impl Source for CancelOnTable {
-    async fn get(&self, table: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
-        self.inner.get(table, id).await
-    }
-    async fn get_many(
-        &self,
-        table: &str,
-        ids: &[String],
-    ) -> Result<Vec<SourceRecord>, SourceError> {
-        self.inner.get_many(table, ids).await
-    }
-    async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
-        let answer = self.inner.list(table, query).await;
+impl ListWatch for CancelOnTable {
+    fn answered(&self, table: &str) {
         if table == self.table {
             self.cancel.send_replace(true);
         }
-        answer
-    }
-    async fn delete(&self, table: &str, ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.inner.delete(table, ids).await
-    }
-    fn stats(&self) -> SourceStats {
-        self.inner.stats()
     }
 }
 
@@ -354,10 +338,12 @@ impl Source for CancelOnTable {
 async fn cancelled_sweep_stops_between_batches_and_leaves_every_record_consistent() {
     let (cancel, cancelled) = watch::channel(false);
     let fx = Fixture::start_with(10, RAISED, every_33rd, |inner| {
-        Arc::new(CancelOnTable {
+        Arc::new(WatchedSource {
             inner,
-            table: "Projects",
-            cancel,
+            watch: Arc::new(CancelOnTable {
+                table: "Projects",
+                cancel,
+            }),
         })
     })
     .await;

@@ -3,12 +3,15 @@
 //! redis-server and the local Airtable server; settings through a temporary `--config-dir`.
 #![cfg(feature = "tasks")]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::workshops::{declare_tables, Member, Workshop};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::source::AirtableSource;
 use podium_cache_core::store::RedisStore;
@@ -20,27 +23,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 const BASE: &str = "appTASKSTASKS0001";
-
-#[derive(
-    Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable,
-)]
-#[cacheable(table = "Members")]
-struct Member {
-    id: String,
-    name: String,
-    #[serde(default)]
-    #[cacheable(references = "workshops")]
-    workshops: Vec<String>,
-}
-
-#[derive(
-    Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, podium_cache_core::Cacheable,
-)]
-#[cacheable(table = "Workshops")]
-struct Workshop {
-    id: String,
-    title: String,
-}
 
 /// The whole task runner of a user with two models.
 fn tasks() -> Tasks {
@@ -93,8 +75,7 @@ impl World {
         let airtable = runtime
             .block_on(AirtableServer::builder().rate_limit(None).start())
             .expect("local airtable");
-        airtable.declare_fields(BASE, "Members", &["name", "workshops"]);
-        airtable.declare_fields(BASE, "Workshops", &["title"]);
+        declare_tables(&airtable, BASE);
         let redis = RedisServer::start().expect("redis-server");
         World {
             runtime,

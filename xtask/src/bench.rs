@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::test::{on_path, step, workspace_root};
+use crate::shell::{on_path, step, workspace_root};
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]

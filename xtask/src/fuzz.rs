@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use crate::test::{step, workspace_root};
+use crate::shell::{step, workspace_root};
 
 /// Options of `cargo xtask fuzz`.
 #[derive(clap::Args)]

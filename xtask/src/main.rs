@@ -1,18 +1,19 @@
 //! `cargo xtask <command>`: the project's tasks, in Rust so they run wherever cargo does.
 //!
-//! `test`, `bench` and `fuzz` are the project's own; `gen-secret`, `gen-scripts`, `sweep`,
+//! `test`, `layout`, `bench` and `fuzz` are the project's own; `gen-secret`, `gen-scripts`, `sweep`,
 //! `webhooks` and `check` are the library's task runner (`podium_cache_core::tasks`) over the
 //! example app's models, as a user's own binary would run them.
 
 mod bench;
 mod fuzz;
+mod layout;
+mod shell;
 mod test;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use podium_cache_core::tasks::{TaskCommand, Tasks};
-use podium_example::models::{Event, Project, Referral, User, Vote};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,9 @@ enum Command {
     Test(test::Args),
     /// Run every fuzz target coverage-guided (libFuzzer) for `--seconds` each.
     Fuzz(fuzz::Args),
+    /// Check the source layout: no file over 600 lines of code, no two files importing each
+    /// other.
+    Layout(layout::Args),
     /// Measure on this machine (release build) and print a table: `http` (the cache layer).
     Bench(bench::Args),
     #[command(flatten)]
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Layout(args) => layout::run(args),
         Command::Tasks(command) => return example_tasks().execute(command),
     };
     match result {
@@ -55,17 +60,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The library's task runner over the example app's five models; settings and scripts at the
-/// workspace root.
+/// The library's task runner over the example app's models (its one registry,
+/// `podium_example::models::models`); settings and scripts at the workspace root.
 fn example_tasks() -> Tasks {
     Tasks::new()
         .name("cargo xtask")
-        .home(test::workspace_root())
-        .model::<User>()
-        .model::<Event>()
-        .model::<Project>()
-        .model::<Vote>()
-        .model::<Referral>()
+        .home(shell::workspace_root())
+        .models(&podium_example::models::models())
 }
 
 /// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME=xtask`,

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the README's test command.
 
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+
+use crate::shell::{on_path, step, workspace_root};
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -16,8 +17,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, String> {
-    ensure_redis_server()?;
     let root = workspace_root();
+    layout(&root)?;
+    ensure_redis_server()?;
     if !args.no_lint {
         step(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
         step(
@@ -40,6 +42,23 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     step(&root, "cargo", &test_args)?;
     crate::fuzz::short_pass(&root, !args.no_lint)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask layout` first: a file too long or an import loop fails before anything is
+/// built. `PODIUM_SKIP_LAYOUT=1` skips it (while a branch is mid-way through a split).
+fn layout(root: &std::path::Path) -> Result<(), String> {
+    if std::env::var_os("PODIUM_SKIP_LAYOUT").is_some_and(|v| v == "1") {
+        println!("xtask: layout check skipped (PODIUM_SKIP_LAYOUT=1)");
+        return Ok(());
+    }
+    println!("xtask: layout check");
+    let findings = crate::layout::check_workspace(root)?;
+    print!("{findings}");
+    if findings.is_clean() {
+        Ok(())
+    } else {
+        Err("the layout check failed (see above; `cargo xtask layout` runs it alone)".into())
+    }
 }
 
 /// The library crates, each built with no default features and with all of them (`cargo
@@ -111,32 +130,5 @@ fn ensure_redis_server() -> Result<(), String> {
         Ok(())
     } else {
         Err("apt-get finished but redis-server is still not on PATH".into())
-    }
-}
-
-/// Whether `program` is an executable file on PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-pub fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
-
-/// Runs one command in `dir`, echoing it; an error names the command that failed.
-pub fn step(dir: &std::path::Path, program: &str, args: &[&str]) -> Result<(), String> {
-    println!("xtask: $ {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .map_err(|e| format!("could not start {program}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
     }
 }

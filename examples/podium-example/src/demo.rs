@@ -2,13 +2,21 @@
 //! referrals, linked both ways as Airtable links them. Ids are fixed, so the printed "try this"
 //! commands work on every start.
 //!
+//! The tables come from the app's model registry ([`crate::models::models`]): one table per
+//! model, under the model's table name, with the model's fields declared.
+//!
 //! ```
-//! let seed = podium_example::demo::seed(podium_example::demo::DEMO_BASE);
-//! let events = &seed["bases"][podium_example::demo::DEMO_BASE]["Events"];
-//! assert_eq!(events.as_array().map(Vec::len), Some(3));
+//! use podium_example::demo::{seed, DEMO_BASE};
+//! let seed = seed(DEMO_BASE, &podium_example::models::models());
+//! let events = &seed["bases"][DEMO_BASE]["Events"];
+//! assert_eq!(events["records"].as_array().map(Vec::len), Some(3));
+//! assert!(events["fields"].as_array().is_some_and(|f| f.contains(&"slug".into())));
 //! ```
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use podium_cache_core::Models;
+use serde_json::{json, Map, Value};
 
 /// The demo base id.
 pub const DEMO_BASE: &str = "appPODIUMDEMO0001";
@@ -23,8 +31,10 @@ fn id(prefix: &str, n: usize) -> String {
     format!("rec{prefix}{n:011}")
 }
 
-/// The seed JSON for `podium_local::airtable::AirtableServer::seed_json`.
-pub fn seed(base: &str) -> Value {
+/// The seed JSON for `podium_local::airtable::AirtableServer::seed_json`: a table for every
+/// model of `models` (its table name, its fields declared), holding the demo records of the
+/// model's entity (none for a model the demo has no data for).
+pub fn seed(base: &str, models: &Models) -> Value {
     let events = [
         ("Hack Night", "hack-night"),
         ("Demo Day", "demo-day"),
@@ -114,11 +124,44 @@ pub fn seed(base: &str) -> Value {
             }})
         })
         .collect();
-    json!({"bases": {base: {
-        "Users": users,
-        "Events": events,
-        "Projects": projects,
-        "Votes": votes,
-        "Referrals": referrals,
-    }}})
+    let mut by_entity = BTreeMap::from([
+        ("users", users),
+        ("events", events),
+        ("projects", projects),
+        ("votes", votes),
+        ("referrals", referrals),
+    ]);
+    let tables: Map<String, Value> = models
+        .iter()
+        .map(|model| {
+            let meta = model.meta();
+            let fields: Vec<&str> = meta.fields.iter().map(|f| f.name).collect();
+            let records = by_entity.remove(meta.entity).unwrap_or_default();
+            (
+                meta.table.to_owned(),
+                json!({"fields": fields, "records": records}),
+            )
+        })
+        .collect();
+    json!({"bases": {base: tables}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{Event, User};
+
+    #[test]
+    fn the_seed_has_a_table_for_each_registered_model_and_no_other() {
+        let models = Models::new().register::<Event>().register::<User>();
+        let seed = seed(DEMO_BASE, &models);
+        let tables: Vec<&String> = seed["bases"][DEMO_BASE]
+            .as_object()
+            .map(|t| t.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(tables, ["Events", "Users"]);
+        let users = &seed["bases"][DEMO_BASE]["Users"];
+        assert_eq!(users["records"].as_array().map(Vec::len), Some(6));
+        assert_eq!(users["records"][0]["id"], FIRST_USER);
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```
 //! let tables: Vec<&str> = podium_example::models::all_models().iter().map(|m| m.table).collect();
-//! assert_eq!(tables, ["Users", "Events", "Projects", "Votes", "Referrals"]);
+//! assert_eq!(tables, ["Events", "Projects", "Referrals", "Users", "Votes"]);
 //! ```
 
 #![forbid(unsafe_code)]

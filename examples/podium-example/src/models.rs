@@ -17,7 +17,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
-use podium_cache_core::{Cacheable, EntityMeta};
+use podium_cache_core::{Cacheable, EntityMeta, Models};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -162,19 +162,29 @@ pub struct Referral {
     pub content: String,
 }
 
-/// The metadata of every model, in the order users, events, projects, votes, referrals (what
-/// `cargo xtask gen-scripts` writes scripts for).
+/// Every model of the app: the one list the webhook routes, the maintenance (sweep), the task
+/// runner (`cargo xtask`) and the local Airtable server's demo seed all take.
+///
+/// ```
+/// let tables = podium_example::models::models().tables();
+/// assert_eq!(tables, ["Events", "Projects", "Referrals", "Users", "Votes"]);
+/// ```
+pub fn models() -> Models {
+    Models::new()
+        .register::<User>()
+        .register::<Event>()
+        .register::<Project>()
+        .register::<Vote>()
+        .register::<Referral>()
+}
+
+/// The metadata of every model of [`models`], in table order (what `cargo xtask gen-scripts`
+/// writes scripts for).
 ///
 /// ```
 /// let entities: Vec<&str> = podium_example::models::all_models().iter().map(|m| m.entity).collect();
-/// assert_eq!(entities, ["users", "events", "projects", "votes", "referrals"]);
+/// assert_eq!(entities, ["events", "projects", "referrals", "users", "votes"]);
 /// ```
 pub fn all_models() -> Vec<&'static EntityMeta> {
-    vec![
-        User::meta(),
-        Event::meta(),
-        Project::meta(),
-        Vote::meta(),
-        Referral::meta(),
-    ]
+    models().iter().map(|model| model.meta()).collect()
 }

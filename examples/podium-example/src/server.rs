@@ -15,7 +15,7 @@ use podium_cache_core::config::{ConfigError, Secret, Settings};
 use podium_cache_core::maintenance::{Maintenance, MaintenanceHandle};
 use podium_cache_core::source::scopes::ScopeNeeds;
 use podium_cache_core::source::{check_token_scopes, AirtableSource, SourceError};
-use podium_cache_core::webhook::{secrets_from_settings, Models, WebhookSecret, WebhooksApi};
+use podium_cache_core::webhook::{secrets_from_settings, WebhookSecret, WebhooksApi};
 use podium_cache_core::Cache;
 use podium_cache_tower::webhook::WebhookRoutes;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
@@ -26,7 +26,6 @@ use tokio::task::JoinHandle;
 use crate::admin::{AdminToken, AdminTokenError};
 use crate::app::{self, AppState, WebhookCounters};
 use crate::demo;
-use crate::models::{Event, Project, Referral, User, Vote};
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,26 +125,14 @@ impl RunningApp {
     }
 }
 
-/// Every model of the app, for the webhook receiver and the sweep.
-pub fn models() -> Models {
-    Models::new()
-        .register::<User>()
-        .register::<Event>()
-        .register::<Project>()
-        .register::<Vote>()
-        .register::<Referral>()
-}
+pub use crate::models::models;
 
 /// The in-app maintenance over every model: the daily sweep, one instance at a time, and the
 /// daily refresh of the native webhook the settings name (`airtable_webhook_id`), if any.
 /// Not started yet: [`Maintenance::spawn`].
 pub fn maintenance(cache: &Cache, settings: &Settings) -> Result<Maintenance, SourceError> {
     Maintenance::new(cache)
-        .model::<User>()
-        .model::<Event>()
-        .model::<Project>()
-        .model::<Vote>()
-        .model::<Referral>()
+        .models(&models())
         .webhooks_from_settings(settings)
 }
 
@@ -159,7 +146,7 @@ pub async fn start(options: RunOptions) -> Result<RunningApp, ServerError> {
         let server = AirtableServer::builder()
             .latency(options.demo_latency.0, options.demo_latency.1)
             .rate_limit(options.demo_rate_limit)
-            .seed_json(&demo::seed(demo::DEMO_BASE))
+            .seed_json(&demo::seed(demo::DEMO_BASE, &models()))
             .start()
             .await
             .map_err(|e| ServerError::Local(e.to_string()))?;

@@ -233,7 +233,7 @@ async fn no_secret_reaches_any_log_line_error_or_answer_at_trace_level() {
     let airtable = AirtableServer::builder()
         .api_key(AIRTABLE_KEY)
         .rate_limit(None)
-        .seed_json(&demo::seed(DEMO_BASE))
+        .seed_json(&demo::seed(DEMO_BASE, &podium_example::models::models()))
         .start()
         .await
         .expect("local Airtable");

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::{block_on, init_logs, ConfigArgs, Ctx};
+use super::context::{block_on, init_logs, ConfigArgs, Ctx};
 use crate::cache::{Cache, SetupError};
 use crate::config::{ConfigError, Secret, Settings};
 use crate::source::WebhooksApi;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::entity::EntityMeta;
 use crate::scripts::{summary_table, write_scripts};
 use crate::webhook::signature::WebhookSecret;

@@ -28,6 +28,7 @@
 
 mod check;
 mod console;
+mod context;
 mod gen;
 mod sweep;
 mod webhooks;
@@ -39,14 +40,16 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 pub use check::CheckArgs;
+pub use context::ConfigArgs;
 pub use gen::ScriptsArgs;
 pub use sweep::SweepArgs;
 pub use webhooks::WebhooksArgs;
 
-use crate::config::Settings;
 use crate::entity::Cacheable;
 use crate::sweep::SweepEntity;
+use crate::webhook::Models;
 use console::Console;
+use context::Ctx;
 
 /// The commands of the task runner. A project with tasks of its own can flatten them into its
 /// own command line (`#[command(flatten)] Tasks(TaskCommand)`) and hand them to
@@ -132,8 +135,27 @@ impl Tasks {
         self
     }
 
+    /// Adds every model of `models` (the registry the app's webhook routes and maintenance
+    /// take), so an app lists its models once. Adding a model twice keeps one.
+    ///
+    /// ```
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
+    /// # #[cacheable(table = "Members")]
+    /// # struct Member { id: String }
+    /// use podium_cache_core::{tasks::Tasks, Models};
+    /// let models = Models::new().register::<Member>();
+    /// let tasks = Tasks::new().models(&models).model::<Member>();
+    /// assert_eq!(tasks.covered().len(), 1);
+    /// ```
+    pub fn models(mut self, models: &Models) -> Self {
+        for entity in SweepEntity::all_of(models) {
+            entity.add_to(&mut self.models);
+        }
+        self
+    }
+
     /// The models, in the order they were added.
-    pub fn models(&self) -> &[SweepEntity] {
+    pub fn covered(&self) -> &[SweepEntity] {
         &self.models
     }
 
@@ -258,54 +280,4 @@ fn program_name(program: Option<&std::ffi::OsStr>) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "podium-tasks".to_owned())
-}
-
-/// What every command gets: where to write, the runner's name, its home and models.
-pub(crate) struct Ctx {
-    pub(crate) console: Console,
-    pub(crate) name: String,
-    pub(crate) home: PathBuf,
-    pub(crate) models: Vec<SweepEntity>,
-}
-
-impl Ctx {
-    /// The settings as the app reads them, from `config_dir` or the runner's home.
-    pub(crate) fn settings(&self, config_dir: Option<&Path>) -> Result<Settings, String> {
-        let dir = config_dir.unwrap_or(&self.home);
-        Settings::load(dir).map_err(|e| format!("{e} (settings read from {})", dir.display()))
-    }
-
-    /// `path` relative to the home when it lies inside it (shorter output).
-    pub(crate) fn shorten(&self, path: &Path) -> PathBuf {
-        path.strip_prefix(&self.home)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|_| path.to_path_buf())
-    }
-}
-
-/// Options shared by the commands that read the settings.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct ConfigArgs {
-    /// Directory of `.secrets.toml` (default: the working directory, or the runner's home).
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: Option<PathBuf>,
-}
-
-/// Runs `future` on a runtime of its own (the runner is a plain `main`).
-pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("could not start the async runtime: {e}"))?;
-    Ok(runtime.block_on(future))
-}
-
-/// Logs to stderr: `RUST_LOG`, or warnings and errors only.
-pub(crate) fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 
-use super::{block_on, init_logs, ConfigArgs, Ctx};
+use super::context::{block_on, init_logs, ConfigArgs, Ctx};
 use crate::cache::Cache;
 use crate::sweep::{select, Progress, Strategy, Sweep, SweepError, DEFAULT_MAX_GONE_SHARE};
 

@@ -5,7 +5,7 @@
 //! `webhooks refresh` (e.g. cron `0 3 * * *`), or let the app's
 //! [`Maintenance`](crate::maintenance::Maintenance) refresh them.
 
-use super::{block_on, ConfigArgs, Ctx};
+use super::context::{block_on, ConfigArgs, Ctx};
 use crate::config::Settings;
 use crate::source::webhooks_api::{WebhookDescription, MAX_WEBHOOKS_PER_BASE};
 use crate::source::AirtableSource;

@@ -3,6 +3,9 @@
 //! deterministic.
 #![allow(dead_code)]
 
+pub mod watched_source;
+pub mod workshops;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,9 +11,7 @@ use futures::stream::{self, StreamExt};
 use parking_lot::Mutex;
 use podium_cache_core::cache::{Cache, Change, ChangeKind, InvalidationListener};
 use podium_cache_core::entity::{normalize_index_value, Cacheable};
-use podium_cache_core::source::{
-    AirtableSource, ListQuery, Source, SourceError, SourceRecord, SourceStats,
-};
+use podium_cache_core::source::{AirtableSource, Source};
 use podium_cache_core::store::{RedisStore, Store};
 use podium_cache_core::sweep::{Method, Outcome, Progress, Strategy, Sweep, SweepError};
 use podium_local::airtable::{random_id, AirtableServer, RunningAirtable};

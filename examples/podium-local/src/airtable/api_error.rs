@@ -5,8 +5,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::store::Missing;
-
 /// The message Airtable gives for an unknown base or table, or a token without the scope or
 /// the access a call needs (<https://airtable.com/developers/web/api/errors>, "403 Forbidden").
 const MODEL_NOT_FOUND: &str = "Invalid permissions, or the requested model was not found. Check that both your user and your token have the required permissions, and that the model names and/or ids are correct.";
@@ -47,15 +45,6 @@ pub(crate) enum ApiError {
     UrlTooLong,
     /// An injected fault with this status.
     Injected(u16),
-}
-
-impl From<Missing> for ApiError {
-    fn from(error: Missing) -> ApiError {
-        match error {
-            Missing::Base | Missing::Table => ApiError::Forbidden,
-            Missing::Record => ApiError::NotFound,
-        }
-    }
 }
 
 impl ApiError {

@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::api_error::ApiError;
 use super::formula::{Formula, Value as FormulaValue};
-use super::store::{random_id, Record, Table};
+use super::record::Record;
+use super::store::{random_id, Table};
 
 /// Default and largest page size.
 const MAX_PAGE_SIZE: usize = 100;

@@ -47,11 +47,14 @@ mod api_error;
 pub mod formula;
 mod list;
 mod ratelimit;
+mod record;
 mod seed;
 mod server;
+mod shared;
 mod store;
 mod tokens;
 mod webhooks;
+mod whoami;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -64,12 +67,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::HarnessError;
-use server::{Settings, Shared};
+use shared::{Settings, Shared};
 use store::{Store, WriteOp};
 
 pub use ratelimit::CallStats;
+pub use record::{Change, ChangeKind, Record};
 pub use seed::{SeedData, SeedRecord, SeedTable};
-pub use store::{now_timestamp, random_id, Change, ChangeKind, Record};
+pub use store::{now_timestamp, random_id};
 pub use tokens::{
     Token, ALL_SCOPES, DEFAULT_USER_EMAIL, DEFAULT_USER_ID, RECORDS_READ, RECORDS_WRITE,
     SCHEMA_READ, USER_EMAIL_READ, WEBHOOK_MANAGE,

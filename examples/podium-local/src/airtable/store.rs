@@ -7,64 +7,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::api_error::ApiError;
+use super::record::{Change, ChangeKind, Record};
 use super::webhooks::Webhooks;
 
 /// How many changes the log keeps (the sequence numbers keep counting).
 const CHANGE_LOG_CAPACITY: usize = 10_000;
-
-/// A record as Airtable returns it: `{"id", "createdTime", "fields"}`. Empty values (`null`,
-/// `""`, `[]`, `false`) are never present in `fields`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// `rec` followed by 14 letters and digits (seeded records may use any id).
-    pub id: String,
-    /// ISO-8601 UTC with milliseconds, e.g. `2026-11-25T19:04:05.000Z`.
-    #[serde(rename = "createdTime")]
-    pub created_time: String,
-    /// The cell values, by field name.
-    pub fields: Map<String, Value>,
-}
-
-/// What happened to a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    /// The record was created.
-    Created,
-    /// Some of its fields changed.
-    Changed,
-    /// The record was deleted.
-    Destroyed,
-}
-
-/// One entry of the change log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    /// Strictly increasing, starting at 1, never reused.
-    pub seq: u64,
-    /// The base id.
-    pub base: String,
-    /// The table name.
-    pub table: String,
-    /// The table id (`tbl…`).
-    pub table_id: String,
-    /// The record id.
-    pub id: String,
-    /// What happened.
-    pub kind: ChangeKind,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-    /// The record before the change (`None` when created).
-    pub previous: Option<Record>,
-    /// The record after the change (`None` when destroyed).
-    pub current: Option<Record>,
-}
 
 /// A change to make to one record.
 #[derive(Debug, Clone)]
@@ -91,6 +44,16 @@ pub(crate) enum Missing {
     Base,
     Table,
     Record,
+}
+
+/// An unknown base or table is Airtable's 403, an unknown record its 404 (see [`ApiError`]).
+impl From<Missing> for ApiError {
+    fn from(error: Missing) -> ApiError {
+        match error {
+            Missing::Base | Missing::Table => ApiError::Forbidden,
+            Missing::Record => ApiError::NotFound,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -6,16 +6,8 @@
 //! unknown base or table (<https://airtable.com/developers/web/api/errors>, "403 Forbidden").
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{json, Value};
-
-use super::server::Shared;
 
 /// `data.records:read`: "See the data in records" (list and get records).
 pub const RECORDS_READ: &str = "data.records:read";
@@ -129,7 +121,7 @@ impl Token {
     /// `scopes` only for OAuth tokens (<https://airtable.com/developers/web/api/get-user-id-scopes>,
     /// "Response format"; pyairtable's `UserAndScopesDict` in `pyairtable/api/types.py` reads
     /// the same shape).
-    fn whoami(&self) -> Value {
+    pub(crate) fn whoami(&self) -> Value {
         let mut answer = json!({ "id": self.user_id });
         if self.has_scope(USER_EMAIL_READ) {
             answer["email"] = json!(self.email);
@@ -138,22 +130,5 @@ impl Token {
             answer["scopes"] = json!(self.scopes);
         }
         answer
-    }
-}
-
-/// The routes of this module, merged into the server's router.
-pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new().route("/v0/meta/whoami", get(whoami))
-}
-
-/// `GET /v0/meta/whoami`: "No scopes are required for this endpoint"
-/// (<https://airtable.com/developers/web/api/get-user-id-scopes>, "Requirements"). It is not
-/// addressed to a base, so it is counted in the overall `total` only and no base's rate limit
-/// applies (Airtable limits it per token, 50 a second:
-/// <https://airtable.com/developers/web/api/rate-limits>; not enforced here).
-async fn whoami(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    match shared.authenticate(&headers) {
-        Ok(token) => Json(token.whoami()).into_response(),
-        Err(error) => error.into_response(),
     }
 }

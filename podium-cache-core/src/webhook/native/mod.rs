@@ -52,6 +52,7 @@ pub mod error;
 pub mod mac;
 pub mod pager;
 pub mod receiver;
+mod stats;
 
 pub use self::error::{NativeError, NativeErrorKind};
 pub use self::mac::{IdRef, MacSecret, MacSecretError, Notification, MAC_HEADER, MAC_PREFIX};

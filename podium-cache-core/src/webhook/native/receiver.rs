@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::error::NativeError;
 use super::mac::{parse_mac_header, MacSecret, Notification, MAC_HEADER};
-use super::pager::{NativeCounters, NativeStats, Slot};
+use super::stats::{NativeCounters, NativeStats, Slot};
 use crate::cache::Cache;
 use crate::source::webhooks_api::{WebhooksApi, MAX_PAYLOAD_PAGE};
 use crate::store::Store;
