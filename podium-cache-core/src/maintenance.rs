@@ -59,6 +59,7 @@ use crate::config::Settings;
 use crate::entity::Cacheable;
 use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, SourceError};
+use crate::store::Locks;
 use crate::sweep::{Strategy, Sweep, SweepEntity, SweepError, SweepReport, DEFAULT_MAX_GONE_SHARE};
 use crate::webhook::native::{invalidate_entity_wide, MacSecret, NativeWebhooks};
 use crate::webhook::Models;

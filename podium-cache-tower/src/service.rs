@@ -30,7 +30,7 @@ use http::header::HeaderName;
 use parking_lot::Mutex;
 use podium_cache_core::cache::Dependents;
 use podium_cache_core::scope::Scope;
-use podium_cache_core::store::{Store, TierLookup};
+use podium_cache_core::store::{BoundedSets, Locks, Store, TierLookup};
 
 use crate::coalesce::InFlight;
 use crate::policy::Policy;

@@ -30,9 +30,7 @@ use tokio::sync::Mutex;
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
 use super::tls::RedisCa;
-use super::{
-    Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
-};
+use super::{Epoch, RecordWrite, ScanPage, Store, StoreError, StoreExtensions, WriteOutcome};
 
 /// Bits of a [`ScanPage::cursor`] that carry one master's own `SCAN` cursor; the bits above
 /// them carry the master's index.
@@ -470,6 +468,11 @@ impl Store for RedisClusterStore {
         self.inner.epoch.current()
     }
 
+    /// Written once for every Redis store, over the command layer (`redis_ext.rs`).
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        Some(self)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         commands::get(self, key).await
     }
@@ -522,48 +525,9 @@ impl Store for RedisClusterStore {
         Ok(())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        commands::set_if_absent(self, key, &value, ttl).await
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        commands::delete_if_equals(self, key, expected).await
-    }
-
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        commands::expire_if_equals(self, key, expected, ttl).await
-    }
-
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         // Split per slot by the cluster client; the per-slot counts are summed.
         commands::delete(self, keys).await
-    }
-
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        commands::increment(self, key, ttl).await
-    }
-
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        commands::add_to_set(self, key, members, ttl).await
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        commands::set_members(self, key).await
     }
 
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
@@ -605,24 +569,6 @@ impl Store for RedisClusterStore {
             })
             .await?;
         Ok(record_write_outcome(reply))
-    }
-
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        super::script::rate_limit(self, key, call).await
-    }
-
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        super::script::claim_bounded(self, key, member, max, ttl).await
     }
 
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
