@@ -70,6 +70,8 @@ mod redis_ext;
 #[cfg(feature = "redis")]
 mod script;
 #[cfg(feature = "redis")]
+mod standalone;
+#[cfg(feature = "redis")]
 mod tiered;
 // Without Redis there is no TieredStore (its coherence is Redis pub/sub), but the engine still
 // asks every store for its in-process tier ([`Store::typed_tier`]).
@@ -87,14 +89,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 #[cfg(feature = "cluster")]
-pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+pub use self::cluster::{Cluster, RedisClusterStore, RedisClusterStoreBuilder};
 pub use self::ext::{
     BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits, StoreExtensions,
 };
 pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::redis::Redis;
+#[cfg(feature = "redis")]
+pub use self::standalone::{RedisStore, RedisStoreBuilder, Standalone};
 #[cfg(not(feature = "redis"))]
 pub use self::tier::{Ticket, TierLookup, TierMetrics, TypedTier};
 #[cfg(feature = "redis")]
