@@ -123,6 +123,7 @@ impl<M: Mode> Redis<M> {
         self
     }
 
+    #[cfg(feature = "cluster")]
     pub(crate) fn mode(&self) -> &M {
         &self.inner.mode
     }
