@@ -139,7 +139,7 @@ impl RedisClusterStoreBuilder {
     }
 }
 
-/// A [`Store`] on a Redis or Valkey Cluster.
+/// A [`Store`](super::Store) on a Redis or Valkey Cluster.
 ///
 /// One async cluster connection (redis crate `cluster_async`) is shared by every task; it keeps a
 /// multiplexed connection per node, routes each command to the master of its key's slot,

@@ -1,4 +1,4 @@
-//! What some callers need beyond the [`Store`] trait: compare-and-set locks, counters and sets,
+//! What some callers need beyond the [`Store`](super::Store) trait: compare-and-set locks, counters and sets,
 //! bounded claims and a shared rate limiter, as four extension traits.
 //!
 //! | trait | methods | used by |
@@ -8,11 +8,11 @@
 //! | [`BoundedSets`] | `claim_bounded` | the HTTP layer's bound on query variants and 404s per route |
 //! | [`RateLimits`] | `rate_limit` | [`SharedLimiter`](crate::source::shared_limiter::SharedLimiter) (one Airtable budget for every instance) |
 //!
-//! A store offers them through [`Store::extensions`] (the shipped stores do: [`MemoryStore`]
-//! implements them in process, the Redis stores as commands and Lua scripts over one command
-//! layer). Callers never ask: each trait is implemented for `dyn Store`, so with the trait in
-//! scope `store.set_if_absent(…)` works on any `Arc<dyn Store>`, and runs the store's own
-//! operation when it has one.
+//! A store offers them through [`Store::extensions`](super::Store::extensions) (the shipped stores do:
+//! [`MemoryStore`](super::MemoryStore) implements them in process, the Redis stores as commands
+//! and Lua scripts over one command layer). Callers never ask: each trait is implemented for
+//! `dyn Store` (`fallback.rs`), so with the trait in scope `store.set_if_absent(…)` works on any
+//! `Arc<dyn Store>`, and runs the store's own operation when it has one.
 //!
 //! # What a store loses without them
 //! A store whose `extensions()` answers `None` (the default, e.g. the toy store in the
@@ -45,8 +45,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::fallback::Fallback;
-use super::{Store, StoreError};
+use super::StoreError;
 
 /// Compare-and-set operations for locks and one-time claims, atomic in the store.
 #[async_trait]
@@ -75,7 +74,7 @@ pub trait Locks: Send + Sync {
 #[async_trait]
 pub trait Counters: Send + Sync {
     /// Increments an integer counter (created at 0) and refreshes its TTL; the new value. The
-    /// counter is readable with [`Store::get`] (its decimal text).
+    /// counter is readable with [`Store::get`](super::Store::get) (its decimal text).
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
 
     /// Adds members to a set and refreshes its TTL.
@@ -122,7 +121,7 @@ pub trait RateLimits: Send + Sync {
     ) -> Result<RateLimitReply, StoreError>;
 }
 
-/// All four extensions, as [`Store::extensions`] hands them out; implemented for every type that
+/// All four extensions, as [`Store::extensions`](super::Store::extensions) hands them out; implemented for every type that
 /// implements the four.
 pub trait StoreExtensions: Locks + Counters + BoundedSets + RateLimits {}
 
@@ -171,98 +170,15 @@ pub enum RateLimitReply {
     Wait(Duration),
 }
 
-// Every extension on `dyn Store`: the store's own when it has them, else the fallback built
-// from its required methods (see the module docs).
-
-#[async_trait]
-impl Locks for dyn Store {
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.set_if_absent(key, value, ttl).await,
-            None => Fallback(self).set_if_absent(key, value, ttl).await,
-        }
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.delete_if_equals(key, expected).await,
-            None => Fallback(self).delete_if_equals(key, expected).await,
-        }
-    }
-
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.expire_if_equals(key, expected, ttl).await,
-            None => Fallback(self).expire_if_equals(key, expected, ttl).await,
-        }
-    }
-}
-
-#[async_trait]
-impl Counters for dyn Store {
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.increment(key, ttl).await,
-            None => Fallback(self).increment(key, ttl).await,
-        }
-    }
-
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.add_to_set(key, members, ttl).await,
-            None => Fallback(self).add_to_set(key, members, ttl).await,
-        }
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.set_members(key).await,
-            None => Fallback(self).set_members(key).await,
-        }
-    }
-}
-
-#[async_trait]
-impl BoundedSets for dyn Store {
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.claim_bounded(key, member, max, ttl).await,
-            None => Fallback(self).claim_bounded(key, member, max, ttl).await,
-        }
-    }
-}
-
-#[async_trait]
-impl RateLimits for dyn Store {
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        match self.extensions() {
-            Some(ext) => ext.rate_limit(key, call).await,
-            None => Fallback(self).rate_limit(key, call).await,
-        }
-    }
+/// The value of the counter stored as `raw` (its decimal text; absent: 0) plus one, for the
+/// stores that keep counters as plain values.
+pub(super) fn incremented(key: &str, raw: Option<&[u8]>) -> Result<u64, StoreError> {
+    let current = match raw {
+        Some(raw) => std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| StoreError::Protocol(format!("{key} is not an integer")))?,
+        None => 0,
+    };
+    Ok(current.saturating_add(1))
 }

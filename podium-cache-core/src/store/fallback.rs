@@ -1,5 +1,5 @@
-//! The extensions of a store that offers none ([`Store::extensions`] answers `None`): built from
-//! its required methods and made atomic by a lock held in this process (see
+//! The extension traits on `dyn Store`: the store's own ([`Store::extensions`]) when it has them,
+//! else built from its required methods and made atomic by a lock held in this process (see
 //! [`ext`](super::ext) for what that costs between processes).
 //!
 //! Values live under the caller's keys in the store itself: a counter is its decimal text, a
@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::ext::{BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits};
+use super::ext::{
+    incremented, BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits,
+};
 use super::{Store, StoreError};
 
 /// Lock stripes shared by every store without extensions in this process.
@@ -23,7 +25,7 @@ const STRIPES: usize = 16;
 static LOCKS: [Mutex<()>; STRIPES] = [const { Mutex::const_new(()) }; STRIPES];
 
 /// A store's extensions built from its required methods.
-pub(super) struct Fallback<'a>(pub(super) &'a dyn Store);
+struct Fallback<'a>(&'a dyn Store);
 
 impl Fallback<'_> {
     /// Serialises this process's read-modify-writes of `key`.
@@ -104,14 +106,7 @@ impl Locks for Fallback<'_> {
 impl Counters for Fallback<'_> {
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         let _guard = self.lock(key).await;
-        let current = match self.0.get(key).await? {
-            Some(raw) => std::str::from_utf8(&raw)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| StoreError::Protocol(format!("{key} is not an integer")))?,
-            None => 0,
-        };
-        let next = current.saturating_add(1);
+        let next = incremented(key, self.0.get(key).await?.as_deref())?;
         self.0.set(key, Bytes::from(next.to_string()), ttl).await?;
         Ok(next)
     }
@@ -174,5 +169,98 @@ impl RateLimits for Fallback<'_> {
             "the {} store holds no shared rate limiter",
             self.0.name()
         )))
+    }
+}
+
+#[async_trait]
+impl Locks for dyn Store {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.set_if_absent(key, value, ttl).await,
+            None => Fallback(self).set_if_absent(key, value, ttl).await,
+        }
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.delete_if_equals(key, expected).await,
+            None => Fallback(self).delete_if_equals(key, expected).await,
+        }
+    }
+
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.expire_if_equals(key, expected, ttl).await,
+            None => Fallback(self).expire_if_equals(key, expected, ttl).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Counters for dyn Store {
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.increment(key, ttl).await,
+            None => Fallback(self).increment(key, ttl).await,
+        }
+    }
+
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.add_to_set(key, members, ttl).await,
+            None => Fallback(self).add_to_set(key, members, ttl).await,
+        }
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.set_members(key).await,
+            None => Fallback(self).set_members(key).await,
+        }
+    }
+}
+
+#[async_trait]
+impl BoundedSets for dyn Store {
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.claim_bounded(key, member, max, ttl).await,
+            None => Fallback(self).claim_bounded(key, member, max, ttl).await,
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimits for dyn Store {
+    async fn rate_limit(
+        &self,
+        key: &str,
+        call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        match self.extensions() {
+            Some(ext) => ext.rate_limit(key, call).await,
+            None => Fallback(self).rate_limit(key, call).await,
+        }
     }
 }

@@ -20,7 +20,9 @@ use moka::sync::Cache;
 use moka::Expiry;
 use parking_lot::Mutex;
 
-use super::ext::{BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits};
+use super::ext::{
+    incremented, BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits,
+};
 use super::{
     Condition, RecordWrite, ScanPage, Store, StoreError, StoreExtensions, Version, WriteOutcome,
 };
@@ -309,14 +311,7 @@ impl Locks for MemoryStore {
 impl Counters for MemoryStore {
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         let _guard = self.stripe(key).lock();
-        let current = match self.bytes(key) {
-            Some(raw) => std::str::from_utf8(&raw)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| StoreError::Protocol(format!("{key} is not an integer")))?,
-            None => 0,
-        };
-        let next = current.saturating_add(1);
+        let next = incremented(key, self.bytes(key).as_deref())?;
         self.put_state(key, Value::Bytes(Bytes::from(next.to_string())), ttl);
         Ok(next)
     }

@@ -203,7 +203,7 @@ impl<E: Exec> Counters for E {
 
 #[async_trait]
 impl<E: Exec> BoundedSets for E {
-    /// One `EVAL` of [`CLAIM_BOUNDED_LUA`].
+    /// One `EVAL` of `CLAIM_BOUNDED_LUA`.
     async fn claim_bounded(
         &self,
         key: &str,
@@ -225,7 +225,7 @@ impl<E: Exec> BoundedSets for E {
 
 #[async_trait]
 impl<E: Exec> RateLimits for E {
-    /// One `EVAL` of [`RATE_LIMIT_LUA`] (one key, so on a cluster it runs on the master of
+    /// One `EVAL` of `RATE_LIMIT_LUA` (one key, so on a cluster it runs on the master of
     /// that key's slot). The server keeps the script compiled in its script cache after the
     /// first call.
     async fn rate_limit(
