@@ -49,7 +49,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rand::RngCore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -59,6 +58,7 @@ use crate::config::Settings;
 use crate::entity::Cacheable;
 use crate::source::WebhooksApi;
 use crate::source::{AirtableSource, SourceError};
+use crate::store::StoreLock;
 use crate::sweep::{Strategy, Sweep, SweepEntity, SweepError, SweepReport, DEFAULT_MAX_GONE_SHARE};
 use crate::webhook::native::{invalidate_entity_wide, MacSecret, NativeWebhooks};
 use crate::webhook::Models;
@@ -369,29 +369,22 @@ async fn wait(delay: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// A claim on one interval, held in the store for `ttl`; `None` when another instance holds it.
-struct Claim {
-    key: String,
-    token: Bytes,
-}
+/// A claim on one interval: a [`StoreLock`] held for `ttl`; `None` when another instance holds
+/// it.
+struct Claim(StoreLock);
 
 impl Claim {
     async fn take(cache: &Cache, name: &str, ttl: Duration) -> Result<Option<Self>, String> {
-        let key = cache.keys().lock(name);
-        let mut raw = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut raw);
-        let token = Bytes::from(hex::encode(raw));
-        match cache.store().set_if_absent(&key, token.clone(), ttl).await {
-            Ok(true) => Ok(Some(Self { key, token })),
-            Ok(false) => Ok(None),
-            Err(err) => Err(err.to_string()),
-        }
+        StoreLock::try_acquire(cache.store(), &cache.keys().lock(name), ttl)
+            .await
+            .map(|lock| lock.map(Self))
+            .map_err(|err| err.to_string())
     }
 
     /// Gives the interval back (another instance may run it at its next tick).
-    async fn give_back(self, cache: &Cache) {
-        if let Err(err) = cache.store().delete_if_equals(&self.key, &self.token).await {
-            tracing::warn!(error = %err, key = self.key, "could not give the claim back; it expires by itself");
+    async fn give_back(self, _cache: &Cache) {
+        if let Err(err) = self.0.release().await {
+            tracing::warn!(error = %err, key = self.0.key(), "could not give the claim back; it expires by itself");
         }
     }
 }

@@ -14,7 +14,7 @@ use common::{fields, BASE, TABLE};
 use podium_cache_core::key::Keys;
 use podium_cache_core::source::{AirtableSource, Source};
 use podium_cache_core::store::{
-    RateLimitCall, RateLimitReply, RedisClusterStore, RedisStore, Store,
+    RateLimitCall, RateLimitReply, RateLimits, RedisClusterStore, RedisStore, Store,
 };
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;

@@ -1,6 +1,6 @@
 //! The store step: a response kept under its key, tagged, within its group's bounds.
 
-use podium_cache_core::store::StoreError;
+use podium_cache_core::store::{BoundedSets, StoreError};
 
 use crate::entry::{self, EntryError, StoredResponse};
 use crate::policy::NotStored;

@@ -7,6 +7,7 @@ use http::header::{self};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
+use podium_cache_core::store::Locks;
 use tower::Service;
 use tracing::Instrument;
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use podium_cache_core::cache::{Cache, Change, ChangeKind, InvalidationListener};
 use podium_cache_core::source::{AirtableSource, SourceError};
 use podium_cache_core::store::{
-    RecordWrite, RedisStore, ScanPage, Store, StoreError, WriteOutcome,
+    RecordWrite, RedisStore, ScanPage, Store, StoreError, StoreExtensions, WriteOutcome,
 };
 use podium_cache_core::webhook::native::{
     table_data_specification, MacSecret, NativeError, NativeWebhooks, WebhooksApi,
@@ -439,6 +439,9 @@ impl Store for CrashingCursorStore {
     fn name(&self) -> &'static str {
         "crashing-cursor"
     }
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        self.inner.extensions()
+    }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         self.inner.get(key).await
     }
@@ -462,41 +465,8 @@ impl Store for CrashingCursorStore {
     async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
         self.inner.set_many(entries).await
     }
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_if_absent(key, value, ttl).await
-    }
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         self.inner.delete(keys).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.expire_if_equals(key, expected, ttl).await
-    }
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        self.inner.increment(key, ttl).await
-    }
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.add_to_set(key, members, ttl).await
-    }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.set_members(key).await
     }
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
         self.inner.write_record(write).await

@@ -49,7 +49,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::key::Keys;
-use crate::store::{Condition, RecordWrite, Store, StoreError, Version};
+use crate::store::{Condition, Counters, RecordWrite, Store, StoreError, Version};
 
 /// How long a "changed at sequence N" announcement lives: longer than any dependent takes to
 /// be produced.

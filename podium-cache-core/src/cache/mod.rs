@@ -651,8 +651,8 @@ impl Cache {
             xfetch_beta: settings.xfetch_beta,
             negative_ttl: Duration::from_secs(settings.negative_ttl_secs),
             negative_capacity: settings.negative_capacity,
-            // The budget the Airtable client is built with (Airtable's 5 requests a second).
-            source_budget: Some((5, Duration::from_secs(1))),
+            // The budget the Airtable client is built with.
+            source_budget: Some(crate::source::airtable::RATE_LIMIT),
             max_client_misses: settings.max_client_misses,
             ..CacheConfig::default()
         };

@@ -19,7 +19,7 @@ use super::{now_ms, Cache, CacheError};
 use crate::entity::{normalize_index_value, Cacheable};
 use crate::scope::{self, Event, Scope};
 use crate::source::{formula, ListQuery};
-use crate::store::{TierLookup, Version};
+use crate::store::{Locks, TierLookup, Version};
 
 /// A cached list query: the records of one entity matching an Airtable formula.
 ///

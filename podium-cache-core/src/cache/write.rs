@@ -6,7 +6,7 @@ use tracing::Instrument;
 use super::metrics::Metrics;
 use super::{entry, now_ms, Cache, CacheError, Change, ChangeKind};
 use crate::entity::{normalize_index_value, Cacheable, EntityMeta};
-use crate::store::{Condition, RecordWrite, WriteOutcome};
+use crate::store::{Condition, Counters, RecordWrite, WriteOutcome};
 
 /// What [`Cache::upsert`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

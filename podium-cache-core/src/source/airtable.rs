@@ -23,6 +23,11 @@ use crate::store::Store;
 
 /// Airtable's page size limit, and the most ids one `OR(RECORD_ID()=…)` batch asks for.
 pub const MAX_PAGE: usize = 100;
+/// Airtable's request budget, `(max requests, window)`: "a rate limit of 5 requests per second
+/// (per base)" (<https://support.airtable.com/docs/managing-api-call-limits-in-airtable>). The client's default
+/// [`rate_limit`](AirtableSourceBuilder::rate_limit), and the engine's source budget when it is
+/// built from settings.
+pub const RATE_LIMIT: (usize, Duration) = (5, Duration::from_secs(1));
 /// Airtable deletes at most 10 records per request.
 pub const MAX_DELETE: usize = 10;
 /// Above this URL length a list call is sent as `POST …/listRecords` (Airtable's limit is 16k).
@@ -329,8 +334,8 @@ impl AirtableSource {
             api_key: Secret::new(api_key),
             base_id: base_id.into(),
             api_url: "https://api.airtable.com".to_owned(),
-            max_per_window: 5,
-            window: Duration::from_secs(1),
+            max_per_window: RATE_LIMIT.0,
+            window: RATE_LIMIT.1,
             rate_limit_pause: Duration::from_secs(30),
             max_retries: 4,
             backoff_base: Duration::from_millis(200),

@@ -3,7 +3,7 @@
 //! Airtable allows 5 requests per second per base, however many app instances call it. The
 //! process-local [`RateLimiter`] keeps one instance under that; N instances sharing a base need
 //! the budget kept where they all see it, so [`SharedLimiter`] keeps it in the store (Redis or a
-//! Redis Cluster), as one Lua script per call ([`Store::rate_limit`]).
+//! Redis Cluster), as one Lua script per call ([`RateLimits::rate_limit`]).
 //!
 //! # Why a sliding-window log, not GCRA
 //! The local limiter's guarantee is that the limit holds *as the server counts arrivals*: a
@@ -52,7 +52,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::limiter::{Permit, RateLimiter};
-use crate::store::{RateLimitCall, RateLimitReply, Store, StoreError};
+use crate::store::{RateLimitCall, RateLimitReply, RateLimits, Store, StoreError};
 
 /// After a failed store call, the next one is tried this much later (until then: local).
 const STORE_RETRY: Duration = Duration::from_secs(1);

@@ -1,4 +1,6 @@
-//! [`RedisClusterStore`]: a Redis or Valkey Cluster through the redis crate's async cluster client.
+//! [`RedisClusterStore`]: a Redis or Valkey Cluster through the redis crate's async cluster client
+//! ([`Redis`] over [`Cluster`]; everything that is the same commands as on one server lives in
+//! `redis.rs`).
 //!
 //! How each operation meets the cluster's hash slots:
 //! - single-key commands go to the master of the key's slot (the client follows `MOVED`/`ASK`
@@ -14,25 +16,20 @@
 //!   bits of the cursor say which master, the low 48 bits are that master's own `SCAN` cursor.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::future::try_join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::sync::Mutex;
 
-use super::commands::{self, Exec};
-use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
+use super::commands;
+use super::redis::{Entry, Mode, Redis, Shared};
 use super::tls::RedisCa;
-use super::{
-    Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
-};
+use super::{ScanPage, StoreError};
 
 /// Bits of a [`ScanPage::cursor`] that carry one master's own `SCAN` cursor; the bits above
 /// them carry the master's index.
@@ -133,27 +130,16 @@ impl RedisClusterStoreBuilder {
             .max_retry_wait(100)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("invalid redis_cluster_nodes: {e}")))?;
-        let store = RedisClusterStore {
-            inner: Arc::new(Inner {
-                client,
-                connection: Mutex::new(ConnectionSlot::default()),
-                call_timeout: self.call_timeout,
-                epoch: Epoch::default(),
-                script_hash: redis::Script::new(WRITE_RECORD_LUA).get_hash().to_owned(),
-                seed_nodes: self.nodes.len(),
-            }),
+        let mode = Cluster {
+            client,
+            connection: Mutex::new(ConnectionSlot::default()),
+            seed_nodes: self.nodes.len(),
         };
-        if let Err(err) = store.connection().await {
-            tracing::warn!(
-                error = %err,
-                "redis cluster not reachable yet; reads fall through until it is"
-            );
-        }
-        Ok(store)
+        Ok(Redis::new(mode, self.call_timeout).warm_up().await)
     }
 }
 
-/// A [`Store`] on a Redis or Valkey Cluster.
+/// A [`Store`](super::Store) on a Redis or Valkey Cluster.
 ///
 /// One async cluster connection (redis crate `cluster_async`) is shared by every task; it keeps a
 /// multiplexed connection per node, routes each command to the master of its key's slot,
@@ -175,18 +161,13 @@ impl RedisClusterStoreBuilder {
 /// assert_eq!(values[0].as_deref(), Some(&b"2"[..]));
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct RedisClusterStore {
-    inner: Arc<Inner>,
-}
+pub type RedisClusterStore = Redis<Cluster>;
 
-struct Inner {
+/// How a [`RedisClusterStore`] reaches its cluster: one async cluster connection, made on first
+/// use.
+pub struct Cluster {
     client: ClusterClient,
     connection: Mutex<ConnectionSlot>,
-    call_timeout: Duration,
-    /// Moves on every disruption and every connection made: see [`Store::epoch`].
-    epoch: Epoch,
-    script_hash: String,
     seed_nodes: usize,
 }
 
@@ -197,11 +178,11 @@ struct ConnectionSlot {
     failed_at: Option<Instant>,
 }
 
-impl std::fmt::Debug for RedisClusterStore {
+impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisClusterStore")
-            .field("seed_nodes", &self.inner.seed_nodes)
-            .field("call_timeout", &self.inner.call_timeout)
+        // Seed URLs may carry a password: only their number is shown.
+        f.debug_struct("Cluster")
+            .field("seed_nodes", &self.seed_nodes)
             .finish_non_exhaustive()
     }
 }
@@ -230,11 +211,17 @@ impl RedisClusterStore {
     {
         Self::builder(nodes).connect().await
     }
+}
+
+#[async_trait]
+impl Mode for Cluster {
+    type Connection = ClusterConnection;
+    const NAME: &'static str = "redis-cluster";
 
     /// The shared cluster connection, made on first use (and again after a failed attempt, at
     /// most every [`CONNECT_RETRY_INTERVAL`]).
-    async fn connection(&self) -> Result<ClusterConnection, StoreError> {
-        let mut slot = self.inner.connection.lock().await;
+    async fn connection(&self, shared: &Arc<Shared>) -> Result<ClusterConnection, StoreError> {
+        let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.connection.as_ref() {
             return Ok(connection.clone());
         }
@@ -245,60 +232,110 @@ impl RedisClusterStore {
                 ));
             }
         }
-        let budget = self.inner.call_timeout * 4;
-        let attempt = tokio::time::timeout(budget, self.inner.client.get_async_connection()).await;
+        let budget = shared.call_timeout * 4;
+        let attempt = tokio::time::timeout(budget, self.client.get_async_connection()).await;
         match attempt {
             Ok(Ok(connection)) => {
                 tracing::info!(
-                    seed_nodes = self.inner.seed_nodes,
+                    seed_nodes = self.seed_nodes,
                     "connected to the redis cluster"
                 );
                 slot.connection = Some(connection.clone());
                 slot.failed_at = None;
-                self.inner.epoch.advance();
+                shared.epoch.advance();
                 Ok(connection)
             }
             Ok(Err(err)) => {
                 slot.failed_at = Some(Instant::now());
-                self.inner.epoch.advance();
-                Err(map_err(err, self.inner.call_timeout))
+                shared.epoch.advance();
+                Err(self.map_err(err, shared.call_timeout))
             }
             Err(_) => {
                 slot.failed_at = Some(Instant::now());
-                self.inner.epoch.advance();
+                shared.epoch.advance();
                 Err(StoreError::Timeout(budget))
             }
         }
     }
 
-    /// Runs `call` within the call timeout and maps its error.
-    async fn within<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
-        let result = tokio::time::timeout(self.inner.call_timeout, call)
-            .await
-            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
-            .and_then(|reply| reply.map_err(|e| map_err(e, self.inner.call_timeout)));
-        self.inner.epoch.watch(result)
+    fn map_err(&self, err: RedisError, call_timeout: Duration) -> StoreError {
+        map_err(err, call_timeout)
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut connection = self.connection().await?;
-        self.within(cmd.query_async::<T>(&mut connection)).await
+    /// A cluster pipeline must stay within one slot: one pipeline per slot.
+    fn pipelines<'a>(&self, entries: &'a [Entry]) -> Vec<Vec<&'a Entry>> {
+        let mut by_slot: HashMap<Slot, Vec<&Entry>> = HashMap::new();
+        for entry in entries {
+            by_slot
+                .entry(Slot::for_key(&entry.0))
+                .or_default()
+                .push(entry);
+        }
+        by_slot.into_values().collect()
     }
 
-    async fn run_pipeline<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        let mut connection = self.connection().await?;
-        self.within(pipe.query_async::<T>(&mut connection)).await
+    /// Every key of one record write must be in one slot (the record id as hash tag).
+    fn check_record_write(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let slot = Slot::for_key(first);
+        match keys.iter().find(|key| Slot::for_key(key) != slot) {
+            Some(stray) => Err(StoreError::Protocol(format!(
+                "record write spans hash slots: {stray:?} is not in the slot of {first:?} \
+                 (every key of one record needs the same hash tag)"
+            ))),
+            None => Ok(()),
+        }
     }
 
+    /// The masters one after the other: see the module documentation.
+    async fn scan(
+        store: &Redis<Self>,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let mut connection = store.connection().await?;
+        let masters = Cluster::masters(store, &mut connection).await?;
+        let (index, node_cursor) = split_cursor(cursor);
+        let Some(master) = masters.get(index) else {
+            return Err(StoreError::Protocol(format!(
+                "scan cursor {cursor} names master {index}, but the cluster now has {} masters",
+                masters.len()
+            )));
+        };
+        let cmd = commands::scan_cmd(node_cursor, pattern, count);
+        let reply = store
+            .within(connection.route_command(cmd, master.routing()))
+            .await?;
+        let reply = reply
+            .extract_error()
+            .map_err(|e| store.mode().map_err(e, store.call_timeout()))?;
+        let (node_next, keys): (u64, Vec<String>) =
+            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let cursor = next_cursor(index, node_next, masters.len())?;
+        tracing::trace!(
+            master = index,
+            masters = masters.len(),
+            keys = keys.len(),
+            cursor,
+            "scan page"
+        );
+        Ok(ScanPage { cursor, keys })
+    }
+}
+
+impl Cluster {
     /// The masters, ordered by the first slot each serves (the order every caller agrees on,
     /// whichever node answers), from `CLUSTER SLOTS`.
-    async fn masters(&self, connection: &mut ClusterConnection) -> Result<Vec<Master>, StoreError> {
+    async fn masters(
+        store: &RedisClusterStore,
+        connection: &mut ClusterConnection,
+    ) -> Result<Vec<Master>, StoreError> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
-        let reply = self
+        let reply = store
             .within(
                 connection
                     .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)),
@@ -306,7 +343,7 @@ impl RedisClusterStore {
             .await?;
         let reply = reply
             .extract_error()
-            .map_err(|e| map_err(e, self.inner.call_timeout))?;
+            .map_err(|e| store.mode().map_err(e, store.call_timeout()))?;
         parse_masters(reply)
     }
 }
@@ -443,216 +480,6 @@ fn map_err(err: RedisError, call_timeout: Duration) -> StoreError {
         StoreError::Unavailable(err.to_string())
     } else {
         StoreError::Protocol(err.to_string())
-    }
-}
-
-#[async_trait]
-impl Exec for RedisClusterStore {
-    async fn query<T: FromRedisValue + Send>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        RedisClusterStore::query(self, cmd).await
-    }
-
-    async fn run_pipeline<T: FromRedisValue + Send>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        RedisClusterStore::run_pipeline(self, pipe).await
-    }
-}
-
-#[async_trait]
-impl Store for RedisClusterStore {
-    fn name(&self) -> &'static str {
-        "redis-cluster"
-    }
-
-    fn epoch(&self) -> u64 {
-        self.inner.epoch.current()
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        commands::get(self, key).await
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        // The cluster client splits a multi-slot MGET into one MGET per slot, runs them
-        // concurrently and reassembles the answers in key order.
-        let values = commands::get_many(self, keys).await?;
-        if values.len() != keys.len() {
-            return Err(StoreError::Protocol(format!(
-                "MGET of {} keys answered {} values",
-                keys.len(),
-                values.len()
-            )));
-        }
-        Ok(values)
-    }
-
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        commands::set(self, key, &value, ttl).await
-    }
-
-    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        // A cluster pipeline must stay within one slot: one pipeline per slot, all at once.
-        let mut by_slot: HashMap<Slot, Vec<&(String, Bytes, Duration)>> = HashMap::new();
-        for entry in entries {
-            by_slot
-                .entry(Slot::for_key(&entry.0))
-                .or_default()
-                .push(entry);
-        }
-        let pipelines: Vec<redis::Pipeline> = by_slot
-            .into_values()
-            .map(commands::set_many_pipeline)
-            .collect();
-        tracing::trace!(
-            entries = entries.len(),
-            slots = pipelines.len(),
-            "set_many split by slot"
-        );
-        let connection = self.connection().await?;
-        let calls = pipelines.iter().map(|pipe| {
-            let mut connection = connection.clone();
-            async move { pipe.query_async::<()>(&mut connection).await }
-        });
-        self.within(try_join_all(calls)).await?;
-        Ok(())
-    }
-
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        commands::set_if_absent(self, key, &value, ttl).await
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        commands::delete_if_equals(self, key, expected).await
-    }
-
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        commands::expire_if_equals(self, key, expected, ttl).await
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        // Split per slot by the cluster client; the per-slot counts are summed.
-        commands::delete(self, keys).await
-    }
-
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        commands::increment(self, key, ttl).await
-    }
-
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        commands::add_to_set(self, key, members, ttl).await
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        commands::set_members(self, key).await
-    }
-
-    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
-        let keys = record_write_keys(write);
-        let slot = Slot::for_key(&write.version_key);
-        if let Some(stray) = keys.iter().find(|key| Slot::for_key(key) != slot) {
-            return Err(StoreError::Protocol(format!(
-                "record write spans hash slots: {stray:?} is not in the slot of {:?} \
-                 (every key of one record needs the same hash tag)",
-                write.version_key
-            )));
-        }
-        let args = record_write_args(write);
-        let script_call = |name: &str, script: &str| {
-            let mut cmd = redis::cmd(name);
-            cmd.arg(script).arg(keys.len());
-            for key in &keys {
-                cmd.arg(*key);
-            }
-            for arg in &args {
-                cmd.arg(arg.as_slice());
-            }
-            cmd
-        };
-        let evalsha = script_call("EVALSHA", &self.inner.script_hash);
-        let mut connection = self.connection().await?;
-        let reply: (i64, u64, i64) = self
-            .within(async {
-                match evalsha.query_async(&mut connection).await {
-                    // The slot's master has not seen the script yet (first use, or a new master
-                    // after a failover): EVAL sends it along and caches it there.
-                    Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        script_call("EVAL", WRITE_RECORD_LUA)
-                            .query_async(&mut connection)
-                            .await
-                    }
-                    other => other,
-                }
-            })
-            .await?;
-        Ok(record_write_outcome(reply))
-    }
-
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        super::script::rate_limit(self, key, call).await
-    }
-
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        super::script::claim_bounded(self, key, member, max, ttl).await
-    }
-
-    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        let mut connection = self.connection().await?;
-        let masters = self.masters(&mut connection).await?;
-        let (index, node_cursor) = split_cursor(cursor);
-        let Some(master) = masters.get(index) else {
-            return Err(StoreError::Protocol(format!(
-                "scan cursor {cursor} names master {index}, but the cluster now has {} masters",
-                masters.len()
-            )));
-        };
-        let cmd = commands::scan_cmd(node_cursor, pattern, count);
-        let reply = self
-            .within(connection.route_command(cmd, master.routing()))
-            .await?;
-        let reply = reply
-            .extract_error()
-            .map_err(|e| map_err(e, self.inner.call_timeout))?;
-        let (node_next, keys): (u64, Vec<String>) =
-            redis::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        let cursor = next_cursor(index, node_next, masters.len())?;
-        tracing::trace!(
-            master = index,
-            masters = masters.len(),
-            keys = keys.len(),
-            cursor,
-            "scan page"
-        );
-        Ok(ScanPage { cursor, keys })
     }
 }
 

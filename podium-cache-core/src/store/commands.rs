@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redis::{Cmd, FromRedisValue, Pipeline};
 
-use super::script::{millis, DELETE_IF_EQUALS_LUA, EXPIRE_IF_EQUALS_LUA};
 use super::{ScanPage, StoreError};
 
 /// Runs one command or pipeline on a store's connection.
@@ -72,110 +71,12 @@ pub(crate) fn set_many_pipeline<'a>(
     pipe
 }
 
-pub(crate) async fn set_if_absent(
-    exec: &impl Exec,
-    key: &str,
-    value: &[u8],
-    ttl: Duration,
-) -> Result<bool, StoreError> {
-    let reply: Option<String> = exec
-        .query(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(ttl)),
-        )
-        .await?;
-    Ok(reply.is_some())
-}
-
-pub(crate) async fn delete_if_equals(
-    exec: &impl Exec,
-    key: &str,
-    expected: &[u8],
-) -> Result<bool, StoreError> {
-    let deleted: i64 = exec
-        .query(
-            redis::cmd("EVAL")
-                .arg(DELETE_IF_EQUALS_LUA)
-                .arg(1)
-                .arg(key)
-                .arg(expected),
-        )
-        .await?;
-    Ok(deleted == 1)
-}
-
-pub(crate) async fn expire_if_equals(
-    exec: &impl Exec,
-    key: &str,
-    expected: &[u8],
-    ttl: Duration,
-) -> Result<bool, StoreError> {
-    let extended: i64 = exec
-        .query(
-            redis::cmd("EVAL")
-                .arg(EXPIRE_IF_EQUALS_LUA)
-                .arg(1)
-                .arg(key)
-                .arg(expected)
-                .arg(millis(ttl)),
-        )
-        .await?;
-    Ok(extended == 1)
-}
-
 /// `DEL` (a cluster client splits it by slot and sums the counts).
 pub(crate) async fn delete(exec: &impl Exec, keys: &[String]) -> Result<u64, StoreError> {
     if keys.is_empty() {
         return Ok(0);
     }
     exec.query(redis::cmd("DEL").arg(keys)).await
-}
-
-pub(crate) async fn increment(
-    exec: &impl Exec,
-    key: &str,
-    ttl: Duration,
-) -> Result<u64, StoreError> {
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("INCR")
-        .arg(key)
-        .cmd("PEXPIRE")
-        .arg(key)
-        .arg(millis(ttl))
-        .ignore();
-    let (value,): (u64,) = exec.run_pipeline(&pipe).await?;
-    Ok(value)
-}
-
-pub(crate) async fn add_to_set(
-    exec: &impl Exec,
-    key: &str,
-    members: &[String],
-    ttl: Duration,
-) -> Result<(), StoreError> {
-    if members.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("SADD")
-        .arg(key)
-        .arg(members)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(key)
-        .arg(millis(ttl))
-        .ignore();
-    exec.run_pipeline::<()>(&pipe).await
-}
-
-pub(crate) async fn set_members(exec: &impl Exec, key: &str) -> Result<Vec<String>, StoreError> {
-    exec.query(redis::cmd("SMEMBERS").arg(key)).await
 }
 
 /// `SCAN cursor MATCH pattern COUNT count` on one node.
@@ -197,4 +98,9 @@ pub(crate) async fn scan(
 ) -> Result<ScanPage, StoreError> {
     let (cursor, keys): (u64, Vec<String>) = exec.query(&scan_cmd(cursor, pattern, count)).await?;
     Ok(ScanPage { cursor, keys })
+}
+
+/// A TTL in whole milliseconds, at least 1 (Redis refuses `PX 0`).
+pub(crate) fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -2,7 +2,7 @@
 //! that shares the store (one sweep at a time, one native-webhook pager per webhook).
 //!
 //! Taking it is `SET NX` with a random token; extending and releasing compare the token and act
-//! in one atomic step ([`Store::expire_if_equals`], [`Store::delete_if_equals`]), so a holder
+//! in one atomic step ([`Locks::expire_if_equals`], [`Locks::delete_if_equals`]), so a holder
 //! whose lock expired and was taken over can never extend or delete the new holder's lock.
 //!
 //! ```
@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::RngCore;
 
-use super::{Store, StoreError};
+use super::{Locks, Store, StoreError};
 
 /// A held store lock (share it with `Arc` for a heartbeat). Dropping it without
 /// [`StoreLock::release`] leaves it to expire.

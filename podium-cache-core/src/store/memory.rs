@@ -20,7 +20,12 @@ use moka::sync::Cache;
 use moka::Expiry;
 use parking_lot::Mutex;
 
-use super::{Condition, RecordWrite, ScanPage, Store, StoreError, Version, WriteOutcome};
+use super::ext::{
+    incremented, BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits,
+};
+use super::{
+    Condition, RecordWrite, ScanPage, Store, StoreError, StoreExtensions, Version, WriteOutcome,
+};
 
 /// How many lock stripes serialise writers; readers never lock.
 const STRIPES: usize = 64;
@@ -29,7 +34,7 @@ const STRIPES: usize = 64;
 enum Value {
     Bytes(Bytes),
     Set(Arc<BTreeSet<String>>),
-    /// A bounded set ([`Store::claim_bounded`]): each member with the instant it leaves.
+    /// A bounded set ([`BoundedSets::claim_bounded`]): each member with the instant it leaves.
     Bounded(Arc<BTreeMap<String, Instant>>),
 }
 
@@ -169,6 +174,10 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        Some(self)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         Ok(self.bytes(key))
     }
@@ -189,115 +198,8 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let _guard = self.stripe(key).lock();
-        if self.inner.cache.contains_key(key) || self.inner.pinned.contains_key(key) {
-            return Ok(false);
-        }
-        self.put_state(key, Value::Bytes(value), ttl);
-        Ok(true)
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        let _guard = self.stripe(key).lock();
-        if self.bytes(key).as_deref() == Some(expected) {
-            self.remove(key);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let _guard = self.stripe(key).lock();
-        match self.bytes(key) {
-            Some(value) if value.as_ref() == expected => {
-                if self.inner.pinned.contains_key(key) {
-                    self.put_state(key, Value::Bytes(value), ttl);
-                } else {
-                    self.put(key, Value::Bytes(value), ttl);
-                }
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         Ok(keys.iter().filter(|k| self.remove(k)).count() as u64)
-    }
-
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let _guard = self.stripe(key).lock();
-        let current = match self.bytes(key) {
-            Some(raw) => std::str::from_utf8(&raw)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| StoreError::Protocol(format!("{key} is not an integer")))?,
-            None => 0,
-        };
-        let next = current.saturating_add(1);
-        self.put_state(key, Value::Bytes(Bytes::from(next.to_string())), ttl);
-        Ok(next)
-    }
-
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let _guard = self.stripe(key).lock();
-        let mut set = match self.state(key) {
-            Some(Value::Set(set)) => (*set).clone(),
-            _ => BTreeSet::new(),
-        };
-        set.extend(members.iter().cloned());
-        self.put_state(key, Value::Set(Arc::new(set)), ttl);
-        Ok(())
-    }
-
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let _guard = self.stripe(key).lock();
-        let now = Instant::now();
-        let mut members = match self.state(key) {
-            Some(Value::Bounded(members)) => (*members).clone(),
-            _ => BTreeMap::new(),
-        };
-        members.retain(|_, until| *until > now);
-        if !members.contains_key(member) && members.len() >= max {
-            return Ok(false);
-        }
-        members.insert(member.to_owned(), now + ttl);
-        // The set lives as long as its longest-lived member.
-        let live = members
-            .values()
-            .max()
-            .map_or(ttl, |until| until.saturating_duration_since(now));
-        self.put_state(key, Value::Bounded(Arc::new(members)), live);
-        Ok(true)
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        Ok(match self.state(key) {
-            Some(Value::Set(set)) => set.iter().cloned().collect(),
-            _ => Vec::new(),
-        })
     }
 
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
@@ -356,6 +258,130 @@ impl Store for MemoryStore {
             cursor: next,
             keys: page,
         })
+    }
+}
+
+#[async_trait]
+impl Locks for MemoryStore {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        if self.inner.cache.contains_key(key) || self.inner.pinned.contains_key(key) {
+            return Ok(false);
+        }
+        self.put_state(key, Value::Bytes(value), ttl);
+        Ok(true)
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        if self.bytes(key).as_deref() == Some(expected) {
+            self.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn expire_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        match self.bytes(key) {
+            Some(value) if value.as_ref() == expected => {
+                if self.inner.pinned.contains_key(key) {
+                    self.put_state(key, Value::Bytes(value), ttl);
+                } else {
+                    self.put(key, Value::Bytes(value), ttl);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl Counters for MemoryStore {
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let _guard = self.stripe(key).lock();
+        let next = incremented(key, self.bytes(key).as_deref())?;
+        self.put_state(key, Value::Bytes(Bytes::from(next.to_string())), ttl);
+        Ok(next)
+    }
+
+    async fn add_to_set(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _guard = self.stripe(key).lock();
+        let mut set = match self.state(key) {
+            Some(Value::Set(set)) => (*set).clone(),
+            _ => BTreeSet::new(),
+        };
+        set.extend(members.iter().cloned());
+        self.put_state(key, Value::Set(Arc::new(set)), ttl);
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        Ok(match self.state(key) {
+            Some(Value::Set(set)) => set.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl BoundedSets for MemoryStore {
+    async fn claim_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.stripe(key).lock();
+        let now = Instant::now();
+        let mut members = match self.state(key) {
+            Some(Value::Bounded(members)) => (*members).clone(),
+            _ => BTreeMap::new(),
+        };
+        members.retain(|_, until| *until > now);
+        if !members.contains_key(member) && members.len() >= max {
+            return Ok(false);
+        }
+        members.insert(member.to_owned(), now + ttl);
+        // The set lives as long as its longest-lived member.
+        let live = members
+            .values()
+            .max()
+            .map_or(ttl, |until| until.saturating_duration_since(now));
+        self.put_state(key, Value::Bounded(Arc::new(members)), live);
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl RateLimits for MemoryStore {
+    /// A store of one process has no budget to share: answers [`StoreError::Protocol`], and the
+    /// Airtable client keeps to its local limiter.
+    async fn rate_limit(
+        &self,
+        _key: &str,
+        _call: &RateLimitCall,
+    ) -> Result<RateLimitReply, StoreError> {
+        Err(StoreError::Protocol(
+            "the memory store holds no shared rate limiter".into(),
+        ))
     }
 }
 

@@ -9,9 +9,7 @@
 //! Both Redis stores connect over TLS for `rediss://` URLs, trusting the public roots or the
 //! private CA given as a [`RedisCa`].
 //!
-//! The engine never needs more than these operations, so any key/value store that can do an
-//! atomic "check a version, then write several keys" can be plugged in. Every shipped store runs
-//! the same behaviour suite (`tests/store_behaviour.rs`).
+//! Every shipped store runs the same behaviour suite (`tests/store_behaviour.rs`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -24,17 +22,55 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Writing a store
+//! Any key/value store that can do an atomic "check a version, then write several keys" can
+//! hold the cache. [`Store`] asks seven methods of it: `name`, `get`, `get_many`, `set`,
+//! `delete`, `write_record` (that atomic write: see [`RecordWrite`]) and `scan`. Everything else
+//! has a default: locks, counters, sets and bounded claims ([`ext`]) are then built from those
+//! methods and are atomic within one process only, and there is no shared rate limiter; a store
+//! shared by several processes implements the [`ext`] traits and answers them from
+//! [`Store::extensions`].
+//!
+//! A whole store, a map behind a mutex (`tests/toy_store.rs` runs the behaviour suite and the
+//! read-through cache on this very code):
+//!
+#![doc = concat!(
+    "```\n",
+    include_str!("../../tests/toy_store/toy.rs"),
+    r#"
+# #[tokio::main(flavor = "current_thread")]
+# async fn main() -> Result<(), StoreError> {
+use std::sync::Arc;
+use podium_cache_core::store::Locks;
+
+let store: Arc<dyn Store> = Arc::new(ToyStore::default());
+let minute = Duration::from_secs(60);
+store.set("k", Bytes::from_static(b"v"), minute).await?;
+assert_eq!(store.get("k").await?.as_deref(), Some(&b"v"[..]));
+// A lock, from the fallback: atomic within this process.
+assert!(store.set_if_absent("lock", Bytes::from_static(b"me"), minute).await?);
+assert!(!store.set_if_absent("lock", Bytes::from_static(b"you"), minute).await?);
+# Ok(()) }
+```"#
+)]
 
 #[cfg(feature = "cluster")]
 mod cluster;
 #[cfg(feature = "redis")]
 mod commands;
+pub mod ext;
+mod fallback;
 mod lock;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+mod redis_ext;
+#[cfg(feature = "redis")]
 mod script;
+#[cfg(feature = "redis")]
+mod standalone;
 #[cfg(feature = "redis")]
 mod tiered;
 // Without Redis there is no TieredStore (its coherence is Redis pub/sub), but the engine still
@@ -53,11 +89,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 #[cfg(feature = "cluster")]
-pub use self::cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+pub use self::cluster::{Cluster, RedisClusterStore, RedisClusterStoreBuilder};
+pub use self::ext::{
+    BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits, StoreExtensions,
+};
 pub use self::lock::StoreLock;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::redis::Redis;
+#[cfg(feature = "redis")]
+pub use self::standalone::{RedisStore, RedisStoreBuilder, Standalone};
 #[cfg(not(feature = "redis"))]
 pub use self::tier::{Ticket, TierLookup, TierMetrics, TypedTier};
 #[cfg(feature = "redis")]
@@ -205,49 +246,6 @@ impl WriteOutcome {
     }
 }
 
-/// One call of the rate limiter a store can hold for every process that uses it
-/// ([`Store::rate_limit`]; the Airtable client's
-/// [`SharedLimiter`](crate::source::shared_limiter::SharedLimiter) drives it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RateLimitCall {
-    /// Takes a slot named `slot` for `holder` if fewer than `max` slots are busy and, while
-    /// other holders wait, `holder` has less than its fair share of them. The slot stays busy
-    /// until it is released (at most `lease`, so a process that died frees its slots).
-    Acquire {
-        /// A name unique to this request: `{holder}-{anything}`.
-        slot: String,
-        /// Who asks (one name per process): slots are shared fairly between holders.
-        holder: String,
-        /// Slots busy at once at most.
-        max: u32,
-        /// How long a slot stays busy after its request was answered.
-        window: Duration,
-        /// How long a slot stays busy at most if it is never released.
-        lease: Duration,
-    },
-    /// The request holding `slot` was answered: the slot is free again one `window` from now.
-    Release {
-        /// The slot taken by [`RateLimitCall::Acquire`].
-        slot: String,
-        /// As in the acquire.
-        window: Duration,
-    },
-    /// Every acquire waits `duration` (the source answered 429).
-    Pause {
-        /// How long.
-        duration: Duration,
-    },
-}
-
-/// What a [`RateLimitCall`] answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RateLimitReply {
-    /// The slot was taken (for a release or a pause: done).
-    Granted,
-    /// Every slot is busy: ask again after this long.
-    Wait(Duration),
-}
-
 /// A page of a key scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanPage {
@@ -258,10 +256,73 @@ pub struct ScanPage {
 }
 
 /// Where cache entries live. Implementations must be cheap to share (`Arc<dyn Store>`).
+///
+/// Seven methods are required: [`name`](Self::name), [`get`](Self::get),
+/// [`get_many`](Self::get_many), [`set`](Self::set), [`delete`](Self::delete),
+/// [`write_record`](Self::write_record) and [`scan`](Self::scan). The provided ones have
+/// defaults a simple store keeps: [`epoch`](Self::epoch) (0: never loses entries),
+/// [`set_many`](Self::set_many) (one `set` after another), [`extensions`](Self::extensions)
+/// (none: see [`ext`] for what that costs), and the two hooks of an in-process tier,
+/// [`typed_tier`](Self::typed_tier) and [`announce`](Self::announce) (none, nothing to announce).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Short name for logs and metrics (`"memory"`, `"redis"`).
     fn name(&self) -> &'static str;
+
+    /// One value.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Several values in one round trip, in the order of `keys`.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError>;
+
+    /// Sets a value with a TTL.
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Deletes keys; how many existed.
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError>;
+
+    /// The atomic record write: see [`RecordWrite`].
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// One page of keys matching a glob `pattern` (`*` only), like Redis `SCAN`.
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError>;
+
+    /// Sets several values, each with its TTL, in one round trip (not atomic as a whole). The
+    /// default sets them one after the other.
+    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+        for (key, value, ttl) in entries {
+            self.set(key, value.clone(), *ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// A number that moves whenever this store may have lost entries behind the client's back:
+    /// a call failed to reach it or timed out, or its connection was made again (a restarted
+    /// Redis comes back empty). The engine reads it before a miss reads a record's generation
+    /// and stores the fill only if it has not moved, because after a restart the generation it
+    /// saw may be back at its first value while a newer change was acknowledged in between.
+    /// A store that cannot lose entries (the default) answers 0 forever.
+    ///
+    /// ```
+    /// use podium_cache_core::store::{MemoryStore, Store};
+    /// assert_eq!(MemoryStore::new(10).epoch(), 0);
+    /// ```
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    /// The store's own locks, counters, sets, bounded claims and shared rate limiter (see
+    /// [`ext`]), if it has them. Callers never ask: they call the extension traits on
+    /// `dyn Store`, which run these, or, when there are none (the default), a fallback built
+    /// from the required methods that is atomic within this process only.
+    ///
+    /// ```
+    /// use podium_cache_core::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new(10).extensions().is_some());
+    /// ```
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        None
+    }
 
     /// The in-process tier of decoded values in front of this store, if it has one (a
     /// [`TieredStore`] does; other stores answer `None`). The engine asks it before reading
@@ -291,130 +352,5 @@ pub trait Store: Send + Sync + 'static {
     async fn announce(&self, keys: &[String]) -> Result<(), StoreError> {
         let _ = keys;
         Ok(())
-    }
-
-    /// A number that moves whenever this store may have lost entries behind the client's back:
-    /// a call failed to reach it or timed out, or its connection was made again (a restarted
-    /// Redis comes back empty). The engine reads it before a miss reads a record's generation
-    /// and stores the fill only if it has not moved, because after a restart the generation it
-    /// saw may be back at its first value while a newer change was acknowledged in between.
-    /// A store that cannot lose entries (the default) answers 0 forever.
-    ///
-    /// ```
-    /// use podium_cache_core::store::{MemoryStore, Store};
-    /// assert_eq!(MemoryStore::new(10).epoch(), 0);
-    /// ```
-    fn epoch(&self) -> u64 {
-        0
-    }
-
-    /// One value.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
-
-    /// Several values in one round trip, in the order of `keys`.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError>;
-
-    /// Sets a value with a TTL.
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError>;
-
-    /// Sets several values, each with its TTL, in one round trip (not atomic as a whole).
-    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError>;
-
-    /// Sets a value only when the key does not exist; true when it was set.
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
-
-    /// Deletes `key` only if its value is `expected` (atomic); true when it was deleted.
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError>;
-
-    /// Sets `key`'s TTL only if its value is `expected` (atomic); true when it was extended.
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
-
-    /// Deletes keys; how many existed.
-    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError>;
-
-    /// Increments an integer counter (created at 0) and refreshes its TTL; the new value.
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
-
-    /// Adds members to a set and refreshes its TTL.
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
-
-    /// The members of a set (empty when absent).
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError>;
-
-    /// The atomic record write: see [`RecordWrite`].
-    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError>;
-
-    /// One page of keys matching a glob `pattern` (`*` only), like Redis `SCAN`.
-    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError>;
-
-    /// One step of a sliding-window rate limiter held in the store under `key`, shared by every
-    /// process that uses this store (atomic on the server; see [`RateLimitCall`]). The Redis
-    /// stores run it as one Lua script. The default answers [`StoreError::Protocol`]: a store
-    /// that is not shared between processes has nothing to share, and the caller keeps to its
-    /// local limiter.
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        let _ = (key, call);
-        Err(StoreError::Protocol(format!(
-            "the {} store holds no shared rate limiter",
-            self.name()
-        )))
-    }
-
-    /// Claims a place for `member` in the bounded set held under `key`, atomically: a member
-    /// already in the set keeps its place, a new one joins only while the set holds fewer than
-    /// `max` live members. Every member leaves the set `ttl` after its last claim. True when
-    /// `member` is in the set afterwards.
-    ///
-    /// The HTTP layer uses it to cap how many query variants of one path it stores, so random
-    /// query strings cannot crowd out the entries already there. Every shipped store implements
-    /// it (one Lua script on Redis and on a cluster); the default answers
-    /// [`StoreError::Protocol`].
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), podium_cache_core::store::StoreError> {
-    /// use std::time::Duration;
-    /// use podium_cache_core::store::{MemoryStore, Store};
-    ///
-    /// let store = MemoryStore::new(100);
-    /// let ttl = Duration::from_secs(60);
-    /// assert!(store.claim_bounded("variants", "?page=1", 2, ttl).await?);
-    /// assert!(store.claim_bounded("variants", "?page=2", 2, ttl).await?);
-    /// assert!(!store.claim_bounded("variants", "?page=3", 2, ttl).await?, "full");
-    /// assert!(store.claim_bounded("variants", "?page=1", 2, ttl).await?, "already in");
-    /// # Ok(())
-    /// # }
-    /// ```
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let _ = (key, member, max, ttl);
-        Err(StoreError::Protocol(format!(
-            "the {} store holds no bounded sets",
-            self.name()
-        )))
     }
 }

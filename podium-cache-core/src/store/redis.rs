@@ -1,351 +1,276 @@
-//! [`RedisStore`]: Redis or Valkey through one multiplexed connection that reconnects by itself.
+//! [`Redis`]: the one Redis store, generic over how it reaches the server. [`RedisStore`]
+//! (`Redis<Standalone>`, one server, `standalone.rs`) and [`RedisClusterStore`]
+//! (`Redis<Cluster>`, a cluster, `cluster.rs`) share everything written here: the call timeout,
+//! the [epoch](Store::epoch), the command layer ([`Exec`]) and with it the extensions, and the
+//! [`Store`] methods. A [`Mode`] says only what differs: how the connection is made, how errors
+//! map, how `set_many` groups its entries into pipelines (one; one per hash slot), which record
+//! writes it refuses (a cluster: keys in several slots), and how `scan` walks the keyspace.
+//!
+//! [`RedisStore`]: super::RedisStore
+//! [`RedisClusterStore`]: super::RedisClusterStore
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ConnectionAddr, FromRedisValue, RedisError, Script};
-use tokio::sync::Mutex;
+use futures::future::try_join_all;
+use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
 
 use super::commands::{self, Exec};
 use super::script::{record_write_args, record_write_keys, record_write_outcome, WRITE_RECORD_LUA};
-use super::tls::{self, RedisCa};
-use super::{
-    Epoch, RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
-};
-use crate::config::Secret;
+use super::{Epoch, RecordWrite, ScanPage, Store, StoreError, StoreExtensions, WriteOutcome};
 
-/// Configures a [`RedisStore`].
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
-/// use podium_cache_core::store::RedisStore;
-/// use std::time::Duration;
-/// let store = RedisStore::builder("redis://127.0.0.1:6390/")
-///     .call_timeout(Duration::from_millis(250))
-///     .connect()
-///     .await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug)]
-pub struct RedisStoreBuilder {
-    /// May carry a password: a [`Secret`], so the derived `Debug` shows `[redacted]`.
-    url: Secret,
-    call_timeout: Duration,
-    ca: Option<RedisCa>,
+/// One entry of `set_many`.
+pub(crate) type Entry = (String, Bytes, Duration);
+
+/// What differs between a standalone Redis and a Redis Cluster.
+#[async_trait]
+pub(crate) trait Mode: Send + Sync + Sized + 'static {
+    /// The shared, multiplexed connection.
+    type Connection: redis::aio::ConnectionLike + Clone + Send + Sync + 'static;
+    /// [`Store::name`].
+    const NAME: &'static str;
+
+    /// The shared connection, made on first use; making it moves the epoch.
+    async fn connection(&self, shared: &Arc<Shared>) -> Result<Self::Connection, StoreError>;
+
+    /// A redis error as a store error.
+    fn map_err(&self, err: RedisError, call_timeout: Duration) -> StoreError;
+
+    /// `set_many`'s entries grouped into pipelines the server accepts.
+    fn pipelines<'a>(&self, entries: &'a [Entry]) -> Vec<Vec<&'a Entry>>;
+
+    /// Refuses a record write the server would refuse, before it is sent.
+    fn check_record_write(&self, keys: &[&str]) -> Result<(), StoreError>;
+
+    /// One page of keys matching `pattern`.
+    async fn scan(
+        store: &Redis<Self>,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<ScanPage, StoreError>;
 }
 
-impl RedisStoreBuilder {
-    /// How long one store call may take before it counts as failed (default 250 ms), so a slow
-    /// or dead Redis makes reads fall through to the source instead of piling up.
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
+/// A [`Store`] on Redis or Valkey, over a standalone server ([`RedisStore`](super::RedisStore))
+/// or a cluster ([`RedisClusterStore`](super::RedisClusterStore)): see those for how to build
+/// one.
+pub struct Redis<M> {
+    inner: Arc<Inner<M>>,
+}
 
-    /// Trusts `ca` (a private certificate authority) instead of the public roots for a
-    /// `rediss://` URL; with a `redis://` URL, [`connect`](Self::connect) refuses it.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use podium_cache_core::store::{RedisCa, RedisStore};
-    /// let ca = RedisCa::from_pem(std::fs::read("/etc/redis/ca.pem")?)?;
-    /// let store = RedisStore::builder("rediss://redis.internal:6380/")
-    ///     .ca(ca)
-    ///     .connect()
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn ca(mut self, ca: RedisCa) -> Self {
-        self.ca = Some(ca);
-        self
-    }
+struct Inner<M> {
+    mode: M,
+    shared: Arc<Shared>,
+    /// The SHA1 of [`WRITE_RECORD_LUA`], for `EVALSHA`.
+    script_hash: String,
+}
 
-    /// Validates the URL and opens the connection. A Redis that is down now is not an error:
-    /// the store answers [`StoreError::Unavailable`] until it can connect, and connects by itself.
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = tls::client(self.url.expose(), self.ca.as_ref())
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis_url: {e}")))?;
-        let store = RedisStore {
-            inner: Arc::new(Inner {
-                client,
-                manager: Mutex::new(None),
-                epoch: Epoch::default(),
-                call_timeout: self.call_timeout,
-                script: Script::new(WRITE_RECORD_LUA),
-            }),
-        };
-        if let Err(err) = store.connection().await {
-            tracing::warn!(error = %err, "redis not reachable yet; reads fall through until it is");
+/// What the connection's callbacks may need after the store is gone.
+pub(crate) struct Shared {
+    /// Moves on every disruption and every connection made: see [`Store::epoch`].
+    pub(crate) epoch: Epoch,
+    /// How long one call may take.
+    pub(crate) call_timeout: Duration,
+}
+
+impl<M> Clone for Redis<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
         }
-        Ok(store)
     }
 }
 
-/// A [`Store`] on Redis or Valkey: one multiplexed connection (redis crate `ConnectionManager`)
-/// shared by every task, reconnecting by itself; `MGET` for multi-key reads; the record write is
-/// one Lua script, so the stale-set guard is atomic on the server.
-#[derive(Clone)]
-pub struct RedisStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: Client,
-    manager: Mutex<Option<ConnectionManager>>,
-    /// Moves on every disruption and every (re)connection: see [`Store::epoch`].
-    epoch: Epoch,
-    call_timeout: Duration,
-    script: Script,
-}
-
-impl std::fmt::Debug for RedisStore {
+impl<M: std::fmt::Debug> std::fmt::Debug for Redis<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("call_timeout", &self.inner.call_timeout)
+        f.debug_struct("Redis")
+            .field("mode", &self.inner.mode)
+            .field("call_timeout", &self.inner.shared.call_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisStore {
-    /// A builder for the store at `url` (`redis://[:password@]host:port[/db]`, or `rediss://`
-    /// for TLS).
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: Secret::new(url),
-            call_timeout: Duration::from_millis(250),
-            ca: None,
+// `Mode` is sealed (crate-private): only this crate's two modes implement it.
+#[allow(private_bounds)]
+impl<M: Mode> Redis<M> {
+    /// A store over `mode`; it connects on first use (see [`warm_up`](Self::warm_up)).
+    pub(crate) fn new(mode: M, call_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                mode,
+                shared: Arc::new(Shared {
+                    epoch: Epoch::default(),
+                    call_timeout,
+                }),
+                script_hash: redis::Script::new(WRITE_RECORD_LUA).get_hash().to_owned(),
+            }),
         }
     }
 
-    /// Connects with the default options.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::builder(url).connect().await
+    /// Tries to connect now; a server that is down is not an error (reads fall through until
+    /// it is up, and the store connects by itself).
+    pub(crate) async fn warm_up(self) -> Self {
+        if let Err(err) = self.connection().await {
+            tracing::warn!(
+                error = %err,
+                store = M::NAME,
+                "redis not reachable yet; reads fall through until it is"
+            );
+        }
+        self
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.inner.manager.lock().await;
-        if let Some(manager) = slot.as_ref() {
-            return Ok(manager.clone());
-        }
-        let mut config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(
-                self.inner.call_timeout.max(Duration::from_millis(100)),
-            ))
-            .set_response_timeout(Some(self.inner.call_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        if self
-            .inner
-            .client
-            .get_connection_info()
-            .redis_settings()
-            .protocol()
-            .supports_resp3()
-        {
-            // On RESP3 the manager reconnects as soon as the connection drops, before any call
-            // fails: the disconnection notice is the only sign of it.
-            let inner = Arc::downgrade(&self.inner);
-            config = config.set_push_sender(move |push: redis::PushInfo| {
-                if push.kind == redis::PushKind::Disconnection {
-                    if let Some(inner) = inner.upgrade() {
-                        inner.epoch.advance();
-                    }
-                }
-                Ok::<(), std::convert::Infallible>(())
-            });
-        }
-        let connected = tokio::time::timeout(
-            self.inner.call_timeout * 4,
-            self.inner.client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.inner.call_timeout * 4))
-        .and_then(|made| made.map_err(|e| self.connect_error(e)));
-        let manager = self.inner.epoch.watch(connected)?;
-        self.inner.epoch.advance();
-        *slot = Some(manager.clone());
-        Ok(manager)
+    #[cfg(feature = "cluster")]
+    pub(crate) fn mode(&self) -> &M {
+        &self.inner.mode
     }
 
-    /// A failed connection attempt as a store error. A plain `redis://` connection that the
-    /// server drops at once (rather than refuses) is what a TLS-only server does, as managed
-    /// Redis services are: the error says so.
-    fn connect_error(&self, err: RedisError) -> StoreError {
-        let plain = matches!(
-            self.inner.client.get_connection_info().addr(),
-            ConnectionAddr::Tcp(..)
-        );
-        let dropped = err.is_connection_dropped() && !err.is_connection_refusal();
-        match map_err(err) {
-            StoreError::Unavailable(message) if plain && dropped => StoreError::Unavailable(
-                format!("{message} (the server closed the connection: if it speaks TLS only, as managed Redis services do, use a rediss:// URL)"),
-            ),
-            other => other,
-        }
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.inner.shared.call_timeout
+    }
+
+    pub(crate) async fn connection(&self) -> Result<M::Connection, StoreError> {
+        self.inner.mode.connection(&self.inner.shared).await
     }
 
     /// Runs `call` within the call timeout, maps its error, and moves the epoch on a
     /// disruption.
-    async fn within<T>(
+    pub(crate) async fn within<T>(
         &self,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+        call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        let result = tokio::time::timeout(self.inner.call_timeout, call)
+        let timeout = self.call_timeout();
+        let result = tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| StoreError::Timeout(self.inner.call_timeout))
-            .and_then(|reply| reply.map_err(map_err));
-        self.inner.epoch.watch(result)
-    }
-
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        self.within(cmd.query_async::<T>(&mut conn)).await
-    }
-}
-
-impl RedisStore {
-    async fn run_pipeline<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        self.within(pipe.query_async::<T>(&mut conn)).await
-    }
-}
-
-fn map_err(err: RedisError) -> StoreError {
-    if err.is_io_error()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_timeout()
-    {
-        StoreError::Unavailable(err.to_string())
-    } else {
-        StoreError::Protocol(err.to_string())
+            .map_err(|_| StoreError::Timeout(timeout))
+            .and_then(|reply| reply.map_err(|e| self.inner.mode.map_err(e, timeout)));
+        self.inner.shared.epoch.watch(result)
     }
 }
 
 #[async_trait]
-impl Exec for RedisStore {
+impl<M: Mode> Exec for Redis<M> {
     async fn query<T: FromRedisValue + Send>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        RedisStore::query(self, cmd).await
+        let mut connection = self.connection().await?;
+        self.within(cmd.query_async::<T>(&mut connection)).await
     }
 
     async fn run_pipeline<T: FromRedisValue + Send>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        RedisStore::run_pipeline(self, pipe).await
+        let mut connection = self.connection().await?;
+        self.within(pipe.query_async::<T>(&mut connection)).await
     }
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl<M: Mode> Store for Redis<M> {
     fn name(&self) -> &'static str {
-        "redis"
+        M::NAME
     }
 
     fn epoch(&self) -> u64 {
-        self.inner.epoch.current()
+        self.inner.shared.epoch.current()
+    }
+
+    /// Written once for every Redis store, over the command layer (`redis_ext.rs`).
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        Some(self)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         commands::get(self, key).await
     }
 
+    /// One `MGET` (a cluster client splits it into one per slot, runs them concurrently and
+    /// puts the answers back in key order).
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        commands::get_many(self, keys).await
+        let values = commands::get_many(self, keys).await?;
+        if values.len() != keys.len() {
+            return Err(StoreError::Protocol(format!(
+                "MGET of {} keys answered {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        Ok(values)
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
         commands::set(self, key, &value, ttl).await
     }
 
-    async fn set_many(&self, entries: &[(String, Bytes, Duration)]) -> Result<(), StoreError> {
+    /// One pipeline of `SET`s per group the mode makes (a cluster: one per slot), all at once,
+    /// within one call timeout.
+    async fn set_many(&self, entries: &[Entry]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        RedisStore::run_pipeline::<()>(self, &commands::set_many_pipeline(entries)).await
+        let pipelines: Vec<redis::Pipeline> = self
+            .inner
+            .mode
+            .pipelines(entries)
+            .into_iter()
+            .map(commands::set_many_pipeline)
+            .collect();
+        tracing::trace!(
+            entries = entries.len(),
+            pipelines = pipelines.len(),
+            "set_many"
+        );
+        let connection = self.connection().await?;
+        let calls = pipelines.iter().map(|pipe| {
+            let mut connection = connection.clone();
+            async move { pipe.query_async::<()>(&mut connection).await }
+        });
+        self.within(try_join_all(calls)).await?;
+        Ok(())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        commands::set_if_absent(self, key, &value, ttl).await
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        commands::delete_if_equals(self, key, expected).await
-    }
-
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        commands::expire_if_equals(self, key, expected, ttl).await
-    }
-
+    /// `DEL` (a cluster client splits it by slot and sums the counts).
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         commands::delete(self, keys).await
     }
 
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        commands::increment(self, key, ttl).await
-    }
-
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        commands::add_to_set(self, key, members, ttl).await
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        commands::set_members(self, key).await
-    }
-
+    /// One `EVALSHA` of the record write script; `EVAL` when the server has not seen it yet
+    /// (first use, a restart, or a new master after a failover), which caches it there.
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
-        let mut invocation = self.inner.script.prepare_invoke();
-        for key in record_write_keys(write) {
-            invocation.key(key);
-        }
-        for arg in record_write_args(write) {
-            invocation.arg(arg);
-        }
-        let mut conn = self.connection().await?;
-        let reply: (i64, u64, i64) = self.within(invocation.invoke_async(&mut conn)).await?;
+        let keys = record_write_keys(write);
+        self.inner.mode.check_record_write(&keys)?;
+        let args = record_write_args(write);
+        let script_call = |name: &str, script: &str| {
+            let mut cmd = redis::cmd(name);
+            cmd.arg(script).arg(keys.len());
+            for key in &keys {
+                cmd.arg(*key);
+            }
+            for arg in &args {
+                cmd.arg(arg.as_slice());
+            }
+            cmd
+        };
+        let evalsha = script_call("EVALSHA", &self.inner.script_hash);
+        let mut connection = self.connection().await?;
+        let reply: (i64, u64, i64) = self
+            .within(async {
+                match evalsha.query_async(&mut connection).await {
+                    Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script_call("EVAL", WRITE_RECORD_LUA)
+                            .query_async(&mut connection)
+                            .await
+                    }
+                    other => other,
+                }
+            })
+            .await?;
         Ok(record_write_outcome(reply))
     }
 
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        super::script::rate_limit(self, key, call).await
-    }
-
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        super::script::claim_bounded(self, key, member, max, ttl).await
-    }
-
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        commands::scan(self, pattern, cursor, count).await
+        M::scan(self, pattern, cursor, count).await
     }
 }

@@ -16,9 +16,7 @@ use self::bus::{Bus, BusConfig};
 use self::tier::inc;
 pub use self::tier::{Ticket, TierLookup, TierMetrics, TypedTier};
 use super::tls::RedisCa;
-use super::{
-    RateLimitCall, RateLimitReply, RecordWrite, ScanPage, Store, StoreError, WriteOutcome,
-};
+use super::{RecordWrite, ScanPage, Store, StoreError, StoreExtensions, WriteOutcome};
 
 /// How long a value stays in the in-process tier at most (10 minutes), unless configured.
 /// Changes announced by a broadcast evict earlier; the TTL bounds what nothing announces
@@ -288,6 +286,12 @@ impl Store for TieredStore {
         Some(&self.inner.tier)
     }
 
+    /// The shared store's: locks, counters, sets and claims never touch the keys the tier
+    /// holds (records, query lists, HTTP responses), so they pass by it.
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        self.inner.shared.extensions()
+    }
+
     async fn announce(&self, keys: &[String]) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
@@ -317,58 +321,10 @@ impl Store for TieredStore {
         result
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let result = self.inner.shared.set_if_absent(key, value, ttl).await;
-        self.evict([key]);
-        result
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        let result = self.inner.shared.delete_if_equals(key, expected).await;
-        self.evict([key]);
-        result
-    }
-
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        // The value does not change: nothing to evict.
-        self.inner.shared.expire_if_equals(key, expected, ttl).await
-    }
-
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         let result = self.inner.shared.delete(keys).await;
         self.evict(keys.iter().map(String::as_str));
         result
-    }
-
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let result = self.inner.shared.increment(key, ttl).await;
-        self.evict([key]);
-        result
-    }
-
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let result = self.inner.shared.add_to_set(key, members, ttl).await;
-        self.evict([key]);
-        result
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.shared.set_members(key).await
     }
 
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
@@ -392,23 +348,5 @@ impl Store for TieredStore {
 
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
         self.inner.shared.scan(pattern, cursor, count).await
-    }
-
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        self.inner.shared.rate_limit(key, call).await
-    }
-
-    async fn claim_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max: usize,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.shared.claim_bounded(key, member, max, ttl).await
     }
 }

@@ -45,6 +45,7 @@ use super::registry::{ModelOps, Models, UpsertJsonError};
 use super::signature::{verify, SignatureHeaders, VerifyError, WebhookSecret};
 use crate::cache::{Cache, Refreshed, UpsertOutcome};
 use crate::config::Secret;
+use crate::store::Locks;
 
 /// Default largest body accepted (1 MiB).
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;

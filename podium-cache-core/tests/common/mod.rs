@@ -21,8 +21,8 @@ use podium_cache_core::source::{
     AirtableSource, ListQuery, Source, SourceError, SourceRecord, SourceStats,
 };
 use podium_cache_core::store::{
-    MemoryStore, RateLimitCall, RateLimitReply, RecordWrite, RedisStore, ScanPage, Store,
-    StoreError, TieredStore, WriteOutcome,
+    MemoryStore, RecordWrite, RedisStore, ScanPage, Store, StoreError, StoreExtensions,
+    TieredStore, WriteOutcome,
 };
 use podium_local::airtable::{AirtableServer, RunningAirtable};
 use podium_local::redis::RedisServer;
@@ -459,6 +459,10 @@ impl Store for ObservedStore {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    /// Locks, counters and the rate limiter go straight to the wrapped store's (uncounted).
+    fn extensions(&self) -> Option<&dyn StoreExtensions> {
+        self.inner.extensions()
+    }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let _call = self.call();
         if let Some(hook) = &self.read_hook {
@@ -485,48 +489,9 @@ impl Store for ObservedStore {
         let _call = self.call();
         self.inner.set_many(entries).await
     }
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let _call = self.call();
-        self.inner.set_if_absent(key, value, ttl).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        let _call = self.call();
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn expire_if_equals(
-        &self,
-        key: &str,
-        expected: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let _call = self.call();
-        self.inner.expire_if_equals(key, expected, ttl).await
-    }
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         let _call = self.call();
         self.inner.delete(keys).await
-    }
-    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let _call = self.call();
-        self.inner.increment(key, ttl).await
-    }
-    async fn add_to_set(
-        &self,
-        key: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let _call = self.call();
-        self.inner.add_to_set(key, members, ttl).await
-    }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let _call = self.call();
-        self.inner.set_members(key).await
     }
     async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
         let _call = self.call();
@@ -535,13 +500,5 @@ impl Store for ObservedStore {
     async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
         let _call = self.call();
         self.inner.scan(pattern, cursor, count).await
-    }
-    async fn rate_limit(
-        &self,
-        key: &str,
-        call: &RateLimitCall,
-    ) -> Result<RateLimitReply, StoreError> {
-        let _call = self.call();
-        self.inner.rate_limit(key, call).await
     }
 }

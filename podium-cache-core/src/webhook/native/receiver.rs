@@ -15,7 +15,7 @@ use super::mac::{parse_mac_header, MacSecret, Notification, MAC_HEADER};
 use super::stats::{NativeCounters, NativeStats, Slot};
 use crate::cache::Cache;
 use crate::source::webhooks_api::{WebhooksApi, MAX_PAYLOAD_PAGE};
-use crate::store::Store;
+use crate::store::{Counters, Store};
 use crate::webhook::registry::Models;
 
 /// Default largest notification body (a ping is about 150 bytes).
