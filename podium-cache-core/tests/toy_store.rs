@@ -29,19 +29,54 @@ async fn a_toy_store_has_no_extensions_of_its_own() {
     assert_eq!(store.epoch(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_lock_takers_on_a_toy_store_get_one_lock() {
-    let store: Arc<dyn Store> = Arc::new(ToyStore::default());
-    let takers = (0..32).map(|i| {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move {
-            let token = format!("taker-{i}");
-            store
-                .set_if_absent("lock", token.into(), store_suite::MINUTE)
-                .await
-                .expect("set_if_absent")
+/// The toy store, but every `get` lets other tasks run before it answers: a check-then-set
+/// that is not serialised lets every racer through.
+#[derive(Default)]
+struct YieldingStore(ToyStore);
+
+#[async_trait]
+impl Store for YieldingStore {
+    fn name(&self) -> &'static str {
+        "yielding-toy"
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let value = self.0.get(key).await;
+        tokio::task::yield_now().await;
+        value
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        self.0.get_many(keys).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        self.0.set(key, value, ttl).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        self.0.delete(keys).await
+    }
+    async fn write_record(&self, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+        self.0.write_record(write).await
+    }
+    async fn scan(&self, pattern: &str, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        self.0.scan(pattern, cursor, count).await
+    }
+}
+
+#[tokio::test]
+async fn racing_lock_takers_on_a_store_without_extensions_get_one_lock() {
+    let store: Arc<dyn Store> = Arc::new(YieldingStore::default());
+    // Every taker is spawned before any is awaited, so they race.
+    let takers: Vec<_> = (0..32)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let token = format!("taker-{i}");
+                store
+                    .set_if_absent("lock", token.into(), store_suite::MINUTE)
+                    .await
+                    .expect("set_if_absent")
+            })
         })
-    });
+        .collect();
     let mut won = 0;
     for taker in takers {
         won += usize::from(taker.await.expect("taker panicked"));
