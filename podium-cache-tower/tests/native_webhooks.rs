@@ -327,9 +327,15 @@ async fn a_destroyed_record_answers_none_from_its_tombstone_with_no_airtable_cal
     assert_eq!((outcome.removed, outcome.invalidated), (2, 0));
 
     let before = h.record_calls();
+    let tombstone_hits = cache.metrics().tombstone_hits;
     assert_eq!(cache.get::<Event>(&cached).await?, None);
     assert_eq!(cache.get::<Event>(&never_read).await?, None);
-    assert_eq!(h.record_calls(), before, "both answered from tombstones");
+    assert_eq!(h.record_calls(), before, "no Airtable call");
+    assert_eq!(
+        cache.metrics().tombstone_hits - tombstone_hits,
+        2,
+        "both answered from tombstones"
+    );
     Ok(())
 }
 

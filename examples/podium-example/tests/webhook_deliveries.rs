@@ -181,13 +181,7 @@ async fn every_bad_input_is_refused_with_its_status_and_changes_nothing() {
     // No signature at all.
     let (status, body) = t.post_webhook(good.clone(), &[]).await;
     assert_eq!(status, 401);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("missing signature"),
-        "{body}"
-    );
+    assert_eq!(body["code"], "unauthorized", "{body}");
 
     // A signature over other bytes (one byte changed after signing).
     let mut tampered = good.clone();
@@ -204,24 +198,12 @@ async fn every_bad_input_is_refused_with_its_status_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, 401);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("no `v1` signature matches"),
-        "{body}"
-    );
+    assert_eq!(body["code"], "unauthorized", "{body}");
 
     // A correct signature with a timestamp ten minutes old.
     let (status, body) = t.deliver_signed("msg_old", now - 600, &good).await;
     assert_eq!(status, 401);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("more than the 300 s allowed"),
-        "{body}"
-    );
+    assert_eq!(body["code"], "unauthorized", "{body}");
 
     // Over 1 MiB.
     let big = event_delivery(&"x".repeat(1_100_000), &iso(0));

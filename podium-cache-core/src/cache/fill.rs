@@ -161,6 +161,8 @@ impl Cache {
     ) -> FillOutput {
         let meta = T::meta();
         let started = std::time::Instant::now();
+        // Counted in the same poll that queues the id (a test can wait for every miss queued).
+        Metrics::inc(&self.inner.metrics.misses_queued);
         let (record, charged) = match self.inner.batcher.load(meta.table, &id, client).await {
             Ok(loaded) => loaded,
             Err(err) => {

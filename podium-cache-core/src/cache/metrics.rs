@@ -91,6 +91,7 @@ counters! {
     misses_refused: "Misses refused because their client had too many outstanding (HTTP 429).",
     early_refreshes: "Hot records refreshed in the background before they expired (XFetch).",
     stale_served: "Expired records served because the source failed (stale-if-error).",
+    misses_queued: "Fills queued in the batcher for a source call (coalesced misses join one).",
 }
 
 impl Metrics {

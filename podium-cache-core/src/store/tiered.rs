@@ -258,6 +258,7 @@ impl TieredStore {
     async fn broadcast(&self, keys: &[&str]) -> Result<(), StoreError> {
         let span = tracing::debug_span!("l1.broadcast", keys = keys.len());
         let counters = self.inner.tier.counters();
+        inc(&counters.broadcasts_started);
         match self.inner.bus.publish(keys).instrument(span).await {
             Ok(()) => {
                 inc(&counters.broadcasts_sent);

@@ -112,6 +112,10 @@ pub struct TierMetrics {
     pub invalidations: u64,
     /// Invalidation messages published to other instances.
     pub broadcasts_sent: u64,
+    /// Invalidation messages whose publishing began (counted before the message is sent, so
+    /// after a write returns it is at least that write's message's place in this instance's
+    /// publishing order: what another instance must have received to have heard it).
+    pub broadcasts_started: u64,
     /// Invalidation messages received from other instances.
     pub broadcasts_received: u64,
     /// Invalidation messages that could not be published (the write was reported failed).
@@ -142,6 +146,7 @@ impl TierMetrics {
             ("inserts_refused", self.inserts_refused),
             ("invalidations", self.invalidations),
             ("broadcasts_sent", self.broadcasts_sent),
+            ("broadcasts_started", self.broadcasts_started),
             ("broadcasts_received", self.broadcasts_received),
             ("broadcast_failures", self.broadcast_failures),
             ("link_drops", self.link_drops),
@@ -159,6 +164,7 @@ pub(super) struct Counters {
     inserts_refused: AtomicU64,
     invalidations: AtomicU64,
     pub(super) broadcasts_sent: AtomicU64,
+    pub(super) broadcasts_started: AtomicU64,
     pub(super) broadcasts_received: AtomicU64,
     pub(super) broadcast_failures: AtomicU64,
     link_drops: AtomicU64,
@@ -335,6 +341,7 @@ impl TypedTier {
             inserts_refused: load(&c.inserts_refused),
             invalidations: load(&c.invalidations),
             broadcasts_sent: load(&c.broadcasts_sent),
+            broadcasts_started: load(&c.broadcasts_started),
             broadcasts_received: load(&c.broadcasts_received),
             broadcast_failures: load(&c.broadcast_failures),
             link_drops: load(&c.link_drops),
