@@ -4,6 +4,9 @@
 //!
 //! Needs `node` (v18 or newer) on PATH, or its path in the `NODE` environment variable.
 
+#[path = "common/conference.rs"]
+mod conference;
+
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -22,7 +25,7 @@ use podium_cache_core::scripts::{automation_script, automation_script_with, Scri
 use podium_cache_core::webhook::signature::{
     verify, SignatureHeaders, VerifyError, WebhookSecret, DEFAULT_TOLERANCE,
 };
-use podium_example::models::{Event, Project, Referral, User, Vote};
+use conference::{Rating, Speaker, Talk};
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
@@ -316,7 +319,8 @@ fn sample<T: Cacheable + JsonSchema>() -> Sample {
                     let value = if many { json!(ids) } else { json!(ids[0]) };
                     expected.insert(field.name.into(), value);
                 }
-                links.push((field.name, ids));
+                let linked = if many { ids } else { ids.into_iter().take(1).collect() };
+                links.push((field.name, linked));
             }
             FieldKind::Scalar => {
                 let (airtable_type, value) = match json_type(field.name).as_str() {
@@ -481,13 +485,11 @@ async fn delivers_a_verified_record<T: Cacheable + JsonSchema>(subtle: bool) -> 
 
 async fn every_model_delivers(subtle: bool) {
     let mut total = Duration::ZERO;
-    total += delivers_a_verified_record::<User>(subtle).await;
-    total += delivers_a_verified_record::<Event>(subtle).await;
-    total += delivers_a_verified_record::<Project>(subtle).await;
-    total += delivers_a_verified_record::<Vote>(subtle).await;
-    total += delivers_a_verified_record::<Referral>(subtle).await;
+    total += delivers_a_verified_record::<Speaker>(subtle).await;
+    total += delivers_a_verified_record::<Talk>(subtle).await;
+    total += delivers_a_verified_record::<Rating>(subtle).await;
     eprintln!(
-        "five models, subtle={subtle}: {} ms of node",
+        "three models, subtle={subtle}: {} ms of node",
         total.as_millis()
     );
 }
@@ -508,7 +510,7 @@ async fn every_model_script_delivers_a_verified_record_with_the_bundled_hmac_whe
 
 #[tokio::test]
 async fn bundled_utf8_base64_sha256_and_hmac_agree_with_node_crypto() {
-    let script = automation_script(Event::meta());
+    let script = automation_script(Talk::meta());
     let run = run_script(
         "selftest",
         &script,
@@ -522,7 +524,7 @@ async fn bundled_utf8_base64_sha256_and_hmac_agree_with_node_crypto() {
 
 #[tokio::test]
 async fn a_body_changed_after_signing_is_refused_and_the_script_fails_explaining_why() {
-    let sample = sample::<Event>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, false);
     scenario["tamper"] = json!(true);
@@ -541,7 +543,7 @@ async fn a_body_changed_after_signing_is_refused_and_the_script_fails_explaining
 
 #[tokio::test]
 async fn a_missing_record_id_input_explains_how_to_add_it() {
-    let sample = sample::<Event>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
     scenario["recordId"] = Value::Null;
@@ -575,7 +577,7 @@ fn assert_config_help(error: &str) {
 /// explaining where the secret goes, and nothing is sent.
 #[tokio::test]
 async fn the_secret_is_never_read_from_a_table_every_reader_can_read() {
-    let sample = sample::<Event>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
     scenario["secrets"] = json!({});
@@ -602,7 +604,7 @@ async fn the_secret_is_never_read_from_a_table_every_reader_can_read() {
 /// log says who can see it.
 #[tokio::test]
 async fn without_script_secrets_the_input_variable_is_used_and_the_log_says_who_sees_it() {
-    let sample = sample::<Event>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
     scenario["secrets"] = Value::Null;
@@ -620,7 +622,7 @@ async fn without_script_secrets_the_input_variable_is_used_and_the_log_says_who_
 
 #[tokio::test]
 async fn a_missing_webhook_url_input_is_explained() {
-    let sample = sample::<Event>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
     scenario["inputs"] = json!({});
@@ -637,7 +639,7 @@ async fn a_missing_webhook_url_input_is_explained() {
 
 #[tokio::test]
 async fn a_secret_without_the_whsec_prefix_is_explained() {
-    let sample = sample::<Event>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[]).await;
     let mut scenario = scenario(&webhook, &sample.table, true);
     scenario["secrets"] = json!({SECRET_NAME: "hunter2"});
@@ -653,7 +655,7 @@ async fn a_secret_without_the_whsec_prefix_is_explained() {
 
 #[tokio::test]
 async fn a_500_answer_is_retried_with_the_same_message_id_and_the_next_200_succeeds() {
-    let sample = sample::<Project>();
+    let sample = sample::<Talk>();
     let webhook = Webhook::start(&[(500, "temporarily broken")]).await;
     let run = run_script(
         "500 then 200",
@@ -679,7 +681,7 @@ async fn a_500_answer_is_retried_with_the_same_message_id_and_the_next_200_succe
 
 #[tokio::test]
 async fn a_4xx_answer_fails_the_run_with_the_status_and_the_body() {
-    let sample = sample::<Vote>();
+    let sample = sample::<Rating>();
     let webhook = Webhook::start(&[(422, r#"{"error":"record does not fit the model"}"#)]).await;
     let run = run_script(
         "422",
@@ -690,7 +692,7 @@ async fn a_4xx_answer_fails_the_run_with_the_status_and_the_body() {
     assert!(!run.ok);
     let error = run.error();
     assert!(
-        error.contains("refused the delivery of Votes record recTrigger0001"),
+        error.contains("refused the delivery of Ratings record recTrigger0001"),
         "{error}"
     );
     assert!(error.contains("HTTP 422"), "{error}");
@@ -701,7 +703,7 @@ async fn a_4xx_answer_fails_the_run_with_the_status_and_the_body() {
 
 #[tokio::test]
 async fn persistent_5xx_answers_are_retried_three_times_with_growing_back_off_then_fail() {
-    let sample = sample::<Referral>();
+    let sample = sample::<Rating>();
     let webhook = Webhook::start(&[(503, "down"); 4]).await;
     let script = automation_script_with(sample.meta, &ScriptOptions::default().backoff_ms(40));
     let run = run_script("4x 503", &script, scenario(&webhook, &sample.table, false)).await;
@@ -720,7 +722,7 @@ async fn persistent_5xx_answers_are_retried_three_times_with_growing_back_off_th
 
 #[tokio::test]
 async fn network_errors_are_retried_then_fail_with_an_explanation() {
-    let sample = sample::<User>();
+    let sample = sample::<Speaker>();
     let webhook = Webhook::start(&[]).await;
     // A port that was free a moment ago: connections are refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -744,30 +746,174 @@ async fn network_errors_are_retried_then_fail_with_an_explanation() {
     );
 }
 
-#[test]
-fn the_events_script_matches_its_snapshot() {
-    insta::assert_snapshot!("events_automation_js", automation_script(Event::meta()));
+/// An answer 409 to a retry means an earlier attempt with the same `webhook-id` was accepted
+/// but its answer got lost: the run counts as delivered.
+#[tokio::test]
+async fn a_409_answer_to_a_retry_counts_as_delivered() {
+    let sample = sample::<Talk>();
+    let webhook = Webhook::start(&[(500, "lost answer"), (409, "already applied")]).await;
+    let script = automation_script_with(sample.meta, &ScriptOptions::default().backoff_ms(10));
+    let run = run_script(
+        "500 then 409",
+        &script,
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(run.ok, "{} {:?}", run.error(), run.logs);
+    assert_eq!(run.output.get("status"), Some(&json!("delivered")));
+    assert_eq!(run.output.get("httpStatus"), Some(&json!(409)));
+    assert_eq!(run.output.get("attempts"), Some(&json!(2)));
+    let received = webhook.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].headers.id, received[1].headers.id);
 }
 
-#[test]
-fn each_script_carries_only_its_models_fields_and_link_kinds() {
-    for meta in podium_example::models::all_models() {
-        let script = automation_script(meta);
-        let fields: Vec<Value> = meta
-            .fields
-            .iter()
-            .map(|f| match f.kind {
-                FieldKind::Scalar => json!({"name": f.name}),
-                FieldKind::Link { many, .. } => {
-                    json!({"name": f.name, "link": if many { "many" } else { "one" }})
-                }
-            })
-            .collect();
-        let line = format!("const FIELDS = {};", Value::Array(fields));
-        assert!(script.contains(&line), "{}: {line}", meta.table);
-        assert!(script.contains(&format!("const TABLE = {};", json!(meta.table))));
-        assert_eq!(script.matches("const FIELDS = ").count(), 1);
+/// A 409 to the first attempt cannot be a lost earlier answer: it is a refusal, not retried.
+#[tokio::test]
+async fn a_409_answer_to_the_first_attempt_fails_the_run() {
+    let sample = sample::<Talk>();
+    let webhook = Webhook::start(&[(409, "conflict")]).await;
+    let run = run_script(
+        "409 first",
+        &automation_script(sample.meta),
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(!run.ok, "{:?}", run.logs);
+    assert!(run.error().contains("HTTP 409: conflict"), "{}", run.error());
+    assert_eq!(webhook.received().len(), 1, "a 4xx is not retried");
+    assert!(!run.output.contains_key("status"));
+}
+
+/// A 404 means the URL is not the app's webhook endpoint: the run says which input to fix.
+#[tokio::test]
+async fn a_404_answer_points_at_the_webhook_url_input() {
+    let sample = sample::<Speaker>();
+    let webhook = Webhook::start(&[(404, "not found")]).await;
+    let run = run_script(
+        "404",
+        &automation_script(sample.meta),
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains("HTTP 404"), "{error}");
+    assert!(
+        error.contains("Check the webhookUrl input variable"),
+        "{error}"
+    );
+    assert!(error.contains(WEBHOOK_PATH), "{error}");
+    assert_eq!(webhook.received().len(), 1);
+}
+
+/// A long refusal is quoted up to 500 characters, then cut with "...".
+#[tokio::test]
+async fn a_long_refusal_body_is_quoted_up_to_500_characters() {
+    let sample = sample::<Rating>();
+    let long = "x".repeat(600);
+    let webhook = Webhook::start(&[(422, long.as_str())]).await;
+    let run = run_script(
+        "long 422",
+        &automation_script(sample.meta),
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains(&format!("{}...", "x".repeat(500))), "{error}");
+    assert!(!error.contains(&"x".repeat(501)), "{error}");
+}
+
+#[tokio::test]
+async fn a_webhook_url_that_is_not_http_is_refused_and_nothing_is_sent() {
+    let sample = sample::<Talk>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["inputs"]["webhookUrl"] = json!(webhook.url.replacen("http://", "ftp://", 1));
+    let run = run_script("ftp url", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    assert!(
+        run.error()
+            .contains("The webhookUrl input variable is not an http(s) URL"),
+        "{}",
+        run.error()
+    );
+    assert_config_help(run.error());
+    assert!(webhook.received().is_empty());
+}
+
+/// The model's table is gone from the base (renamed): the run names it, says how to fix it,
+/// and sends nothing.
+#[tokio::test]
+async fn a_renamed_table_fails_the_run_naming_the_table_and_the_fix() {
+    let sample = sample::<Talk>();
+    let webhook = Webhook::start(&[]).await;
+    let mut renamed = sample.table.clone();
+    renamed["name"] = json!("Sessions");
+    let run = run_script(
+        "renamed table",
+        &automation_script(sample.meta),
+        scenario(&webhook, &renamed, true),
+    )
+    .await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(
+        error.contains(r#"The table "Talks" was not found in this base"#),
+        "{error}"
+    );
+    assert!(error.contains("cargo xtask gen-scripts"), "{error}");
+    assert!(webhook.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_trigger_record_deleted_before_the_run_fails_it_and_nothing_is_sent() {
+    let sample = sample::<Speaker>();
+    let webhook = Webhook::start(&[]).await;
+    let mut scenario = scenario(&webhook, &sample.table, true);
+    scenario["recordId"] = json!("recDeleted000001");
+    let run = run_script("deleted record", &automation_script(sample.meta), scenario).await;
+    assert!(!run.ok);
+    assert!(
+        run.error()
+            .contains(r#"Record recDeleted000001 was not found in "Speakers""#),
+        "{}",
+        run.error()
+    );
+    assert!(webhook.received().is_empty());
+}
+
+/// A model field the table does not have is left out of the delivery (the app uses its
+/// default) and named in the run log; the other fields are still sent.
+#[tokio::test]
+async fn a_model_field_missing_from_the_table_is_left_out_and_logged() {
+    let mut sample = sample::<Speaker>();
+    let webhook = Webhook::start(&[]).await;
+    if let Some(fields) = sample.table["fields"].as_array_mut() {
+        fields.retain(|f| f["name"] != "email");
     }
+    let run = run_script(
+        "missing field",
+        &automation_script(sample.meta),
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(run.ok, "{} {:?}", run.error(), run.logs);
+    assert!(
+        run.logged(r#"Table "Speakers" has no field(s) "email""#),
+        "{:?}",
+        run.logs
+    );
+    let received = webhook.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].verified, Ok(()));
+    let body: Value = serde_json::from_slice(&received[0].body).expect("JSON body");
+    let mut expected = sample.expected.clone();
+    if let Some(object) = expected.as_object_mut() {
+        object.remove("email");
+    }
+    assert_eq!(body["record"], expected);
 }
 
 /// The waits the run log announced ("Retrying in N ms"), in order.
@@ -924,7 +1070,7 @@ async fn every_field_type_arrives_in_the_rest_shape_the_model_reads() {
 /// 25 s, and the last failure explains itself.
 #[tokio::test]
 async fn with_the_app_down_the_script_finishes_within_25_seconds_and_says_why() {
-    let sample = sample::<Vote>();
+    let sample = sample::<Rating>();
     let webhook = Webhook::start(&[]).await;
     let greedy = ScriptOptions::default().max_retries(20).backoff_ms(2_000);
     for (options, label) in [(ScriptOptions::default(), "default"), (greedy, "greedy")] {
@@ -979,7 +1125,7 @@ async fn with_the_app_down_the_script_finishes_within_25_seconds_and_says_why() 
 /// lies between the nominal one and half as much again, and runs do not all wait alike.
 #[tokio::test]
 async fn back_off_waits_are_jittered_between_the_nominal_wait_and_half_as_much_again() {
-    let sample = sample::<Vote>();
+    let sample = sample::<Rating>();
     let webhook = Webhook::start(&[]).await;
     let script = automation_script(sample.meta);
     let mut runs = Vec::new();
