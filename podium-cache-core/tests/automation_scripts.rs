@@ -20,12 +20,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use conference::{Rating, Speaker, Talk};
 use podium_cache_core::entity::{Cacheable, EntityMeta, FieldKind};
 use podium_cache_core::scripts::{automation_script, automation_script_with, ScriptOptions};
 use podium_cache_core::webhook::signature::{
     verify, SignatureHeaders, VerifyError, WebhookSecret, DEFAULT_TOLERANCE,
 };
-use conference::{Rating, Speaker, Talk};
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
@@ -319,7 +319,11 @@ fn sample<T: Cacheable + JsonSchema>() -> Sample {
                     let value = if many { json!(ids) } else { json!(ids[0]) };
                     expected.insert(field.name.into(), value);
                 }
-                let linked = if many { ids } else { ids.into_iter().take(1).collect() };
+                let linked = if many {
+                    ids
+                } else {
+                    ids.into_iter().take(1).collect()
+                };
                 links.push((field.name, linked));
             }
             FieldKind::Scalar => {
@@ -780,7 +784,11 @@ async fn a_409_answer_to_the_first_attempt_fails_the_run() {
     )
     .await;
     assert!(!run.ok, "{:?}", run.logs);
-    assert!(run.error().contains("HTTP 409: conflict"), "{}", run.error());
+    assert!(
+        run.error().contains("HTTP 409: conflict"),
+        "{}",
+        run.error()
+    );
     assert_eq!(webhook.received().len(), 1, "a 4xx is not retried");
     assert!(!run.output.contains_key("status"));
 }
@@ -821,7 +829,10 @@ async fn a_long_refusal_body_is_quoted_up_to_500_characters() {
     .await;
     assert!(!run.ok);
     let error = run.error();
-    assert!(error.contains(&format!("{}...", "x".repeat(500))), "{error}");
+    assert!(
+        error.contains(&format!("{}...", "x".repeat(500))),
+        "{error}"
+    );
     assert!(!error.contains(&"x".repeat(501)), "{error}");
 }
 
