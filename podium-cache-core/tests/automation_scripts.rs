@@ -394,6 +394,12 @@ fn scenario(webhook: &Webhook, table: &Value, subtle: bool) -> Value {
     })
 }
 
+/// Runs `sample`'s script with default options, crypto.subtle and the webhook's URL and secret.
+async fn run_default(label: &str, sample: &Sample, webhook: &Webhook) -> NodeRun {
+    let script = automation_script(sample.meta);
+    run_script(label, &script, scenario(webhook, &sample.table, true)).await
+}
+
 /// Asserts the delivery's `timestamp` is ISO-8601 UTC with milliseconds and close to now.
 fn assert_iso_millis(timestamp: &str) {
     let bytes = timestamp.as_bytes();
@@ -661,12 +667,7 @@ async fn a_secret_without_the_whsec_prefix_is_explained() {
 async fn a_500_answer_is_retried_with_the_same_message_id_and_the_next_200_succeeds() {
     let sample = sample::<Talk>();
     let webhook = Webhook::start(&[(500, "temporarily broken")]).await;
-    let run = run_script(
-        "500 then 200",
-        &automation_script(sample.meta),
-        scenario(&webhook, &sample.table, true),
-    )
-    .await;
+    let run = run_default("500 then 200", &sample, &webhook).await;
     assert!(run.ok, "{} {:?}", run.error(), run.logs);
     assert!(run.logged("Attempt 1 failed: HTTP 500: temporarily broken"));
     let waits = logged_waits(&run);
@@ -687,12 +688,7 @@ async fn a_500_answer_is_retried_with_the_same_message_id_and_the_next_200_succe
 async fn a_4xx_answer_fails_the_run_with_the_status_and_the_body() {
     let sample = sample::<Rating>();
     let webhook = Webhook::start(&[(422, r#"{"error":"record does not fit the model"}"#)]).await;
-    let run = run_script(
-        "422",
-        &automation_script(sample.meta),
-        scenario(&webhook, &sample.table, true),
-    )
-    .await;
+    let run = run_default("422", &sample, &webhook).await;
     assert!(!run.ok);
     let error = run.error();
     assert!(
@@ -777,12 +773,7 @@ async fn a_409_answer_to_a_retry_counts_as_delivered() {
 async fn a_409_answer_to_the_first_attempt_fails_the_run() {
     let sample = sample::<Talk>();
     let webhook = Webhook::start(&[(409, "conflict")]).await;
-    let run = run_script(
-        "409 first",
-        &automation_script(sample.meta),
-        scenario(&webhook, &sample.table, true),
-    )
-    .await;
+    let run = run_default("409 first", &sample, &webhook).await;
     assert!(!run.ok, "{:?}", run.logs);
     assert!(
         run.error().contains("HTTP 409: conflict"),
@@ -798,12 +789,7 @@ async fn a_409_answer_to_the_first_attempt_fails_the_run() {
 async fn a_404_answer_points_at_the_webhook_url_input() {
     let sample = sample::<Speaker>();
     let webhook = Webhook::start(&[(404, "not found")]).await;
-    let run = run_script(
-        "404",
-        &automation_script(sample.meta),
-        scenario(&webhook, &sample.table, true),
-    )
-    .await;
+    let run = run_default("404", &sample, &webhook).await;
     assert!(!run.ok);
     let error = run.error();
     assert!(error.contains("HTTP 404"), "{error}");
@@ -821,12 +807,7 @@ async fn a_long_refusal_body_is_quoted_up_to_500_characters() {
     let sample = sample::<Rating>();
     let long = "x".repeat(600);
     let webhook = Webhook::start(&[(422, long.as_str())]).await;
-    let run = run_script(
-        "long 422",
-        &automation_script(sample.meta),
-        scenario(&webhook, &sample.table, true),
-    )
-    .await;
+    let run = run_default("long 422", &sample, &webhook).await;
     assert!(!run.ok);
     let error = run.error();
     assert!(
@@ -904,12 +885,7 @@ async fn a_model_field_missing_from_the_table_is_left_out_and_logged() {
     if let Some(fields) = sample.table["fields"].as_array_mut() {
         fields.retain(|f| f["name"] != "email");
     }
-    let run = run_script(
-        "missing field",
-        &automation_script(sample.meta),
-        scenario(&webhook, &sample.table, true),
-    )
-    .await;
+    let run = run_default("missing field", &sample, &webhook).await;
     assert!(run.ok, "{} {:?}", run.error(), run.logs);
     assert!(
         run.logged(r#"Table "Speakers" has no field(s) "email""#),
