@@ -35,7 +35,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{now_ms, Cache};
+use super::clock::now_ms;
+use super::Cache;
 
 /// The format version this module writes (the first byte of every entry).
 pub const VERSION: u8 = 1;

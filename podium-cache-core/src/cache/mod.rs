@@ -29,14 +29,20 @@
 //! ```
 
 mod batch;
+mod clock;
 mod dependents;
+mod early;
 pub mod entry;
+mod error;
 mod fill;
+mod flight;
 mod listener;
 mod metrics;
 mod negative;
+mod query;
 mod read;
 mod refresh;
+mod tier;
 mod write;
 
 use std::collections::HashSet;
@@ -46,74 +52,27 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 
+pub use self::clock::now_ms;
 pub use self::dependents::Dependents;
+pub use self::error::CacheError;
 pub use self::listener::{Change, ChangeKind, InvalidationListener};
 pub use self::metrics::MetricsSnapshot;
-pub use self::read::Query;
+pub use self::query::Query;
 pub use self::refresh::Refreshed;
 pub use self::write::UpsertOutcome;
 
 use self::batch::{BatchConfig, Batcher};
-use self::fill::InFlight;
+use self::flight::InFlight;
 use self::metrics::Metrics;
 use self::negative::NegativeCache;
 use crate::config::{ConfigError, Settings};
-use crate::entity::Cacheable;
 use crate::key::Keys;
-use crate::scope::{self, Event};
 use crate::source::{AirtableSource, Source, SourceError};
 #[cfg(feature = "cluster")]
 use crate::store::RedisClusterStore;
-use crate::store::{MemoryStore, Store, StoreError, Ticket, TierLookup, TypedTier};
+use crate::store::{MemoryStore, Store, StoreError};
 #[cfg(feature = "redis")]
 use crate::store::{RedisCa, RedisStore, TieredStore};
-
-/// What a cache operation can fail with. Reads fail only when the source fails (a store that
-/// fails is fallen through); writes fail when the store or the source does.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CacheError {
-    /// The source failed (after its retries).
-    #[error("source: {0}")]
-    Source(#[from] Arc<SourceError>),
-    /// The store failed during a write.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// A record did not fit its model.
-    #[error("record {id} of {entity} does not fit the model: {message}")]
-    Decode {
-        /// Entity name.
-        entity: &'static str,
-        /// Record id.
-        id: String,
-        /// serde's message, with the field path.
-        message: String,
-    },
-    /// `get_by_index` named a field that has no index.
-    #[error("{entity} has no index on `{field}` (indexed: {known})")]
-    UnknownIndex {
-        /// Entity name.
-        entity: &'static str,
-        /// The field asked for.
-        field: String,
-        /// The indexed fields.
-        known: String,
-    },
-    /// The current client (see [`Scope::with_client`](crate::scope::Scope::with_client))
-    /// already has `max_client_misses` misses outstanding; nothing was queued. Answer HTTP 429
-    /// with `Retry-After`; other clients are not affected.
-    #[error("too many outstanding misses for this client; retry after {retry_after:?}")]
-    TooManyMisses {
-        /// How long the client should wait before asking again.
-        retry_after: Duration,
-    },
-}
-
-impl From<SourceError> for CacheError {
-    fn from(err: SourceError) -> Self {
-        Self::Source(Arc::new(err))
-    }
-}
 
 /// TTLs and batching of a [`Cache`]. Set through [`CacheBuilder`]'s setters, or start from
 /// [`CacheConfig::default`] and change fields (the struct may grow: it cannot be built from a
@@ -698,6 +657,21 @@ impl Cache {
         self.inner.metrics.snapshot()
     }
 
+    /// How many never-seen ids the in-process negative cache holds (bounded by
+    /// [`CacheConfig::negative_capacity`](CacheConfig::negative_capacity)).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source)).build();
+    /// assert_eq!(cache.negative_entries(), 0);
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
+    pub fn negative_entries(&self) -> u64 {
+        self.inner.negative.len()
+    }
+
     /// `ttl` with the configured jitter applied (uniform in ±jitter).
     fn jittered(&self, ttl: Duration) -> Duration {
         let jitter = self.inner.config.jitter;
@@ -708,89 +682,6 @@ impl Cache {
         ttl.mul_f64(factor)
     }
 
-    /// The record `id` as a shared, decoded value: from the in-process tier without decoding
-    /// anything when the store has one ([`Store::typed_tier`]) and holds the record, else as
-    /// [`Cache::get`] reads it.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use std::sync::Arc;
-    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
-    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
-    /// # #[cacheable(table = "Events")]
-    /// # struct Event { id: String }
-    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
-    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source)).build();
-    /// // Not an Airtable record id: "not found" without asking anyone.
-    /// let event: Option<Arc<Event>> = cache.get_arc::<Event>("nope").await?;
-    /// assert!(event.is_none());
-    /// # Ok(()) }
-    /// ```
-    pub async fn get_arc<T: Cacheable>(&self, id: &str) -> Result<Option<Arc<T>>, CacheError> {
-        if let Some(tier) = self.inner.store.typed_tier() {
-            if let Some(value) = self.tier_hit_by_id::<T>(tier, id) {
-                return Ok(Some(value));
-            }
-        }
-        Ok(self.get::<T>(id).await?.map(Arc::new))
-    }
-
-    /// Asks the in-process tier (if the store has one) for `id` before the store is read: the
-    /// decoded value, or the ticket for offering back what is read next.
-    pub(crate) fn tier_read<T: Cacheable>(&self, id: &str) -> TierRead<T> {
-        let Some(tier) = self.inner.store.typed_tier() else {
-            return TierRead::Miss(None);
-        };
-        if let Some(value) = self.tier_hit_by_id::<T>(tier, id) {
-            return TierRead::Hit(value);
-        }
-        let meta = T::meta();
-        let key = self.keys().data(meta.entity, T::schema_hash(), id);
-        match tier.lookup::<T>(key) {
-            TierLookup::Hit(value) => {
-                self.tier_hit(meta.entity, id);
-                TierRead::Hit(value)
-            }
-            TierLookup::Miss(ticket) => TierRead::Miss(ticket),
-        }
-    }
-
-    /// The tier's value for `id` through the allocation-free key (see
-    /// [`Cache::with_tier_key`]), counted as a hit when found.
-    fn tier_hit_by_id<T: Cacheable>(&self, tier: &TypedTier, id: &str) -> Option<Arc<T>> {
-        let value = self.with_tier_key::<T, _>(id, |key| tier.get::<T>(key))??;
-        self.tier_hit(T::meta().entity, id);
-        Some(value)
-    }
-
-    /// Calls `f` with the record's data key ([`Keys::write_data`]) built in a reused per-thread
-    /// buffer, so a tier hit allocates nothing; `None` only if the buffer is in use.
-    fn with_tier_key<T: Cacheable, R>(&self, id: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
-        TIER_KEY.with(|buffer| {
-            let mut key = buffer.try_borrow_mut().ok()?;
-            self.keys()
-                .write_data(&mut key, T::meta().entity, T::schema_hash(), id);
-            Some(f(&key))
-        })
-    }
-
-    /// Offers what a read returned to the in-process tier; kept only if no invalidation of the
-    /// record raced the read (see [`crate::store::TypedTier`]).
-    pub(crate) fn tier_offer<T: Cacheable>(&self, ticket: Option<Ticket>, found: &Option<T>) {
-        if let (Some(ticket), Some(value), Some(tier)) =
-            (ticket, found, self.inner.store.typed_tier())
-        {
-            tier.insert(ticket, Arc::new(value.clone()));
-        }
-    }
-
-    /// Counts an answer from the in-process tier as a hit (and tags the request's scope).
-    fn tier_hit(&self, entity: &'static str, id: &str) {
-        Metrics::inc(&self.inner.metrics.hits);
-        scope::note(Event::Hit, entity, Some(id));
-    }
-
     /// Tells every listener about `change`.
     async fn notify(&self, change: Change) {
         let listeners: Vec<_> = self.inner.listeners.read().clone();
@@ -798,31 +689,6 @@ impl Cache {
             listener.on_change(&change).await;
         }
     }
-}
-
-thread_local! {
-    /// The data key of the record being looked up in the in-process tier (see
-    /// [`Cache::with_tier_key`]).
-    static TIER_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// What the in-process tier answered before a read (see [`Cache::tier_read`]).
-pub(crate) enum TierRead<T> {
-    /// The decoded value.
-    Hit(Arc<T>),
-    /// Not there; the ticket (if the tier serves) lets the value read next be kept.
-    Miss(Option<Ticket>),
-}
-
-/// Milliseconds since the Unix epoch, now: the one wall clock of the cache's entries (records
-/// and, in the tower crate, HTTP responses), shared by every instance that shares a store.
-///
-/// ```
-/// let now = podium_cache_core::cache::now_ms();
-/// assert!(now > 1_600_000_000_000);
-/// ```
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]
