@@ -14,7 +14,7 @@ use super::Cache;
 use crate::entity::Cacheable;
 use crate::store::{Locks, Version};
 
-/// `-ln` of the smallest draw [`Cache::draws_early_refresh`] makes (2^-53): beyond this many
+/// `-ln` of the smallest draw `Cache::draws_early_refresh` makes (2^-53): beyond this many
 /// fetch deltas (times β) before its expiry, no read refreshes a record early.
 const XFETCH_HORIZON: f64 = 36.8;
 /// An early refresh's claim outlives the entry it refreshes by this much.

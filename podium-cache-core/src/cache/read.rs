@@ -83,7 +83,7 @@ impl<T> Slot<T> {
 
 impl Cache {
     /// The record `id` as a shared, decoded value: from the in-process tier without decoding
-    /// anything when the store has one ([`Store::typed_tier`]) and holds the record, else as
+    /// anything when the store has one ([`Store::typed_tier`](crate::store::Store::typed_tier)) and holds the record, else as
     /// [`Cache::get`] reads it.
     ///
     /// ```

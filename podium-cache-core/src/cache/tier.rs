@@ -42,7 +42,8 @@ impl Cache {
         Some(value)
     }
 
-    /// Calls `f` with the record's data key ([`Keys::write_data`]) built in a reused per-thread
+    /// Calls `f` with the record's data key
+    /// ([`Keys::write_data`](crate::key::Keys::write_data)) built in a reused per-thread
     /// buffer, so a tier hit allocates nothing; `None` only if the buffer is in use.
     fn with_tier_key<T: Cacheable, R>(&self, id: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
         TIER_KEY.with(|buffer| {
