@@ -85,3 +85,42 @@ impl Default for CacheConfig {
         }
     }
 }
+
+impl CacheConfig {
+    /// The configuration with every value brought into range as [`CacheBuilder`]'s setters
+    /// bring it (see each setter): what [`CacheBuilder::config`] keeps, so public fields
+    /// set directly cannot skip the builder's checks.
+    ///
+    /// [`CacheBuilder`]: super::CacheBuilder
+    /// [`CacheBuilder::config`]: super::CacheBuilder::config
+    pub(crate) fn checked(mut self) -> Self {
+        self.jitter = Self::jitter_in_range(self.jitter);
+        self.xfetch_beta = Self::beta_in_range(self.xfetch_beta);
+        self.max_batch = Self::max_batch_in_range(self.max_batch);
+        self.max_in_flight_batches = self.max_in_flight_batches.max(1);
+        self
+    }
+
+    /// A TTL jitter fraction in `0..=0.5` (not a number: 0).
+    pub(crate) fn jitter_in_range(jitter: f64) -> f64 {
+        if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 0.5)
+        }
+    }
+
+    /// An XFetch β of at least 0 (negative or not finite: 0, off).
+    pub(crate) fn beta_in_range(beta: f64) -> f64 {
+        if beta.is_finite() {
+            beta.max(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// A batch size in `1..=100` (Airtable's most records a call filters by id).
+    pub(crate) fn max_batch_in_range(max: usize) -> usize {
+        max.clamp(1, 100)
+    }
+}

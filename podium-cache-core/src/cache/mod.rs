@@ -33,7 +33,7 @@ mod clock;
 mod config;
 mod dependents;
 mod early;
-pub mod entry;
+pub(crate) mod entry;
 mod error;
 mod fill;
 mod flight;
@@ -107,7 +107,7 @@ impl CacheBuilder {
 
     /// TTL jitter fraction (default 0.05).
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.config.jitter = jitter.clamp(0.0, 0.5);
+        self.config.jitter = CacheConfig::jitter_in_range(jitter);
         self
     }
 
@@ -119,7 +119,7 @@ impl CacheBuilder {
 
     /// XFetch β of the early refresh (default 1.0; 0 turns it off; negative is taken as 0).
     pub fn xfetch_beta(mut self, beta: f64) -> Self {
-        self.config.xfetch_beta = if beta.is_finite() { beta.max(0.0) } else { 0.0 };
+        self.config.xfetch_beta = CacheConfig::beta_in_range(beta);
         self
     }
 
@@ -131,7 +131,7 @@ impl CacheBuilder {
 
     /// The most ids in one batch (default and maximum 100; 0 is taken as 1).
     pub fn max_batch(mut self, max: usize) -> Self {
-        self.config.max_batch = max.clamp(1, 100);
+        self.config.max_batch = CacheConfig::max_batch_in_range(max);
         self
     }
 
@@ -204,9 +204,23 @@ impl CacheBuilder {
         self
     }
 
-    /// Every setting at once.
+    /// Every setting at once, brought into range as the setters bring each (jitter in
+    /// `0..=0.5`, β at least 0, `max_batch` in `1..=100`, `max_in_flight_batches` at least 1).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::{cache::{Cache, CacheConfig}, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let mut config = CacheConfig::default();
+    /// config.max_batch = 1_000;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source))
+    ///     .config(config)
+    ///     .build();
+    /// assert_eq!(cache.config().max_batch, 100);
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
     pub fn config(mut self, config: CacheConfig) -> Self {
-        self.config = config;
+        self.config = config.checked();
         self
     }
 
@@ -411,5 +425,58 @@ mod tests {
             spread > 1_000,
             "jitter must actually spread expiries ({spread}s)"
         );
+    }
+
+    #[test]
+    fn config_brings_every_value_into_range_as_the_setters_do() {
+        let source: Arc<dyn Source> = Arc::new(
+            AirtableSource::builder("k", "appAAAAAAAAAAAAAA")
+                .api_url("http://127.0.0.1:9")
+                .build()
+                .unwrap(),
+        );
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
+        let cases = [
+            (3.0, -1.0, 0, 0),
+            (f64::NAN, f64::NAN, 1_000, 0),
+            (-0.2, f64::INFINITY, 7, 3),
+        ];
+        for (jitter, beta, max_batch, in_flight) in cases {
+            let by_setters = Cache::builder(Arc::clone(&store), Arc::clone(&source))
+                .jitter(jitter)
+                .xfetch_beta(beta)
+                .max_batch(max_batch)
+                .max_in_flight_batches(in_flight)
+                .build();
+            let config = CacheConfig {
+                jitter,
+                xfetch_beta: beta,
+                max_batch,
+                max_in_flight_batches: in_flight,
+                ..CacheConfig::default()
+            };
+            let by_config = Cache::builder(Arc::clone(&store), Arc::clone(&source))
+                .config(config)
+                .build();
+            let (a, b) = (by_setters.config(), by_config.config());
+            let case = format!("{jitter} {beta} {max_batch} {in_flight}");
+            assert_eq!(a.jitter.to_bits(), b.jitter.to_bits(), "{case}");
+            assert_eq!(a.xfetch_beta.to_bits(), b.xfetch_beta.to_bits(), "{case}");
+            assert_eq!(
+                (a.max_batch, a.max_in_flight_batches),
+                (b.max_batch, b.max_in_flight_batches),
+                "{case}"
+            );
+            assert!(
+                (0.0..=0.5).contains(&b.jitter) && b.xfetch_beta >= 0.0,
+                "{case}"
+            );
+            assert!(
+                (1..=100).contains(&b.max_batch) && b.max_in_flight_batches >= 1,
+                "{case}"
+            );
+            // A jitter out of range never panics the TTL draw.
+            let _ = by_config.jittered(Duration::from_secs(60));
+        }
     }
 }
