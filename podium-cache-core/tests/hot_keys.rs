@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fields, harness, Event, Gate, Harness, StoreKind, BASE, TABLE};
-use podium_cache_core::cache::entry::{self, EntryHeader};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::scope::{Scope, ScopeReport};
 use podium_cache_core::Cacheable;
@@ -299,32 +298,16 @@ async fn a_tombstoned_record_is_never_served_stale() {
 async fn beyond_the_stale_window_the_source_error_is_returned() {
     let h = harness(StoreKind::Memory).records(2).start().await;
     let window = Duration::from_secs(1);
+    // An instance whose stale window, hence store TTL, is long.
+    let long_window = cache(&h, Duration::from_secs(1), Duration::from_secs(60), 0.0);
     let cache = cache(&h, Duration::from_secs(1), window, 0.0);
 
     // Expired by more than the window; the store dropped it (its TTL is TTL + window).
     let (dropped, kept) = (h.ids[0].clone(), h.ids[1].clone());
     read(&cache, &dropped).await.0.expect("filled");
-    // Expired by more than the window, yet still in the store (written with a long TTL): the
-    // header alone must refuse it.
-    let now = common::now_ms();
-    let header = EntryHeader {
-        stored_at_ms: now - 10_000,
-        expires_at_ms: now - 5_000,
-        fetch_ms: 100,
-    };
-    let json = serde_json::to_vec(&Event {
-        id: kept.clone(),
-        name: "old".into(),
-        slug: "old".into(),
-        version: 0,
-        owner: vec![],
-    })
-    .expect("json");
-    let key = cache.keys().data("events", Event::schema_hash(), &kept);
-    h.store
-        .set(&key, entry::encode(&header, &json), Duration::from_secs(60))
-        .await
-        .expect("store");
+    // Expired by more than the window, yet still in the store (filled by the long-window
+    // instance): the header alone must refuse it.
+    read(&long_window, &kept).await.0.expect("filled");
     tokio::time::sleep(Duration::from_millis(2_300)).await;
 
     h.airtable.fail_ratio(1.0, 503);

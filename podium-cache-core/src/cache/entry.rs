@@ -18,57 +18,48 @@
 //! older format, the plain JSON of earlier versions, garbage) decodes as an error, which the
 //! engine treats as a miss and refetches: never a panic.
 //!
-//! ```
-//! use podium_cache_core::cache::entry::{decode, encode, EntryHeader};
-//! let header = EntryHeader { stored_at_ms: 1_000, expires_at_ms: 61_000, fetch_ms: 180 };
-//! let raw = encode(&header, br#"{"id":"recAAAAAAAAAAAAAA"}"#);
-//! let entry = decode(&raw)?;
-//! assert_eq!(entry.header, header);
-//! assert_eq!(&entry.json[..], br#"{"id":"recAAAAAAAAAAAAAA"}"#);
-//! assert!(entry.header.is_fresh(60_999) && !entry.header.is_fresh(61_000));
-//! // The plain JSON that earlier versions stored is not an entry: a miss, refetched.
-//! assert!(decode(&bytes::Bytes::from_static(br#"{"id":"recA"}"#)).is_err());
-//! # Ok::<(), podium_cache_core::cache::entry::EntryError>(())
-//! ```
+//! The format is the crate's own: nothing outside it reads or writes these bytes (the tower
+//! crate stores its responses in a format of its own).
 
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{now_ms, Cache};
+use super::clock::now_ms;
+use super::Cache;
 
 /// The format version this module writes (the first byte of every entry).
-pub const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 1;
 /// Bytes before the JSON.
-pub const HEADER_LEN: usize = 21;
+pub(crate) const HEADER_LEN: usize = 21;
 /// The fetch delta assumed for a record stored without a source call of its own (a webhook
 /// delivery for a record not cached before): a typical Airtable call.
-pub const ASSUMED_FETCH_MS: u32 = 250;
+pub(crate) const ASSUMED_FETCH_MS: u32 = 250;
 
 /// What the header of a stored record says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryHeader {
+pub(crate) struct EntryHeader {
     /// When it was stored, ms since the Unix epoch.
-    pub stored_at_ms: i64,
+    pub(crate) stored_at_ms: i64,
     /// When it stops being fresh, ms since the Unix epoch.
-    pub expires_at_ms: i64,
+    pub(crate) expires_at_ms: i64,
     /// How long the source call that produced it took, ms (XFetch's delta).
-    pub fetch_ms: u32,
+    pub(crate) fetch_ms: u32,
 }
 
 /// A decoded data key: the header and the model's JSON (a view into the stored bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredEntry {
+pub(crate) struct StoredEntry {
     /// The header.
-    pub header: EntryHeader,
+    pub(crate) header: EntryHeader,
     /// The model's JSON.
-    pub json: Bytes,
+    pub(crate) json: Bytes,
 }
 
 /// Why stored bytes are not an entry (the engine treats it as a miss).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum EntryError {
+pub(crate) enum EntryError {
     /// The first byte is not a format version this build reads (e.g. the plain JSON of an
     /// earlier version starts with `{`).
     #[error("stored entry of unknown format (first byte {0:#04x})")]
@@ -80,22 +71,13 @@ pub enum EntryError {
 
 impl EntryHeader {
     /// Whether the record is still fresh at `now_ms`.
-    pub fn is_fresh(&self, now_ms: i64) -> bool {
+    pub(crate) fn is_fresh(&self, now_ms: i64) -> bool {
         now_ms < self.expires_at_ms
     }
 
     /// Whether an expired record may still be served at `now_ms` while the source fails:
     /// within `window` past its expiry.
-    ///
-    /// ```
-    /// use podium_cache_core::cache::entry::EntryHeader;
-    /// use std::time::Duration;
-    /// let header = EntryHeader { stored_at_ms: 0, expires_at_ms: 1_000, fetch_ms: 0 };
-    /// assert!(header.is_stale_servable(1_500, Duration::from_secs(1)));
-    /// assert!(!header.is_stale_servable(2_000, Duration::from_secs(1)));
-    /// assert!(!header.is_stale_servable(1_500, Duration::ZERO));
-    /// ```
-    pub fn is_stale_servable(&self, now_ms: i64, window: Duration) -> bool {
+    pub(crate) fn is_stale_servable(&self, now_ms: i64, window: Duration) -> bool {
         now_ms < self.expires_at_ms.saturating_add(millis(window))
     }
 
@@ -105,18 +87,7 @@ impl EntryHeader {
     /// slower the fetch, the earlier. With many readers, one of them refreshes shortly before
     /// the expiry and nobody waits; a key read once an hour is practically never refreshed
     /// early. β = 0, or an unknown delta, never refreshes early.
-    ///
-    /// ```
-    /// use podium_cache_core::cache::entry::EntryHeader;
-    /// let header = EntryHeader { stored_at_ms: 0, expires_at_ms: 10_000, fetch_ms: 100 };
-    /// // 100 ms before expiry: a draw of 0.5 gives 100·ln 2 ≈ 69 ms, not yet; 0.1 gives 230 ms.
-    /// assert!(!header.refresh_early(9_900, 1.0, 0.5));
-    /// assert!(header.refresh_early(9_900, 1.0, 0.1));
-    /// // Ten seconds (a hundred deltas) before expiry, practically never.
-    /// assert!(!header.refresh_early(0, 1.0, 1e-12));
-    /// assert!(!header.refresh_early(9_999, 0.0, 1e-12));
-    /// ```
-    pub fn refresh_early(&self, now_ms: i64, beta: f64, draw: f64) -> bool {
+    pub(crate) fn refresh_early(&self, now_ms: i64, beta: f64, draw: f64) -> bool {
         if beta <= 0.0 || self.fetch_ms == 0 || !beta.is_finite() {
             return false;
         }
@@ -131,7 +102,7 @@ impl EntryHeader {
 }
 
 /// The stored bytes of a record: header, then `json`.
-pub fn encode(header: &EntryHeader, json: &[u8]) -> Bytes {
+pub(crate) fn encode(header: &EntryHeader, json: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + json.len());
     out.put_u8(VERSION);
     out.put_i64(header.stored_at_ms);
@@ -142,7 +113,7 @@ pub fn encode(header: &EntryHeader, json: &[u8]) -> Bytes {
 }
 
 /// Reads stored bytes written by [`encode`]; the JSON is a view into `raw`, not a copy.
-pub fn decode(raw: &Bytes) -> Result<StoredEntry, EntryError> {
+pub(crate) fn decode(raw: &Bytes) -> Result<StoredEntry, EntryError> {
     let Some(&version) = raw.first() else {
         return Err(EntryError::Truncated(0));
     };
@@ -213,6 +184,8 @@ mod tests {
         let entry = decode(&raw).expect("entry");
         assert_eq!(entry.header, header);
         assert_eq!(&entry.json[..], b"{}");
+        let expiry = header.expires_at_ms;
+        assert!(entry.header.is_fresh(expiry - 1) && !entry.header.is_fresh(expiry));
     }
 
     #[test]
@@ -263,5 +236,32 @@ mod tests {
         assert!((5_900..6_200).contains(&at_half_delta), "{at_half_delta}");
         assert_eq!(share(100_000), 10_000, "expired: always");
         assert_eq!(share(0), 0, "long before: never");
+    }
+
+    #[test]
+    fn stale_is_servable_only_within_the_window_past_the_expiry() {
+        let header = EntryHeader {
+            stored_at_ms: 0,
+            expires_at_ms: 1_000,
+            fetch_ms: 0,
+        };
+        assert!(header.is_stale_servable(1_500, Duration::from_secs(1)));
+        assert!(!header.is_stale_servable(2_000, Duration::from_secs(1)));
+        assert!(!header.is_stale_servable(1_500, Duration::ZERO));
+    }
+
+    #[test]
+    fn early_refresh_follows_xfetch_at_one_delta_before_the_expiry() {
+        let header = EntryHeader {
+            stored_at_ms: 0,
+            expires_at_ms: 10_000,
+            fetch_ms: 100,
+        };
+        // 100 ms before expiry: a draw of 0.5 gives 100·ln 2 ≈ 69 ms, not yet; 0.1 gives 230 ms.
+        assert!(!header.refresh_early(9_900, 1.0, 0.5));
+        assert!(header.refresh_early(9_900, 1.0, 0.1));
+        // Ten seconds (a hundred deltas) before expiry, practically never; β = 0 never.
+        assert!(!header.refresh_early(0, 1.0, 1e-12));
+        assert!(!header.refresh_early(9_999, 0.0, 1e-12));
     }
 }

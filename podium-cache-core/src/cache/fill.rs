@@ -6,43 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::error::CacheError;
+use super::flight::{Fetched, FillError, FillOutput};
 use super::metrics::Metrics;
-use super::{entry, Cache, CacheError};
-use crate::coalesce::SingleFlight;
+use super::{entry, Cache};
 use crate::entity::{normalize_index_value, Cacheable};
 use crate::scope::{self, Event};
 use crate::source::{SourceError, SourceRecord};
 use crate::store::{Condition, RecordWrite, Version};
-
-/// What every waiter of one fill receives: the record's stored bytes (`None`: not found), and
-/// whether a source call was made for it.
-#[derive(Clone, Debug)]
-pub(crate) struct Fetched {
-    pub(crate) bytes: Option<Bytes>,
-    pub(crate) charged: bool,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) enum FillError {
-    Source(Arc<SourceError>),
-    Decode { id: String, message: String },
-}
-
-pub(crate) type FillOutput = Result<Fetched, FillError>;
-pub(crate) type InFlight = SingleFlight<(String, Option<u64>), FillOutput>;
-
-impl FillError {
-    pub(crate) fn into_cache_error(self, entity: &'static str) -> CacheError {
-        match self {
-            FillError::Source(err) => CacheError::Source(err),
-            FillError::Decode { id, message } => CacheError::Decode {
-                entity,
-                id,
-                message,
-            },
-        }
-    }
-}
 
 /// A record as the source returned it, converted to the model and its stored bytes.
 pub(crate) fn convert<T: Cacheable>(record: SourceRecord) -> Result<(T, Bytes), FillError> {

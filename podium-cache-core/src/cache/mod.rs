@@ -3,8 +3,8 @@
 //! - **Reads** ([`Cache::get`], [`Cache::get_many`], [`Cache::get_by_index`], [`Cache::query`])
 //!   answer from the store; a miss is one coalesced, batched source call, stored with the data
 //!   TTL (±jitter); a record known to be gone answers `None` from its tombstone. With an
-//!   in-process tier ([`TieredStore`]) every read asks it first and keeps what it read (see
-//!   [`Store::typed_tier`]).
+//!   in-process tier ([`TieredStore`](crate::store::TieredStore)) every read asks it first
+//!   and keeps what it read (see [`Store::typed_tier`]).
 //! - **Writes** ([`Cache::upsert`], [`Cache::invalidate`], [`Cache::delete`]) bump the record's
 //!   generation, so a fill that started before them can never overwrite them (the stale-set
 //!   guard), and are ordered by the change's timestamp.
@@ -29,14 +29,21 @@
 //! ```
 
 mod batch;
+mod clock;
+mod config;
 mod dependents;
-pub mod entry;
+mod early;
+pub(crate) mod entry;
+mod error;
 mod fill;
+mod flight;
 mod listener;
 mod metrics;
 mod negative;
+mod query;
 mod read;
 mod refresh;
+mod tier;
 mod write;
 
 use std::collections::HashSet;
@@ -46,157 +53,25 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 
+pub use self::clock::now_ms;
+pub use self::config::CacheConfig;
 pub use self::dependents::Dependents;
+pub use self::error::CacheError;
 pub use self::listener::{Change, ChangeKind, InvalidationListener};
 pub use self::metrics::MetricsSnapshot;
-pub use self::read::Query;
+pub use self::query::Query;
 pub use self::refresh::Refreshed;
 pub use self::write::UpsertOutcome;
 
 use self::batch::{BatchConfig, Batcher};
-use self::fill::InFlight;
+use self::flight::InFlight;
 use self::metrics::Metrics;
 use self::negative::NegativeCache;
-use crate::config::{ConfigError, Settings};
-use crate::entity::Cacheable;
+pub use crate::config::SetupError;
+use crate::config::{setup, Settings};
 use crate::key::Keys;
-use crate::scope::{self, Event};
-use crate::source::{AirtableSource, Source, SourceError};
-#[cfg(feature = "cluster")]
-use crate::store::RedisClusterStore;
-use crate::store::{MemoryStore, Store, StoreError, Ticket, TierLookup, TypedTier};
-#[cfg(feature = "redis")]
-use crate::store::{RedisCa, RedisStore, TieredStore};
-
-/// What a cache operation can fail with. Reads fail only when the source fails (a store that
-/// fails is fallen through); writes fail when the store or the source does.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CacheError {
-    /// The source failed (after its retries).
-    #[error("source: {0}")]
-    Source(#[from] Arc<SourceError>),
-    /// The store failed during a write.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// A record did not fit its model.
-    #[error("record {id} of {entity} does not fit the model: {message}")]
-    Decode {
-        /// Entity name.
-        entity: &'static str,
-        /// Record id.
-        id: String,
-        /// serde's message, with the field path.
-        message: String,
-    },
-    /// `get_by_index` named a field that has no index.
-    #[error("{entity} has no index on `{field}` (indexed: {known})")]
-    UnknownIndex {
-        /// Entity name.
-        entity: &'static str,
-        /// The field asked for.
-        field: String,
-        /// The indexed fields.
-        known: String,
-    },
-    /// The current client (see [`Scope::with_client`](crate::scope::Scope::with_client))
-    /// already has `max_client_misses` misses outstanding; nothing was queued. Answer HTTP 429
-    /// with `Retry-After`; other clients are not affected.
-    #[error("too many outstanding misses for this client; retry after {retry_after:?}")]
-    TooManyMisses {
-        /// How long the client should wait before asking again.
-        retry_after: Duration,
-    },
-}
-
-impl From<SourceError> for CacheError {
-    fn from(err: SourceError) -> Self {
-        Self::Source(Arc::new(err))
-    }
-}
-
-/// TTLs and batching of a [`Cache`]. Set through [`CacheBuilder`]'s setters, or start from
-/// [`CacheConfig::default`] and change fields (the struct may grow: it cannot be built from a
-/// literal outside this crate).
-///
-/// ```
-/// use std::time::Duration;
-/// use podium_cache_core::cache::CacheConfig;
-/// let mut config = CacheConfig::default();
-/// config.data_ttl = Duration::from_secs(3600);
-/// assert_eq!(config.max_batch, 100);
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct CacheConfig {
-    /// Data TTL (default 8 h).
-    pub data_ttl: Duration,
-    /// Tombstone TTL for deleted records (default 9 h, longer than the data TTL).
-    pub tombstone_ttl: Duration,
-    /// TTL of the "not found" tombstone for an id the source does not have but the cache knew
-    /// (it has a version: it was written, changed or deleted through the cache); default: the
-    /// tombstone TTL. Ids the cache never saw go to the negative cache instead
-    /// ([`negative_ttl`](Self::negative_ttl)), never into the store.
-    pub missing_ttl: Duration,
-    /// TTL jitter as a fraction (default 0.05 = ±5%).
-    pub jitter: f64,
-    /// How long misses gather before a batch is sent (default 2 ms).
-    pub batch_window: Duration,
-    /// The most ids in one batch (default and maximum 100).
-    pub max_batch: usize,
-    /// Batches of one table in flight at once (default 4); more misses gather meanwhile.
-    pub max_in_flight_batches: usize,
-    /// TTL of cached query results (default: the data TTL).
-    pub query_ttl: Duration,
-    /// How long past its expiry a record may still be served while the source fails (5xx,
-    /// timeouts, rate limit exhausted); default 0: never. The store keeps data this much longer
-    /// than the data TTL. A record with a tombstone is never served stale.
-    pub stale_if_error: Duration,
-    /// XFetch β of the probabilistic early refresh of hot keys (default 1.0; 0 turns it off):
-    /// a read shortly before a record's expiry refreshes it in the background, with a
-    /// probability that grows towards the expiry and with the record's fetch time.
-    pub xfetch_beta: f64,
-    /// How long "the source does not have it" is believed for an id the cache never saw
-    /// (default 5 minutes). Kept in process only, never in the store.
-    pub negative_ttl: Duration,
-    /// The most never-seen ids the in-process negative cache holds (default 100,000); a flood
-    /// of random ids evicts its own entries and leaves the store as it was.
-    pub negative_capacity: u64,
-    /// The source's call budget, `(max calls, window)` (default none; [`Cache::from_settings`]
-    /// sets Airtable's 5 per second). With it the batcher counts each call from its sending to
-    /// one window after its answer, as the Airtable client's limiter does, and shares the
-    /// budget between clients; without it only `max_in_flight_batches` are shared.
-    pub source_budget: Option<(usize, Duration)>,
-    /// Call slots only a client under its fair share may take (default 1): a client keeping
-    /// the source busy on its own never takes the last one, so another client's miss is sent
-    /// as soon as it arrives. 0 turns the reserve off.
-    pub reserved_calls: usize,
-    /// The most misses one client may have queued or in flight (default 128; 0: no limit);
-    /// beyond it [`CacheError::TooManyMisses`]. Misses outside any client are not limited.
-    pub max_client_misses: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            data_ttl: Duration::from_secs(8 * 3600),
-            tombstone_ttl: Duration::from_secs(9 * 3600),
-            missing_ttl: Duration::from_secs(9 * 3600),
-            jitter: 0.05,
-            batch_window: Duration::from_millis(2),
-            max_batch: 100,
-            max_in_flight_batches: 4,
-            query_ttl: Duration::from_secs(8 * 3600),
-            stale_if_error: Duration::ZERO,
-            xfetch_beta: 1.0,
-            negative_ttl: Duration::from_secs(300),
-            negative_capacity: 100_000,
-            source_budget: None,
-            reserved_calls: 1,
-            max_client_misses: 128,
-        }
-    }
-}
+use crate::source::Source;
+use crate::store::Store;
 
 /// Builds a [`Cache`].
 pub struct CacheBuilder {
@@ -232,7 +107,7 @@ impl CacheBuilder {
 
     /// TTL jitter fraction (default 0.05).
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.config.jitter = jitter.clamp(0.0, 0.5);
+        self.config.jitter = CacheConfig::jitter_in_range(jitter);
         self
     }
 
@@ -244,7 +119,7 @@ impl CacheBuilder {
 
     /// XFetch β of the early refresh (default 1.0; 0 turns it off; negative is taken as 0).
     pub fn xfetch_beta(mut self, beta: f64) -> Self {
-        self.config.xfetch_beta = if beta.is_finite() { beta.max(0.0) } else { 0.0 };
+        self.config.xfetch_beta = CacheConfig::beta_in_range(beta);
         self
     }
 
@@ -256,7 +131,7 @@ impl CacheBuilder {
 
     /// The most ids in one batch (default and maximum 100; 0 is taken as 1).
     pub fn max_batch(mut self, max: usize) -> Self {
-        self.config.max_batch = max.clamp(1, 100);
+        self.config.max_batch = CacheConfig::max_batch_in_range(max);
         self
     }
 
@@ -329,9 +204,23 @@ impl CacheBuilder {
         self
     }
 
-    /// Every setting at once.
+    /// Every setting at once, brought into range as the setters bring each (jitter in
+    /// `0..=0.5`, β at least 0, `max_batch` in `1..=100`, `max_in_flight_batches` at least 1).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::{cache::{Cache, CacheConfig}, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let mut config = CacheConfig::default();
+    /// config.max_batch = 1_000;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source))
+    ///     .config(config)
+    ///     .build();
+    /// assert_eq!(cache.config().max_batch, 100);
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
     pub fn config(mut self, config: CacheConfig) -> Self {
-        self.config = config;
+        self.config = config.checked();
         self
     }
 
@@ -407,66 +296,6 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// The CA of `redis_ca_file`, read and checked, when it is set.
-#[cfg(feature = "redis")]
-fn redis_ca(settings: &Settings) -> Result<Option<RedisCa>, ConfigError> {
-    let Some(pem) = settings.redis_ca_pem()? else {
-        return Ok(None);
-    };
-    let path = settings
-        .redis_ca_file
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    RedisCa::from_pem(pem)
-        .map(Some)
-        .map_err(|e| ConfigError::Invalid {
-            setting: "redis_ca_file",
-            env: "PODIUM_REDIS_CA_FILE",
-            message: format!("{path}: {e}"),
-        })
-}
-
-/// The error for a setting that needs a feature this build left out (`redis`, `cluster`: the
-/// ones enabled are passed in), if `settings` has one.
-fn missing_feature(settings: &Settings, redis: bool, cluster: bool) -> Option<SetupError> {
-    let disabled = |setting, feature| Some(SetupError::FeatureDisabled { setting, feature });
-    if settings.redis_url.is_some() && !redis {
-        return disabled("redis_url", "redis");
-    }
-    if !settings.redis_cluster_nodes.is_empty() && !cluster {
-        return disabled("redis_cluster_nodes", "cluster");
-    }
-    None
-}
-
-/// Why [`Cache::from_settings`] could not build a cache.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetupError {
-    /// A setting is missing or wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The store could not be set up.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The source could not be set up.
-    #[error("airtable: {0}")]
-    Source(#[from] SourceError),
-    /// A setting asks for a part this build of podium-cache-core left out.
-    #[error(
-        "{setting} is set, but podium-cache-core was built without its `{feature}` feature: \
-         enable it (podium-cache-core = {{ version = \"0.1\", features = [\"{feature}\"] }}) \
-         or unset {setting}"
-    )]
-    FeatureDisabled {
-        /// The setting that needs the feature.
-        setting: &'static str,
-        /// The cargo feature of podium-cache-core to enable.
-        feature: &'static str,
-    },
-}
-
 impl Cache {
     /// A builder over `store` and `source` with the defaults of [`CacheConfig`].
     pub fn builder(store: Arc<dyn Store>, source: Arc<dyn Source>) -> CacheBuilder {
@@ -490,175 +319,15 @@ impl Cache {
     pub async fn stores_from_settings(
         settings: &Settings,
     ) -> Result<(Arc<dyn Store>, Arc<dyn Source>), SetupError> {
-        if let Some(err) =
-            missing_feature(settings, cfg!(feature = "redis"), cfg!(feature = "cluster"))
-        {
-            return Err(err);
-        }
-        #[cfg(feature = "redis")]
-        let ca = redis_ca(settings)?;
-        #[cfg(feature = "redis")]
-        let store = Self::store_from_settings(settings, &ca).await?;
-        #[cfg(not(feature = "redis"))]
-        let store = Self::store_from_settings(settings)?;
-        // The Airtable budget is shared through Redis itself (not the in-process tier).
-        let shared = settings.redis_url.is_some() || !settings.redis_cluster_nodes.is_empty();
-        let budget_store = shared.then(|| Arc::clone(&store));
-        #[cfg(feature = "redis")]
-        let store = Self::with_tier(settings, store, ca).await?;
-        let (key, base) = settings.airtable_key_and_base()?;
-        let mut source = AirtableSource::builder(key.expose(), base)
-            .api_url(settings.airtable_api_url.as_str())
-            .local_rps(settings.local_airtable_rps());
-        if let Some(budget_store) = budget_store {
-            let budget_key = Keys::new(settings.prefix.as_str()).rate_limit(base);
-            tracing::info!(
-                key = budget_key,
-                local_rps = settings.local_airtable_rps(),
-                "airtable budget shared by every instance through the store"
-            );
-            source = source.shared_limit(budget_store, budget_key);
-        }
-        let source = source.build()?;
-        Ok((store, Arc::new(source)))
-    }
-
-    /// The store `settings` describe (see [`Cache::stores_from_settings`]).
-    #[cfg(feature = "redis")]
-    async fn store_from_settings(
-        settings: &Settings,
-        ca: &Option<RedisCa>,
-    ) -> Result<Arc<dyn Store>, SetupError> {
-        Ok(match &settings.redis_url {
-            Some(url) => {
-                let mut builder = RedisStore::builder(url.expose());
-                if let Some(ca) = ca {
-                    builder = builder.ca(ca.clone());
-                }
-                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
-                    setting: "redis_url",
-                    env: "PODIUM_REDIS_URL",
-                    message: e.to_string(),
-                })?)
-            }
-            #[cfg(feature = "cluster")]
-            None if !settings.redis_cluster_nodes.is_empty() => {
-                let mut builder = RedisClusterStore::builder(
-                    settings
-                        .redis_cluster_nodes
-                        .iter()
-                        .map(|n| n.expose().to_owned()),
-                );
-                if let Some(ca) = ca {
-                    builder = builder.ca(ca.clone());
-                }
-                Arc::new(builder.connect().await.map_err(|e| ConfigError::Invalid {
-                    setting: "redis_cluster_nodes",
-                    env: "PODIUM_REDIS_CLUSTER_NODES",
-                    message: e.to_string(),
-                })?)
-            }
-            // Without `cluster`, cluster nodes were refused by `missing_feature`.
-            _ => Self::memory_store(settings),
-        })
-    }
-
-    /// The store `settings` describe in a build without Redis: the in-memory store (Redis
-    /// settings were refused by [`missing_feature`]).
-    #[cfg(not(feature = "redis"))]
-    fn store_from_settings(settings: &Settings) -> Result<Arc<dyn Store>, SetupError> {
-        if settings.l1_capacity > 0 {
-            tracing::info!(
-                "l1_capacity has no effect without redis: the in-memory store is in process already"
-            );
-        }
-        Ok(Self::memory_store(settings))
-    }
-
-    /// The in-memory store of `memory_capacity` entries (the embedded default), said in one
-    /// info line.
-    fn memory_store(settings: &Settings) -> Arc<dyn Store> {
-        tracing::info!(
-            capacity = settings.memory_capacity,
-            "no redis_url configured: using the in-memory store"
-        );
-        Arc::new(MemoryStore::new(settings.memory_capacity))
-    }
-
-    /// `store` behind an in-process tier when `l1_capacity > 0` and the store is shared (Redis
-    /// or a cluster): a [`TieredStore`] whose invalidation link uses the same server(s) and
-    /// the channel `{prefix}:inval`.
-    #[cfg(feature = "redis")]
-    async fn with_tier(
-        settings: &Settings,
-        store: Arc<dyn Store>,
-        ca: Option<RedisCa>,
-    ) -> Result<Arc<dyn Store>, SetupError> {
-        if settings.l1_capacity == 0 {
-            return Ok(store);
-        }
-        let (urls, setting, env): (Vec<String>, _, _) = match &settings.redis_url {
-            Some(url) => (
-                vec![url.expose().to_owned()],
-                "redis_url",
-                "PODIUM_REDIS_URL",
-            ),
-            None if !settings.redis_cluster_nodes.is_empty() => (
-                settings
-                    .redis_cluster_nodes
-                    .iter()
-                    .map(|node| node.expose().to_owned())
-                    .collect(),
-                "redis_cluster_nodes",
-                "PODIUM_REDIS_CLUSTER_NODES",
-            ),
-            None => {
-                tracing::info!(
-                    "l1_capacity has no effect without redis: the in-memory store is in process already"
-                );
-                return Ok(store);
-            }
-        };
-        let mut tiered = TieredStore::builder(store)
-            .capacity(settings.l1_capacity)
-            .prefix(&settings.prefix)
-            .bus_urls(urls);
-        if let Some(ca) = ca {
-            tiered = tiered.ca(ca);
-        }
-        let tiered = tiered.connect().await.map_err(|e| ConfigError::Invalid {
-            setting,
-            env,
-            message: e.to_string(),
-        })?;
-        tracing::info!(
-            capacity = settings.l1_capacity,
-            "in-process tier on, kept coherent over redis pub/sub"
-        );
-        Ok(Arc::new(tiered))
+        setup::stores(settings).await
     }
 
     /// A cache configured entirely from `settings` (see [`Cache::stores_from_settings`]).
     pub async fn from_settings(settings: &Settings) -> Result<Cache, SetupError> {
         let (store, source) = Self::stores_from_settings(settings).await?;
-        let config = CacheConfig {
-            data_ttl: settings.data_ttl(),
-            tombstone_ttl: settings.tombstone_ttl(),
-            missing_ttl: settings.tombstone_ttl(),
-            jitter: settings.ttl_jitter,
-            query_ttl: settings.data_ttl(),
-            stale_if_error: settings.stale_if_error(),
-            xfetch_beta: settings.xfetch_beta,
-            negative_ttl: Duration::from_secs(settings.negative_ttl_secs),
-            negative_capacity: settings.negative_capacity,
-            // The budget the Airtable client is built with.
-            source_budget: Some(crate::source::airtable::RATE_LIMIT),
-            max_client_misses: settings.max_client_misses,
-            ..CacheConfig::default()
-        };
         Ok(Self::builder(store, source)
             .prefix(&settings.prefix)
-            .config(config)
+            .config(setup::cache_config(settings))
             .build())
     }
 
@@ -698,6 +367,21 @@ impl Cache {
         self.inner.metrics.snapshot()
     }
 
+    /// How many never-seen ids the in-process negative cache holds (bounded by
+    /// [`CacheConfig::negative_capacity`](CacheConfig::negative_capacity)).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
+    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
+    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source)).build();
+    /// assert_eq!(cache.negative_entries(), 0);
+    /// # Ok::<(), podium_cache_core::source::SourceError>(())
+    /// ```
+    pub fn negative_entries(&self) -> u64 {
+        self.inner.negative.len()
+    }
+
     /// `ttl` with the configured jitter applied (uniform in ±jitter).
     fn jittered(&self, ttl: Duration) -> Duration {
         let jitter = self.inner.config.jitter;
@@ -706,89 +390,6 @@ impl Cache {
         }
         let factor = 1.0 + rand::thread_rng().gen_range(-jitter..=jitter);
         ttl.mul_f64(factor)
-    }
-
-    /// The record `id` as a shared, decoded value: from the in-process tier without decoding
-    /// anything when the store has one ([`Store::typed_tier`]) and holds the record, else as
-    /// [`Cache::get`] reads it.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use std::sync::Arc;
-    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
-    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, podium_cache_core::Cacheable)]
-    /// # #[cacheable(table = "Events")]
-    /// # struct Event { id: String }
-    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
-    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source)).build();
-    /// // Not an Airtable record id: "not found" without asking anyone.
-    /// let event: Option<Arc<Event>> = cache.get_arc::<Event>("nope").await?;
-    /// assert!(event.is_none());
-    /// # Ok(()) }
-    /// ```
-    pub async fn get_arc<T: Cacheable>(&self, id: &str) -> Result<Option<Arc<T>>, CacheError> {
-        if let Some(tier) = self.inner.store.typed_tier() {
-            if let Some(value) = self.tier_hit_by_id::<T>(tier, id) {
-                return Ok(Some(value));
-            }
-        }
-        Ok(self.get::<T>(id).await?.map(Arc::new))
-    }
-
-    /// Asks the in-process tier (if the store has one) for `id` before the store is read: the
-    /// decoded value, or the ticket for offering back what is read next.
-    pub(crate) fn tier_read<T: Cacheable>(&self, id: &str) -> TierRead<T> {
-        let Some(tier) = self.inner.store.typed_tier() else {
-            return TierRead::Miss(None);
-        };
-        if let Some(value) = self.tier_hit_by_id::<T>(tier, id) {
-            return TierRead::Hit(value);
-        }
-        let meta = T::meta();
-        let key = self.keys().data(meta.entity, T::schema_hash(), id);
-        match tier.lookup::<T>(key) {
-            TierLookup::Hit(value) => {
-                self.tier_hit(meta.entity, id);
-                TierRead::Hit(value)
-            }
-            TierLookup::Miss(ticket) => TierRead::Miss(ticket),
-        }
-    }
-
-    /// The tier's value for `id` through the allocation-free key (see
-    /// [`Cache::with_tier_key`]), counted as a hit when found.
-    fn tier_hit_by_id<T: Cacheable>(&self, tier: &TypedTier, id: &str) -> Option<Arc<T>> {
-        let value = self.with_tier_key::<T, _>(id, |key| tier.get::<T>(key))??;
-        self.tier_hit(T::meta().entity, id);
-        Some(value)
-    }
-
-    /// Calls `f` with the record's data key ([`Keys::write_data`]) built in a reused per-thread
-    /// buffer, so a tier hit allocates nothing; `None` only if the buffer is in use.
-    fn with_tier_key<T: Cacheable, R>(&self, id: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
-        TIER_KEY.with(|buffer| {
-            let mut key = buffer.try_borrow_mut().ok()?;
-            self.keys()
-                .write_data(&mut key, T::meta().entity, T::schema_hash(), id);
-            Some(f(&key))
-        })
-    }
-
-    /// Offers what a read returned to the in-process tier; kept only if no invalidation of the
-    /// record raced the read (see [`crate::store::TypedTier`]).
-    pub(crate) fn tier_offer<T: Cacheable>(&self, ticket: Option<Ticket>, found: &Option<T>) {
-        if let (Some(ticket), Some(value), Some(tier)) =
-            (ticket, found, self.inner.store.typed_tier())
-        {
-            tier.insert(ticket, Arc::new(value.clone()));
-        }
-    }
-
-    /// Counts an answer from the in-process tier as a hit (and tags the request's scope).
-    fn tier_hit(&self, entity: &'static str, id: &str) {
-        Metrics::inc(&self.inner.metrics.hits);
-        scope::note(Event::Hit, entity, Some(id));
     }
 
     /// Tells every listener about `change`.
@@ -800,68 +401,11 @@ impl Cache {
     }
 }
 
-thread_local! {
-    /// The data key of the record being looked up in the in-process tier (see
-    /// [`Cache::with_tier_key`]).
-    static TIER_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// What the in-process tier answered before a read (see [`Cache::tier_read`]).
-pub(crate) enum TierRead<T> {
-    /// The decoded value.
-    Hit(Arc<T>),
-    /// Not there; the ticket (if the tier serves) lets the value read next be kept.
-    Miss(Option<Ticket>),
-}
-
-/// Milliseconds since the Unix epoch, now: the one wall clock of the cache's entries (records
-/// and, in the tower crate, HTTP responses), shared by every instance that shares a store.
-///
-/// ```
-/// let now = podium_cache_core::cache::now_ms();
-/// assert!(now > 1_600_000_000_000);
-/// ```
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_redis_setting_without_its_feature_names_the_feature() {
-        use crate::config::Secret;
-        let redis = "redis://127.0.0.1:1";
-        let url = Settings {
-            redis_url: Some(Secret::new(redis)),
-            ..Settings::default()
-        };
-        let nodes = Settings {
-            redis_cluster_nodes: vec![Secret::new(redis)],
-            ..Settings::default()
-        };
-        let refused = [
-            (&url, false, false, "redis_url", "redis"),
-            (&nodes, false, false, "redis_cluster_nodes", "cluster"),
-            (&nodes, true, false, "redis_cluster_nodes", "cluster"),
-        ];
-        for (settings, redis, cluster, named, needed) in refused {
-            let err = missing_feature(settings, redis, cluster).expect("refused");
-            assert!(
-                matches!(err, SetupError::FeatureDisabled { setting, feature } if setting == named && feature == needed),
-                "{err:?}"
-            );
-            let text = err.to_string();
-            assert!(
-                text.contains(&format!("`{needed}` feature")) && text.contains(named),
-                "{text}"
-            );
-        }
-        assert!(missing_feature(&url, true, false).is_none());
-        assert!(missing_feature(&nodes, true, true).is_none());
-        assert!(missing_feature(&Settings::default(), false, false).is_none());
-    }
+    use crate::source::AirtableSource;
+    use crate::store::MemoryStore;
 
     #[test]
     fn jitter_stays_within_five_percent() {
@@ -881,5 +425,58 @@ mod tests {
             spread > 1_000,
             "jitter must actually spread expiries ({spread}s)"
         );
+    }
+
+    #[test]
+    fn config_brings_every_value_into_range_as_the_setters_do() {
+        let source: Arc<dyn Source> = Arc::new(
+            AirtableSource::builder("k", "appAAAAAAAAAAAAAA")
+                .api_url("http://127.0.0.1:9")
+                .build()
+                .unwrap(),
+        );
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
+        let cases = [
+            (3.0, -1.0, 0, 0),
+            (f64::NAN, f64::NAN, 1_000, 0),
+            (-0.2, f64::INFINITY, 7, 3),
+        ];
+        for (jitter, beta, max_batch, in_flight) in cases {
+            let by_setters = Cache::builder(Arc::clone(&store), Arc::clone(&source))
+                .jitter(jitter)
+                .xfetch_beta(beta)
+                .max_batch(max_batch)
+                .max_in_flight_batches(in_flight)
+                .build();
+            let config = CacheConfig {
+                jitter,
+                xfetch_beta: beta,
+                max_batch,
+                max_in_flight_batches: in_flight,
+                ..CacheConfig::default()
+            };
+            let by_config = Cache::builder(Arc::clone(&store), Arc::clone(&source))
+                .config(config)
+                .build();
+            let (a, b) = (by_setters.config(), by_config.config());
+            let case = format!("{jitter} {beta} {max_batch} {in_flight}");
+            assert_eq!(a.jitter.to_bits(), b.jitter.to_bits(), "{case}");
+            assert_eq!(a.xfetch_beta.to_bits(), b.xfetch_beta.to_bits(), "{case}");
+            assert_eq!(
+                (a.max_batch, a.max_in_flight_batches),
+                (b.max_batch, b.max_in_flight_batches),
+                "{case}"
+            );
+            assert!(
+                (0.0..=0.5).contains(&b.jitter) && b.xfetch_beta >= 0.0,
+                "{case}"
+            );
+            assert!(
+                (1..=100).contains(&b.max_batch) && b.max_in_flight_batches >= 1,
+                "{case}"
+            );
+            // A jitter out of range never panics the TTL draw.
+            let _ = by_config.jittered(Duration::from_secs(60));
+        }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! - **Known ids** (the record has a version in the store: it was written, changed or deleted
 //!   through the cache): a tombstone in the store, as before. A record deleted through the cache,
-//!   by a sweep or a native webhook keeps the long tombstone TTL ([`Cache::remove_gone`]).
+//!   by a sweep or a native webhook keeps the long tombstone TTL ([`Cache::remove_gone`](super::Cache::remove_gone)).
 //! - **Never-seen ids** (no version): the answer goes only into this bounded in-process cache
 //!   (`negative_capacity` entries, `negative_ttl`, default 5 minutes), never into the store. A
 //!   flood of random ids evicts its own entries; the store does not change.
@@ -20,10 +20,6 @@
 use std::time::Duration;
 
 use moka::sync::Cache as Moka;
-
-use super::metrics::Metrics;
-use super::Cache;
-use crate::scope::{self, Event};
 
 /// The bounded set of never-seen ids the source said it does not have.
 pub(crate) struct NegativeCache {
@@ -59,40 +55,5 @@ impl NegativeCache {
     pub(crate) fn len(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
-    }
-}
-
-impl Cache {
-    /// Answers a miss of a never-seen id (generation still 0) from the negative cache, if the
-    /// source said it does not have it; counts it as a "not found" hit.
-    pub(crate) fn negative_answer(
-        &self,
-        entity: &'static str,
-        id: &str,
-        generation: Option<u64>,
-    ) -> bool {
-        if generation != Some(0) || !self.inner.negative.contains(entity, id) {
-            return false;
-        }
-        Metrics::inc(&self.inner.metrics.tombstone_hits);
-        Metrics::inc(&self.inner.metrics.negative_hits);
-        scope::note(Event::Hit, entity, Some(id));
-        scope::note_never_seen();
-        true
-    }
-
-    /// How many never-seen ids the in-process negative cache holds (bounded by
-    /// [`CacheConfig::negative_capacity`](super::CacheConfig::negative_capacity)).
-    ///
-    /// ```
-    /// # use std::sync::Arc;
-    /// # use podium_cache_core::{cache::Cache, source::AirtableSource, store::MemoryStore};
-    /// # let source = AirtableSource::builder("k", "appAAAAAAAAAAAAAA").api_url("http://127.0.0.1:9").build()?;
-    /// let cache = Cache::builder(Arc::new(MemoryStore::new(100)), Arc::new(source)).build();
-    /// assert_eq!(cache.negative_entries(), 0);
-    /// # Ok::<(), podium_cache_core::source::SourceError>(())
-    /// ```
-    pub fn negative_entries(&self) -> u64 {
-        self.inner.negative.len()
     }
 }

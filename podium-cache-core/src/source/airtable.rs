@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::formula;
@@ -17,6 +17,7 @@ use super::scopes::{
     ScopeNeeds, ScopeReport, TokenInfo, RECORDS_READ, RECORDS_WRITE, SCHEMA_READ, WEBHOOK_MANAGE,
 };
 use super::shared_limiter::{SharedLimiter, SharedLimiterStats, SharedPermit};
+use super::wire::{DeleteManyWire, DeletedWire, ListWire, RecordWire};
 use super::{ListQuery, Source, SourceError, SourceRecord, SourceStats};
 use crate::config::Secret;
 use crate::store::Store;
@@ -242,41 +243,6 @@ impl std::fmt::Debug for AirtableSource {
             .field("base_url", &self.inner.base_url.as_str())
             .field("base_id", &self.inner.config.base_id)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct RecordWire {
-    id: String,
-    #[serde(default)]
-    fields: Map<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct ListWire {
-    records: Vec<RecordWire>,
-    #[serde(default)]
-    offset: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DeletedWire {
-    id: String,
-    #[serde(default)]
-    deleted: bool,
-}
-
-#[derive(Deserialize)]
-struct DeleteManyWire {
-    records: Vec<DeletedWire>,
-}
-
-impl From<RecordWire> for SourceRecord {
-    fn from(wire: RecordWire) -> Self {
-        SourceRecord {
-            id: wire.id,
-            fields: wire.fields,
-        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod scopes;
 pub mod shared_limiter;
 mod startup;
 pub mod webhooks_api;
+mod wire;
 
 use std::time::Duration;
 

@@ -57,6 +57,10 @@
 //! # Ok::<(), podium_cache_core::config::ConfigError>(())
 //! ```
 
+pub(crate) mod setup;
+
+pub use self::setup::SetupError;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
