@@ -16,6 +16,7 @@
 //!   bits of the cursor say which master, the low 48 bits are that master's own `SCAN` cursor.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,16 @@ const NODE_CURSOR_MASK: u64 = (1 << NODE_CURSOR_BITS) - 1;
 /// After a failed connection attempt, calls fail at once for this long instead of each trying
 /// (and waiting) again, so a cluster that is down costs reads nothing but a fall-through.
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// Calls in a row that got no answer at all within the call timeout, after which the shared
+/// connection counts as wedged and the next call makes a new one.
+///
+/// The redis crate's cluster connection (1.8) can stop answering for good: after a master comes
+/// back, its background task may start a slot refresh that waits forever for its own connection
+/// table's lock, and while a refresh runs it polls nothing else, so every later command waits
+/// in its queue (no node receives anything; the node that came back sees connections opened
+/// and never written to). A new connection has a new task and table; dropping the last clone
+/// of the old one aborts its task.
+const WEDGED_AFTER_TIMEOUTS: u32 = 3;
 
 /// Configures a [`RedisClusterStore`].
 ///
@@ -134,6 +145,7 @@ impl RedisClusterStoreBuilder {
             client,
             connection: Mutex::new(ConnectionSlot::default()),
             seed_nodes: self.nodes.len(),
+            timeouts_in_a_row: AtomicU32::new(0),
         };
         Ok(Redis::new(mode, self.call_timeout).warm_up().await)
     }
@@ -169,6 +181,8 @@ pub struct Cluster {
     client: ClusterClient,
     connection: Mutex<ConnectionSlot>,
     seed_nodes: usize,
+    /// Calls since the last answer that timed out (see [`WEDGED_AFTER_TIMEOUTS`]).
+    timeouts_in_a_row: AtomicU32,
 }
 
 /// The shared connection once made, and when the last attempt to make it failed.
@@ -222,6 +236,15 @@ impl Mode for Cluster {
     /// most every [`CONNECT_RETRY_INTERVAL`]).
     async fn connection(&self, shared: &Arc<Shared>) -> Result<ClusterConnection, StoreError> {
         let mut slot = self.connection.lock().await;
+        if slot.connection.is_some() && self.is_wedged() {
+            tracing::warn!(
+                timeouts_in_a_row = WEDGED_AFTER_TIMEOUTS,
+                "the redis cluster connection answers nothing; making a new one"
+            );
+            slot.connection = None;
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            shared.epoch.advance();
+        }
         if let Some(connection) = slot.connection.as_ref() {
             return Ok(connection.clone());
         }
@@ -260,6 +283,15 @@ impl Mode for Cluster {
 
     fn map_err(&self, err: RedisError, call_timeout: Duration) -> StoreError {
         map_err(err, call_timeout)
+    }
+
+    /// Counts calls in a row that nothing answered; any answer starts the count again.
+    fn call_ended(&self, timed_out: bool) {
+        if timed_out {
+            self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+        }
     }
 
     /// A cluster pipeline must stay within one slot: one pipeline per slot.
@@ -327,6 +359,11 @@ impl Mode for Cluster {
 }
 
 impl Cluster {
+    /// Whether the last [`WEDGED_AFTER_TIMEOUTS`] calls all went unanswered.
+    fn is_wedged(&self) -> bool {
+        self.timeouts_in_a_row.load(Ordering::Relaxed) >= WEDGED_AFTER_TIMEOUTS
+    }
+
     /// The masters, ordered by the first slot each serves (the order every caller agrees on,
     /// whichever node answers), from `CLUSTER SLOTS`.
     async fn masters(
@@ -497,6 +534,34 @@ mod tests {
             Value::Int(end),
             Value::Array(vec![bulk(host), Value::Int(port), bulk(id)]),
         ])
+    }
+
+    fn offline_cluster() -> Cluster {
+        Cluster {
+            client: ClusterClientBuilder::new(["redis://127.0.0.1:1"])
+                .build()
+                .expect("client"),
+            connection: Mutex::new(ConnectionSlot::default()),
+            seed_nodes: 1,
+            timeouts_in_a_row: AtomicU32::new(0),
+        }
+    }
+
+    #[test]
+    fn only_unanswered_calls_in_a_row_mark_the_connection_wedged() {
+        let cluster = offline_cluster();
+        for _ in 1..WEDGED_AFTER_TIMEOUTS {
+            cluster.call_ended(true);
+        }
+        assert!(!cluster.is_wedged(), "one timeout short");
+        // Any answer (a reply or an error) starts the count again.
+        cluster.call_ended(false);
+        for _ in 1..WEDGED_AFTER_TIMEOUTS {
+            cluster.call_ended(true);
+        }
+        assert!(!cluster.is_wedged(), "the answer reset the count");
+        cluster.call_ended(true);
+        assert!(cluster.is_wedged());
     }
 
     #[test]

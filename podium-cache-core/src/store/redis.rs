@@ -39,6 +39,10 @@ pub(crate) trait Mode: Send + Sync + Sized + 'static {
     /// A redis error as a store error.
     fn map_err(&self, err: RedisError, call_timeout: Duration) -> StoreError;
 
+    /// How a call on the connection ended: `timed_out` when nothing answered within the call
+    /// timeout (any reply or error counts as an answer). Nothing to do by default.
+    fn call_ended(&self, _timed_out: bool) {}
+
     /// `set_many`'s entries grouped into pipelines the server accepts.
     fn pipelines<'a>(&self, entries: &'a [Entry]) -> Vec<Vec<&'a Entry>>;
 
@@ -147,6 +151,9 @@ impl<M: Mode> Redis<M> {
             .await
             .map_err(|_| StoreError::Timeout(timeout))
             .and_then(|reply| reply.map_err(|e| self.inner.mode.map_err(e, timeout)));
+        self.inner
+            .mode
+            .call_ended(matches!(result, Err(StoreError::Timeout(_))));
         self.inner.shared.epoch.watch(result)
     }
 }
