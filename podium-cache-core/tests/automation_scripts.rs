@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use conference::{Rating, Speaker, Talk};
-use podium_cache_core::entity::{Cacheable, EntityMeta, FieldKind};
+use podium_cache_core::entity::{Cacheable, EntityMeta, FieldKind, FieldMeta};
 use podium_cache_core::scripts::{automation_script, automation_script_with, ScriptOptions};
 use podium_cache_core::webhook::signature::{
     verify, SignatureHeaders, VerifyError, WebhookSecret, DEFAULT_TOLERANCE,
@@ -283,9 +283,8 @@ struct Sample {
 /// and booleans have their JSON types (read from the model's schema), text has quotes and
 /// non-ASCII, the model's last field is an empty cell, and one extra field is not in the model.
 fn sample<T: Cacheable + JsonSchema>() -> Sample {
-    let meta = T::meta();
     let schema = serde_json::to_value(schemars::schema_for!(T)).expect("schema as JSON");
-    let json_type = |name: &str| -> String {
+    sample_of(T::meta(), |name: &str| -> String {
         let ty = &schema["properties"][name]["type"];
         let types: Vec<&str> = match ty {
             Value::String(s) => vec![s.as_str()],
@@ -297,7 +296,12 @@ fn sample<T: Cacheable + JsonSchema>() -> Sample {
             .find(|t| types.contains(t))
             .unwrap_or("string")
             .to_owned()
-    };
+    })
+}
+
+/// [`sample`] for a table described by `meta` alone, `json_type` naming each scalar field's
+/// JSON type (`"number"`, `"integer"`, `"boolean"` or `"string"`).
+fn sample_of(meta: &'static EntityMeta, json_type: impl Fn(&str) -> String) -> Sample {
     let mut fields = Vec::new();
     let mut cells = Map::new();
     let mut expected = Map::new();
@@ -718,6 +722,68 @@ async fn persistent_5xx_answers_are_retried_three_times_with_growing_back_off_th
         let min = Duration::from_millis(40 << i);
         assert!(gap >= min, "gap {i} was {gap:?}, expected at least {min:?}");
     }
+}
+
+#[tokio::test]
+async fn max_retries_caps_the_attempts_at_one_more_than_the_retries() {
+    let sample = sample::<Rating>();
+    let webhook = Webhook::start(&[(503, "down"); 3]).await;
+    let options = ScriptOptions::default().max_retries(1).backoff_ms(10);
+    let script = automation_script_with(sample.meta, &options);
+    let run = run_script(
+        "max_retries 1",
+        &script,
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(!run.ok);
+    let error = run.error();
+    assert!(error.contains("after 2 attempts"), "{error}");
+    assert_eq!(webhook.received().len(), 2, "one try and one retry");
+}
+
+/// A table whose name holds quotes, a newline, U+2028 and `</script>`, with a field named with
+/// an apostrophe: the generated script still parses, finds the table and delivers both names
+/// unchanged.
+#[tokio::test]
+async fn table_and_field_names_with_quotes_and_line_separators_arrive_unchanged() {
+    static QUOTED: EntityMeta = EntityMeta {
+        table: "Bob's \"Events\"\n\u{2028}</script>",
+        entity: "bobs",
+        id_key: "id",
+        fields: &[
+            FieldMeta {
+                name: "it's",
+                kind: FieldKind::Scalar,
+                index: false,
+            },
+            FieldMeta {
+                name: "host",
+                kind: FieldKind::Link {
+                    entity: "users",
+                    many: false,
+                },
+                index: false,
+            },
+        ],
+    };
+    let sample = sample_of(&QUOTED, |_| "string".to_owned());
+    let webhook = Webhook::start(&[]).await;
+    let script = automation_script(&QUOTED);
+    let run = run_script(
+        "quoted names",
+        &script,
+        scenario(&webhook, &sample.table, true),
+    )
+    .await;
+    assert!(run.ok, "script failed: {} {:?}", run.error(), run.logs);
+    let received = webhook.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].verified, Ok(()));
+    let body: Value = serde_json::from_slice(&received[0].body).expect("JSON body");
+    assert_eq!(body["table"], json!(QUOTED.table));
+    assert_eq!(body["record"], sample.expected);
+    assert!(body["record"]["it's"].is_string(), "{body}");
 }
 
 #[tokio::test]

@@ -393,34 +393,11 @@ mod tests {
     }
 
     #[test]
-    fn table_names_with_quotes_and_line_separators_become_escaped_literals() {
-        let script = automation_script(&QUOTED);
-        assert!(script.contains(r#"const TABLE = "Bob's \"Events\"\n\u2028</script>";"#));
-        assert!(!script.contains('\u{2028}'));
-        let comment_line = script.lines().next().unwrap_or_default();
-        assert!(comment_line
-            .starts_with("// podium-cache automation script for the Airtable table \"Bob's"));
-        assert!(
-            script.contains(r#"const FIELDS = [{"name":"it's"},{"link":"one","name":"host"}];"#)
-        );
-    }
-
-    #[test]
     fn render_substitutes_once_and_keeps_unknown_names() {
         let out = render("a {{X}} b {{Y}} {{", |name| {
             (name == "X").then(|| "{{Y}}".to_owned())
         });
         assert_eq!(out, "a {{Y}} b {{Y}} {{");
-    }
-
-    #[test]
-    fn options_set_retries_and_back_off() {
-        let script = automation_script_with(
-            &QUOTED,
-            &ScriptOptions::default().max_retries(1).backoff_ms(10),
-        );
-        assert!(script.contains("const MAX_RETRIES = 1;"));
-        assert!(script.contains("const BACKOFF_MS = 10;"));
     }
 
     #[test]
