@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{harness, Event, Harness, StoreKind, TABLE};
+use common::{harness, Event, Harness, StoreKind, BASE, TABLE};
 use podium_cache_core::cache::Cache;
 use podium_cache_core::store::{RedisStore, Store, TieredStore};
 use podium_cache_core::webhook::{sign, Models, ReceiptStatus, Receiver, WebhookSecret};
@@ -31,6 +31,9 @@ use serde_json::json;
 
 const HIT_SAMPLES: usize = 200_000;
 const UPDATES: usize = 1_000;
+/// How long B may take to return an update before the bench stops with an error instead of
+/// polling forever (the goal is a maximum of 1 s).
+const SPREAD_DEADLINE: Duration = Duration::from_secs(30);
 
 struct Latency {
     p50_ns: f64,
@@ -188,6 +191,14 @@ async fn spread(h: &Harness) -> (Latency, u64) {
     for i in 1..=UPDATES {
         warm(&b, &b_store, &id).await;
         let version = 1 + i as i64;
+        // The record changes in Airtable first; the delivery is the signal that it did (the
+        // receiver re-reads the record before it acknowledges).
+        let mut fields = serde_json::Map::new();
+        fields.insert("version".into(), json!(version));
+        assert!(
+            h.airtable.update(BASE, TABLE, &id, fields),
+            "the record is in Airtable"
+        );
         let (headers, body) = delivery(&secret, &id, version, start_ms + i as i64);
         let receipt = receiver
             .receive(
@@ -210,6 +221,10 @@ async fn spread(h: &Harness) -> (Latency, u64) {
             if seen == Some(version) {
                 break;
             }
+            assert!(
+                acknowledged.elapsed() < SPREAD_DEADLINE,
+                "update {i}: B still returns version {seen:?}, not {version}, {SPREAD_DEADLINE:?} after A acknowledged it"
+            );
             tokio::task::yield_now().await;
         }
         samples.push(acknowledged.elapsed());
