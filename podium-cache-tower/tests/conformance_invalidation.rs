@@ -5,7 +5,7 @@
 mod common;
 
 use common::origin::{origin, request, respond, Mode};
-use common::{harness, send, serve, StoreKind};
+use common::{harness, leave_this_millisecond, send, serve, StoreKind};
 use podium_cache_tower::CacheLayer;
 
 /// A layer over a counting origin: GETs answer `run N` fresh for a minute (varying on
@@ -57,11 +57,8 @@ async fn rfc9111_4_4_unsafe_methods_invalidate_the_target_uri() {
                 .send()
                 .await
                 .expect("unsafe request");
-            // Stamps and response times are in milliseconds, and a response stored in the
-            // invalidation's own millisecond cannot be ordered after it, so it is conservatively
-            // not reused (a miss, never a stale hit). Let the clock leave that millisecond, so
-            // the refill below is reusable and the next round's "stored" check holds.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            // So that the refill below is reusable and the next round's "stored" check holds.
+            leave_this_millisecond().await;
             let after = get(&client, &url).await;
             assert_ne!(
                 after, before,
@@ -212,6 +209,8 @@ async fn rfc9111_4_4_invalidation_reaches_every_principals_entry_in_every_instan
         request("POST", "/things/1", &[("authorization", "Bearer bob")]),
     )
     .await;
+    // So that the refill below is reusable (a refill in the POST's millisecond is not).
+    leave_this_millisecond().await;
     let after = send(&first, request("GET", "/things/1", &ada)).await.text();
     assert_ne!(
         after, stored,

@@ -312,3 +312,11 @@ pub async fn within<T>(
         }
     }
 }
+
+/// Waits until the wall clock has left this millisecond. Invalidation stamps and response
+/// times are in milliseconds, and a response stored in its invalidation's own millisecond
+/// cannot be ordered after it, so it is conservatively not reused (a miss, never a stale hit):
+/// a test that expects a refill right after an unsafe request to be reused waits for this first.
+pub async fn leave_this_millisecond() {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
