@@ -75,7 +75,12 @@ impl Fill<'_> {
             Join::Follower(receiver) => {
                 if let Some(shared) = follow(receiver, state.policy.coalesce_timeout).await {
                     if shared.fits(&parts.headers) {
-                        return Ok(state.serve(&shared.entry, &parts, CacheStatus::Collapsed));
+                        return Ok(state.serve(
+                            &shared.entry,
+                            &parts,
+                            CacheStatus::Collapsed,
+                            entry::now_ms(),
+                        ));
                     }
                 }
                 self.run(inner, parts, body)
@@ -93,7 +98,7 @@ impl Fill<'_> {
                                 let status = CacheStatus::Hit {
                                     ttl: entry.remaining_secs(now),
                                 };
-                                let response = state.serve(&entry, &parts, status);
+                                let response = state.serve(&entry, &parts, status, now);
                                 let entry = Arc::unwrap_or_clone(entry);
                                 leader.publish(Some(Arc::new(Shared::new(entry, &parts.headers))));
                                 return Ok(response);
@@ -423,7 +428,7 @@ impl Fill<'_> {
             detail,
         };
         record_status(&status);
-        let mut response = render(&entry, head, request_headers);
+        let mut response = render(&entry, head, request_headers, entry::now_ms());
         state.apply_status(
             response.headers_mut(),
             StatusHeaders::produced(status, report, store_failed, true),
@@ -490,7 +495,7 @@ impl Fill<'_> {
                 detail: Some(reason.as_str()),
             };
             record_status(&status);
-            let mut response = render(&entry, head, request_headers);
+            let mut response = render(&entry, head, request_headers, entry::now_ms());
             self.state.apply_status(
                 response.headers_mut(),
                 StatusHeaders::produced(status, report, false, true),
@@ -528,7 +533,7 @@ impl Fill<'_> {
             detail: Some("stale-if-error"),
         };
         record_status(&status);
-        let mut response = render(stale, head, request_headers);
+        let mut response = render(stale, head, request_headers, entry::now_ms());
         self.state.apply_status(
             response.headers_mut(),
             StatusHeaders::served(status),

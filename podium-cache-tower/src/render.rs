@@ -4,7 +4,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::CacheBody;
-use crate::entry::{self, StoredResponse};
+use crate::entry::StoredResponse;
 use crate::policy::{self};
 use crate::range::requested_range;
 
@@ -23,12 +23,14 @@ pub(crate) const NOT_MODIFIED_HEADERS: [header::HeaderName; 6] = [
 /// byte range of a `200` (RFC 9110 §14), no body for `HEAD`, and `Age` from the entry's current
 /// age (RFC 9111 §4.2.3). `Age` is sent to every client: RFC 9111 §5.1 requires it on a
 /// response a cache serves (unlike the status details, it is not opt-in).
+/// `now_ms` is the caller's clock reading (one per request).
 pub(crate) fn render<B>(
     entry: &StoredResponse,
     head: bool,
     request: &HeaderMap,
+    now_ms: u64,
 ) -> Response<CacheBody<B>> {
-    let age = HeaderValue::from(entry.age_ms(entry::now_ms()) / 1000);
+    let age = HeaderValue::from(entry.age_ms(now_ms) / 1000);
     if entry.status.is_success() && not_modified(entry, request) {
         let mut headers = HeaderMap::with_capacity(NOT_MODIFIED_HEADERS.len() + 1);
         for name in NOT_MODIFIED_HEADERS {

@@ -136,21 +136,28 @@ impl LayerState {
     }
 
     /// A response from a stored entry for this request, with its status headers.
+    /// `now_ms`: the clock reading the request was judged by (its `Age` is computed from it).
     pub(crate) fn serve<B>(
         &self,
         entry: &StoredResponse,
         parts: &Parts,
         status: CacheStatus,
+        now_ms: u64,
     ) -> Response<CacheBody<B>> {
         record_status(&status);
         let head = parts.method == Method::HEAD;
-        let mut response = render(entry, head, &parts.headers);
+        let mut response = render(entry, head, &parts.headers, now_ms);
         let detailed = self.policy.detailed_status.includes(parts);
-        self.apply_status(
-            response.headers_mut(),
-            StatusHeaders::served(status),
-            detailed,
-        );
+        if self.policy.status_headers {
+            let served = StatusHeaders::served(status);
+            match (&served.cache_status, &self.hit_status, detailed) {
+                // The value every plain hit sends, made once per layer.
+                (CacheStatus::Hit { .. }, Some(value), false) => {
+                    served.apply_value(value.clone(), response.headers_mut(), false);
+                }
+                _ => served.apply(&self.policy.cache_name, response.headers_mut(), detailed),
+            }
+        }
         response
     }
 }

@@ -216,9 +216,9 @@ where
             ttl: entry.remaining_secs(now),
         };
         match choose(&entry, &directives, now) {
-            Use::Fresh | Use::StaleAccepted => return Ok(state.serve(&entry, &parts, status)),
+            Use::Fresh | Use::StaleAccepted => return Ok(state.serve(&entry, &parts, status, now)),
             Use::WhileRevalidate => {
-                let response = state.serve(&entry, &parts, status);
+                let response = state.serve(&entry, &parts, status, now);
                 state.refresh_in_background(inner, parts, body, key, (entry_key, entry));
                 return Ok(response);
             }

@@ -7,10 +7,13 @@ use parking_lot::Mutex;
 use podium_cache_core::cache::Dependents;
 use podium_cache_core::store::Store;
 
+use http::HeaderValue;
+
 use crate::client::ClientIdentity;
 use crate::coalesce::InFlight;
 use crate::policy::Policy;
 use crate::purge::LayerKeys;
+use crate::status::CacheStatus;
 
 /// What every [`CacheService`] made by one layer shares: the service's state (the layer
 /// only holds it).
@@ -25,6 +28,9 @@ pub(crate) struct LayerState {
     pub refreshing: Mutex<HashSet<String>>,
     /// How a request's client is named (its misses are queued and limited per client).
     pub client: ClientIdentity,
+    /// The `Cache-Status` value of a plain hit (`{cache_name}; hit`), made once (none when the
+    /// cache name is not a valid header value).
+    pub hit_status: Option<HeaderValue>,
 }
 
 impl LayerState {
@@ -36,7 +42,10 @@ impl LayerState {
         policy: Policy,
         client: ClientIdentity,
     ) -> Self {
+        let hit_status = CacheStatus::Hit { ttl: 0 }.to_header_value(&policy.cache_name);
+        let hit_status = HeaderValue::from_str(&hit_status).ok();
         Self {
+            hit_status,
             store,
             dependents,
             keys,

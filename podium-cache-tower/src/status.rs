@@ -287,17 +287,35 @@ impl StatusHeaders {
     /// Writes the headers (replacing any the service set): with the details when `detailed`,
     /// else only `Cache-Status` and `X-Cache` without them (and the detail headers removed).
     pub fn apply(&self, cache_name: &str, headers: &mut HeaderMap, detailed: bool) {
-        let (cache_status, x_cache) = if detailed {
-            (
-                self.cache_status.to_detailed_header_value(cache_name),
-                self.x_cache,
-            )
+        let cache_status = if detailed {
+            self.cache_status.to_detailed_header_value(cache_name)
         } else {
-            (self.cache_status.to_header_value(cache_name), self.layer)
+            self.cache_status.to_header_value(cache_name)
         };
-        if let Ok(value) = HeaderValue::from_str(&cache_status) {
-            headers.insert(CACHE_STATUS, value);
+        match HeaderValue::from_str(&cache_status) {
+            Ok(value) => self.apply_value(value, headers, detailed),
+            // A cache name that is not a valid header value: `X-Cache` and the details only.
+            Err(_) => {
+                headers.remove(CACHE_STATUS);
+                self.apply_rest(headers, detailed);
+            }
         }
+    }
+
+    /// [`apply`](Self::apply) with the `Cache-Status` value already made (the layer makes a
+    /// plain hit's once).
+    pub(crate) fn apply_value(
+        &self,
+        cache_status: HeaderValue,
+        headers: &mut HeaderMap,
+        detailed: bool,
+    ) {
+        headers.insert(CACHE_STATUS, cache_status);
+        self.apply_rest(headers, detailed);
+    }
+
+    fn apply_rest(&self, headers: &mut HeaderMap, detailed: bool) {
+        let x_cache = if detailed { self.x_cache } else { self.layer };
         headers.insert(X_CACHE, HeaderValue::from_static(x_cache.as_str()));
         if detailed {
             headers.insert(X_CACHE_HITS, HeaderValue::from(self.hits));
