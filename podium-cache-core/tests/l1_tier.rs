@@ -606,11 +606,15 @@ async fn get_many_fill_racing_an_invalidation_is_not_stored_in_the_tier() {
         "the read that began before the write answers what it read"
     );
     let m = b.tier().metrics();
-    assert_eq!(
-        (m.inserts, m.inserts_refused),
-        (1, 1),
-        "the untouched record is kept, the raced one refused"
+    // The raced record is refused. The untouched one is kept, unless its key happens to share
+    // the raced key's lock stripe (one chance in the tier's stripe count, the hasher being
+    // seeded per tier): an invalidation voids every ticket of its stripe, which costs a redis
+    // read later and is never stale.
+    assert!(
+        (m.inserts, m.inserts_refused) == (1, 1) || (m.inserts, m.inserts_refused) == (0, 2),
+        "the raced record is refused, the untouched one kept unless it shares the stripe: {m:?}"
     );
+    // The raced v1 was not kept: B answers v2 for it, from redis.
     assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
     assert_eq!(b.versions(&ids).await, vec![Some(2), Some(1)]);
 }
