@@ -292,14 +292,10 @@ impl StatusHeaders {
         } else {
             self.cache_status.to_header_value(cache_name)
         };
-        match HeaderValue::from_str(&cache_status) {
-            Ok(value) => self.apply_value(value, headers, detailed),
-            // A cache name that is not a valid header value: `X-Cache` and the details only.
-            Err(_) => {
-                headers.remove(CACHE_STATUS);
-                self.apply_rest(headers, detailed);
-            }
+        if let Ok(value) = HeaderValue::from_str(&cache_status) {
+            headers.insert(CACHE_STATUS, value);
         }
+        self.apply_rest(headers, detailed);
     }
 
     /// [`apply`](Self::apply) with the `Cache-Status` value already made (the layer makes a
