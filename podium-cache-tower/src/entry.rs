@@ -25,6 +25,7 @@
 //! milliseconds, what the age arithmetic of RFC 9111 uses), and the stamps this crate keeps
 //! as counters are parsed by core's [`Dependents::parse_sequence`](podium_cache_core::cache::Dependents::parse_sequence).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -41,6 +42,9 @@ const NO_CACHE: u8 = 2;
 const GENERATED_ETAG: u8 = 4;
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARY: u8 = 1;
+/// Headers a served response adds to the stored ones (`Age`, `Cache-Status`, `X-Cache`, and
+/// `Content-Range` or `Content-Length`).
+const SERVED_HEADERS: usize = 4;
 
 /// A stored entry could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +90,7 @@ fn is_stored_header(name: &HeaderName) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) enum Stored {
     /// A response.
-    Response(Box<StoredResponse>),
+    Response(Arc<StoredResponse>),
     /// The plain key of a response that varies on these (lower-cased) request headers.
     Vary(Vec<String>),
 }
@@ -338,7 +342,8 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
                 .map_err(|_| EntryError::Invalid("etag"))?;
             let vary = r.names()?;
             let count = usize::from(r.u16()?);
-            let mut headers = HeaderMap::with_capacity(count);
+            // Room for what serving it adds, so the copy each hit makes never rehashes.
+            let mut headers = HeaderMap::with_capacity(count + SERVED_HEADERS);
             for _ in 0..count {
                 let name_len = usize::from(r.u16()?);
                 let name = HeaderName::from_bytes(&r.take(name_len)?)
@@ -350,7 +355,7 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
             }
             let body_len = r.len32()?;
             let body = r.take(body_len)?;
-            Ok(Stored::Response(Box::new(StoredResponse {
+            Ok(Stored::Response(Arc::new(StoredResponse {
                 status,
                 stored_at_ms,
                 initial_age_ms,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use podium_cache_core::cache::Dependents;
-use podium_cache_core::store::{StoreError, TierLookup};
+use podium_cache_core::store::{get_decoded, StoreError, TierLookup};
 
 use crate::entry::{self, Stored, StoredResponse};
 use crate::policy::{self};
@@ -35,6 +35,9 @@ impl LayerState {
     /// unsafe request to its URI invalidated the URI is not used (RFC 9111 §4.4). Times are
     /// milliseconds: an entry stored in the invalidation's own millisecond cannot be ordered
     /// after it and is not used either (a miss, never a stale hit).
+    ///
+    /// The steps only some lookups take (a variant, a principal's stamp) are boxed, so the
+    /// future every request carries holds only the plain lookup.
     pub(crate) async fn lookup(
         &self,
         key: &str,
@@ -42,7 +45,7 @@ impl LayerState {
     ) -> Result<Lookup, StoreError> {
         let mut lookup = self.lookup_entry(key, request).await?;
         if let (Some(shared), Some((_, entry))) = (policy::shared_key_of(key), &lookup.found) {
-            if entry.stored_at_ms <= self.invalidated_at(shared).await? {
+            if entry.stored_at_ms <= Box::pin(self.invalidated_at(shared)).await? {
                 lookup.found = None;
             }
         }
@@ -95,7 +98,8 @@ impl LayerState {
                         });
                     }
                     TierEntry::Vary { names, invalidated } => {
-                        let variant = self.variant(key, names, request, *invalidated).await?;
+                        let variant =
+                            Box::pin(self.variant(key, names, request, *invalidated)).await?;
                         return Ok(Lookup { found: variant });
                     }
                     TierEntry::Stamp(_) => return Ok(Lookup { found: None }),
@@ -105,11 +109,13 @@ impl LayerState {
         }
         // A hit reads one key: the purge sequence is read when a fill needs it, the
         // invalidation stamp only with a variant (a plain entry is deleted when invalidated).
-        let raw = self.store.get(&entry_key).await?;
-        let found = match raw.map(entry::decode) {
+        // The memory store keeps what was decoded with the entry: a hot response is decoded
+        // once per write, not once per hit.
+        let read = get_decoded(&*self.store, &entry_key, entry::decode).await?;
+        let found = match read.as_deref() {
             None => None,
             Some(Ok(Stored::Response(entry))) => {
-                let entry = Arc::new(*entry);
+                let entry = Arc::clone(entry);
                 if let (Some(tier), Some(ticket)) = (tier, ticket) {
                     tier.insert(ticket, Arc::new(TierEntry::Response(Arc::clone(&entry))));
                 }
@@ -118,8 +124,9 @@ impl LayerState {
             Some(Ok(Stored::Vary(names))) => {
                 let stamp = self.store.get(&self.invalidated_key(key)).await?;
                 let invalidated = Dependents::parse_sequence(stamp.as_deref());
-                let found = self.variant(key, &names, request, invalidated).await?;
+                let found = Box::pin(self.variant(key, names, request, invalidated)).await?;
                 if let (Some(tier), Some(ticket)) = (tier, ticket) {
+                    let names = names.clone();
                     tier.insert(ticket, Arc::new(TierEntry::Vary { names, invalidated }));
                 }
                 found
@@ -161,9 +168,12 @@ impl LayerState {
             }
         }
         Ok(
-            match self.store.get(&variant_key).await?.map(entry::decode) {
+            match get_decoded(&*self.store, &variant_key, entry::decode)
+                .await?
+                .as_deref()
+            {
                 Some(Ok(Stored::Response(entry))) => {
-                    let entry = Arc::new(*entry);
+                    let entry = Arc::clone(entry);
                     if let (Some(tier), Some(ticket)) = (tier, ticket) {
                         tier.insert(ticket, Arc::new(TierEntry::Response(Arc::clone(&entry))));
                     }

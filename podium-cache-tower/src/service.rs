@@ -178,7 +178,7 @@ where
 {
     let (parts, body) = request.into_parts();
     if !is_safe(&parts.method) {
-        return unsafe_method(&state, inner, parts, body).await;
+        return Box::pin(unsafe_method(&state, inner, parts, body)).await;
     }
     let (key, directives, authorized) = match state.policy.plan(&parts) {
         Plan::Bypass(reason) => {
@@ -188,7 +188,10 @@ where
                 BypassReason::Private => (Forward::Bypass, Some("private")),
                 BypassReason::NoKey => (Forward::Bypass, Some("no-key")),
             };
-            return pass_through(&state, inner, parts, body, forward, detail, false).await;
+            return Box::pin(pass_through(
+                &state, inner, parts, body, forward, detail, false,
+            ))
+            .await;
         }
         Plan::Lookup {
             key,
@@ -202,11 +205,20 @@ where
     {
         // Preconditions the layer does not evaluate: the service answers (a `412` to one
         // client must never be stored for everyone).
-        return pass_through(&state, inner, parts, body, Forward::Request, None, false).await;
+        return Box::pin(pass_through(
+            &state,
+            inner,
+            parts,
+            body,
+            Forward::Request,
+            None,
+            false,
+        ))
+        .await;
     }
     let lookup = match state.lookup(&key, &parts.headers).await {
         Ok(lookup) => lookup,
-        Err(err) => return store_down(&state, inner, parts, body, &err).await,
+        Err(err) => return Box::pin(store_down(&state, inner, parts, body, &err)).await,
     };
     let mut reason = Forward::Miss;
     let mut stale = None;
@@ -232,32 +244,80 @@ where
             }
         }
     }
-    if directives.only_if_cached {
-        // RFC 9111 §5.2.1.7: nothing stored can answer; the layer does not ask the service.
-        let detailed = state.policy.detailed_status.includes(&parts);
-        return Ok(state.gateway_timeout(detailed, "only-if-cached"));
-    }
-    if state.policy.standards && parts.method == Method::HEAD && stale.is_none() {
-        // The standards mode forwards a HEAD as a HEAD; its answer (no body) is not stored.
-        // One with a stale entry goes through a fill: its `200` freshens or invalidates the
-        // stored `GET` response (RFC 9111 §4.3.5).
-        return pass_through(&state, inner, parts, body, reason, None, false).await;
-    }
-
-    // Read before the service runs: a purge announced after it is seen when storing.
-    let sequence = match state.dependents.sequence().await {
-        Ok(sequence) => sequence,
-        Err(err) => return store_down(&state, inner, parts, body, &err).await,
-    };
-    let fill = Fill {
-        state: &state,
-        key: &key,
-        sequence,
-        reason,
+    // Everything past a hit lives in its own boxed future: the future of every request (the
+    // hit's too) is only as large as the hit path needs, not the service call and the store
+    // write (which made it several kilobytes to allocate and copy on each hit).
+    let miss = Miss {
+        key,
+        directives,
         authorized,
+        reason,
         stale,
-        request_sie: directives.stale_if_error,
     };
-    // Also when the entry exists but this request may not use it (too old for its `max-age`).
-    fill.coalesced(inner, parts, body).await
+    Box::pin(miss.run(state, inner, parts, body)).await
+}
+
+/// A request no fresh entry answers, as [`handle`] found it.
+struct Miss {
+    key: String,
+    directives: policy::CacheControl,
+    authorized: bool,
+    reason: Forward,
+    stale: Option<Arc<StoredResponse>>,
+}
+
+impl Miss {
+    /// Answers `only-if-cached`, forwards a standards-mode `HEAD`, or fills (coalesced).
+    async fn run<S, ReqBody, ResBody>(
+        self,
+        state: Arc<LayerState>,
+        inner: S,
+        parts: http::request::Parts,
+        body: ReqBody,
+    ) -> Result<Response<CacheBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Body + Send + 'static,
+        ResBody::Data: Send,
+        ResBody::Error: Into<BodyError>,
+    {
+        let Miss {
+            key,
+            directives,
+            authorized,
+            reason,
+            stale,
+        } = self;
+        if directives.only_if_cached {
+            // RFC 9111 §5.2.1.7: nothing stored can answer; the layer does not ask the service.
+            let detailed = state.policy.detailed_status.includes(&parts);
+            return Ok(state.gateway_timeout(detailed, "only-if-cached"));
+        }
+        if state.policy.standards && parts.method == Method::HEAD && stale.is_none() {
+            // The standards mode forwards a HEAD as a HEAD; its answer (no body) is not stored.
+            // One with a stale entry goes through a fill: its `200` freshens or invalidates the
+            // stored `GET` response (RFC 9111 §4.3.5).
+            return pass_through(&state, inner, parts, body, reason, None, false).await;
+        }
+
+        // Read before the service runs: a purge announced after it is seen when storing.
+        let sequence = match state.dependents.sequence().await {
+            Ok(sequence) => sequence,
+            Err(err) => return store_down(&state, inner, parts, body, &err).await,
+        };
+        let fill = Fill {
+            state: &state,
+            key: &key,
+            sequence,
+            reason,
+            authorized,
+            stale,
+            request_sie: directives.stale_if_error,
+        };
+        // Also when the entry exists but this request may not use it (too old for its `max-age`).
+        fill.coalesced(inner, parts, body).await
+    }
 }

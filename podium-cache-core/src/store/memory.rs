@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,7 +24,8 @@ use super::ext::{
     incremented, BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits,
 };
 use super::{
-    Condition, RecordWrite, ScanPage, Store, StoreError, StoreExtensions, Version, WriteOutcome,
+    Condition, Decoded, Decoder, RecordWrite, ScanPage, Store, StoreError, StoreExtensions,
+    Version, WriteOutcome,
 };
 
 /// How many lock stripes serialise writers; readers never lock.
@@ -42,6 +43,9 @@ enum Value {
 struct Entry {
     value: Value,
     ttl: Duration,
+    /// Data entries only: what [`Store::get_decoded`] decoded of the bytes, kept until the
+    /// entry is written again (a write puts a new entry, with an empty cell).
+    decoded: Option<Arc<OnceLock<Decoded>>>,
 }
 
 struct PerEntryTtl;
@@ -134,9 +138,14 @@ impl MemoryStore {
     }
 
     fn put_state(&self, key: &str, value: Value, ttl: Duration) {
-        self.inner
-            .pinned
-            .insert(key.to_owned(), Entry { value, ttl });
+        self.inner.pinned.insert(
+            key.to_owned(),
+            Entry {
+                value,
+                ttl,
+                decoded: None,
+            },
+        );
     }
 
     fn remove(&self, key: &str) -> bool {
@@ -162,9 +171,15 @@ impl MemoryStore {
             // Data written over state: the state must not resurface when the data is evicted.
             self.inner.pinned.remove(key);
         }
-        self.inner
-            .cache
-            .insert(key.to_owned(), Entry { value, ttl });
+        let decoded = Some(Arc::new(OnceLock::new()));
+        self.inner.cache.insert(
+            key.to_owned(),
+            Entry {
+                value,
+                ttl,
+                decoded,
+            },
+        );
     }
 }
 
@@ -184,6 +199,24 @@ impl Store for MemoryStore {
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
         Ok(keys.iter().map(|k| self.bytes(k)).collect())
+    }
+
+    /// Decodes a data entry once: its decoded value stays with it until it is written again.
+    async fn get_decoded(
+        &self,
+        key: &str,
+        decode: &Decoder<'_>,
+    ) -> Result<Option<Decoded>, StoreError> {
+        let Some(Entry { value, decoded, .. }) = self.entry(key) else {
+            return Ok(None);
+        };
+        let Value::Bytes(bytes) = value else {
+            return Ok(None);
+        };
+        Ok(Some(match decoded {
+            Some(cell) => Arc::clone(cell.get_or_init(|| decode(bytes))),
+            None => decode(bytes),
+        }))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
@@ -412,7 +445,106 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::glob_match;
+    use crate::store::{get_decoded, Counters, MemoryStore, Store};
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// Parses the entry as a number, counting how often it ran.
+    fn counting(runs: &AtomicUsize) -> impl Fn(bytes::Bytes) -> String + Send + Sync + '_ {
+        move |bytes| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_entry_is_decoded_once_and_a_write_is_decoded_anew() {
+        let store = MemoryStore::new(100);
+        let runs = AtomicUsize::new(0);
+        store.set("k", "v1".into(), TTL).await.unwrap();
+        let first = get_decoded(&store, "k", counting(&runs))
+            .await
+            .unwrap()
+            .unwrap();
+        let again = get_decoded(&store, "k", counting(&runs))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*first, "v1");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+        store.set("k", "v2".into(), TTL).await.unwrap();
+        let after = get_decoded(&store, "k", counting(&runs))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            *after, "v2",
+            "a write's new bytes are decoded, not the old value kept"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+        store.delete(&["k".to_owned()]).await.unwrap();
+        assert!(get_decoded(&store, "k", counting(&runs))
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_decoded_entry_expires_with_its_entry() {
+        let store = MemoryStore::new(100);
+        let runs = AtomicUsize::new(0);
+        store
+            .set("k", "v".into(), Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(get_decoded(&store, "k", counting(&runs))
+            .await
+            .unwrap()
+            .is_some());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(get_decoded(&store, "k", counting(&runs))
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn another_type_under_the_key_is_decoded_for_this_read_alone() {
+        let store = MemoryStore::new(100);
+        store.set("k", "7".into(), TTL).await.unwrap();
+        let text = get_decoded(&store, "k", |b| String::from_utf8_lossy(&b).into_owned());
+        assert_eq!(*text.await.unwrap().unwrap(), "7");
+        let len = get_decoded(&store, "k", |b| b.len())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*len, 1);
+    }
+
+    #[tokio::test]
+    async fn state_entries_are_decoded_every_read_and_change_with_their_writes() {
+        let store = MemoryStore::new(100);
+        let runs = AtomicUsize::new(0);
+        store.increment("n", TTL).await.unwrap();
+        let one = get_decoded(&store, "n", counting(&runs))
+            .await
+            .unwrap()
+            .unwrap();
+        store.increment("n", TTL).await.unwrap();
+        let two = get_decoded(&store, "n", counting(&runs))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((one.as_str(), two.as_str()), ("1", "2"));
+    }
 
     #[test]
     fn glob_matches_like_redis_for_star_patterns() {

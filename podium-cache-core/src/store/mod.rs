@@ -59,6 +59,7 @@ assert!(!store.set_if_absent("lock", Bytes::from_static(b"you"), minute).await?)
 mod cluster;
 #[cfg(feature = "redis")]
 mod commands;
+mod decoded;
 pub mod ext;
 mod fallback;
 mod lock;
@@ -90,6 +91,7 @@ use bytes::Bytes;
 
 #[cfg(feature = "cluster")]
 pub use self::cluster::{Cluster, RedisClusterStore, RedisClusterStoreBuilder};
+pub use self::decoded::{get_decoded, Decoded, Decoder};
 pub use self::ext::{
     BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits, StoreExtensions,
 };
@@ -262,7 +264,8 @@ pub struct ScanPage {
 /// [`write_record`](Self::write_record) and [`scan`](Self::scan). The provided ones have
 /// defaults a simple store keeps: [`epoch`](Self::epoch) (0: never loses entries),
 /// [`set_many`](Self::set_many) (one `set` after another), [`extensions`](Self::extensions)
-/// (none: see [`ext`] for what that costs), and the two hooks of an in-process tier,
+/// (none: see [`ext`] for what that costs), [`get_decoded`](Self::get_decoded) (decodes
+/// every read), and the two hooks of an in-process tier,
 /// [`typed_tier`](Self::typed_tier) and [`announce`](Self::announce) (none, nothing to announce).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -322,6 +325,27 @@ pub trait Store: Send + Sync + 'static {
     /// ```
     fn extensions(&self) -> Option<&dyn StoreExtensions> {
         None
+    }
+
+    /// The value under `key` as `decode` makes it of the entry's bytes. The default reads
+    /// with [`get`](Self::get) and decodes every read; a store holding its entries in this
+    /// process may keep the decoded value with the entry, so later reads of the unchanged entry
+    /// decode nothing (the [`MemoryStore`] does). Callers use the typed [`get_decoded`].
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
+    /// use podium_cache_core::store::{Decoded, MemoryStore, Store};
+    /// let store = MemoryStore::new(10);
+    /// let decode = |bytes: bytes::Bytes| -> Decoded { std::sync::Arc::new(bytes.len()) };
+    /// assert!(store.get_decoded("absent", &decode).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    async fn get_decoded(
+        &self,
+        key: &str,
+        decode: &Decoder<'_>,
+    ) -> Result<Option<Decoded>, StoreError> {
+        Ok(self.get(key).await?.map(decode))
     }
 
     /// The in-process tier of decoded values in front of this store, if it has one (a

@@ -82,7 +82,14 @@ pub fn default_request_key(parts: &Parts) -> String {
             pairs.sort_unstable();
             format!("{method} {path}?{}", pairs.join("&"))
         }
-        _ => format!("{method} {path}"),
+        // The common case, on every request: no formatting machinery.
+        _ => {
+            let mut key = String::with_capacity(method.len() + 1 + path.len());
+            key.push_str(method);
+            key.push(' ');
+            key.push_str(&path);
+            key
+        }
     }
 }
 
@@ -190,7 +197,11 @@ const PRINCIPAL_MARK: &str = "\nprincipal:";
 /// The shared request key a per-principal key was made from (`None` for a shared key): an
 /// unsafe request to the URI invalidates every principal's entry through it.
 pub(crate) fn shared_key_of(key: &str) -> Option<&str> {
-    key.split_once(PRINCIPAL_MARK).map(|(shared, _)| shared)
+    // The mark starts with a line feed, which no path or query holds: finding the line feeds
+    // first (a byte search) is cheaper on every request than searching for the whole mark.
+    key.match_indices('\n')
+        .find(|(at, _)| key[*at..].starts_with(PRINCIPAL_MARK))
+        .map(|(at, _)| &key[..at])
 }
 
 /// The `name=value` pairs of every `Cookie` field.

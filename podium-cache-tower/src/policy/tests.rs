@@ -159,6 +159,15 @@ fn credentials_bypass_unless_principals_are_keyed() {
     )));
     assert_ne!(a, b, "two principals must never share an entry");
     assert!(!a.contains("Bearer"), "credentials must not appear in keys");
+    assert_eq!(shared_key_of(&a), Some("GET /x"));
+    assert_eq!(shared_key_of("GET /x"), None);
+}
+
+#[test]
+fn a_principal_key_is_split_at_its_mark_not_at_an_earlier_line_feed() {
+    let key = "GET /x\nvary:accept\nprincipal:alice";
+    assert_eq!(shared_key_of(key), Some("GET /x\nvary:accept"));
+    assert_eq!(shared_key_of("GET /x\ninvalidated"), None);
 }
 
 #[test]
