@@ -27,6 +27,10 @@
 //!   one, counting at least two). A client that keeps the source busy on its own never takes the
 //!   last slot, so another client's miss is sent the moment it arrives; the flooding client's
 //!   ids still fill the rest of that batch.
+//! - **Composed when the source can take it.** A batch is composed only once no call of this
+//!   process waits for the source's budget ([`Source::ready`]): when the budget is shared with
+//!   other instances and spent, misses keep joining the next batch (full batches, fewer calls)
+//!   instead of each window's first misses leaving alone to wait in line.
 //! - **Lists too.** An index lookup or a query that misses is a list call (`filterByFormula`)
 //!   that no batch can share: it is queued in its client's queue like a miss and sent alone
 //!   when that client's turn comes, holding a slot charged to the client, so a client looking
@@ -312,6 +316,11 @@ impl Batcher {
     /// The dispatcher: sends batches while misses are queued and slots allow, then ends.
     async fn dispatch(self: Arc<Self>) {
         loop {
+            // Composed only when the source could take a call at once: while a budget shared
+            // with other instances is spent, the misses arriving meanwhile join this batch, and
+            // ids another instance fetched meanwhile are already in the store for the misses
+            // that come after (see `Source::ready`).
+            self.source.ready().await;
             let step = self.state.lock().next_step(&self.config, Instant::now());
             match step {
                 Step::Idle => return,
@@ -604,6 +613,75 @@ mod tests {
         fn stats(&self) -> SourceStats {
             SourceStats::default()
         }
+    }
+
+    /// A source whose budget is spent until `open` says otherwise ([`Source::ready`] waits).
+    struct Gated {
+        recording: Recording,
+        open: tokio::sync::watch::Sender<bool>,
+    }
+
+    #[async_trait]
+    impl Source for Gated {
+        async fn get(&self, _: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
+            self.recording.answer(vec![id.to_owned()]).await;
+            Ok(None)
+        }
+        async fn get_many(
+            &self,
+            _: &str,
+            ids: &[String],
+        ) -> Result<Vec<SourceRecord>, SourceError> {
+            self.recording.answer(ids.to_vec()).await;
+            Ok(Vec::new())
+        }
+        async fn list(&self, _: &str, _: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, _: &str, _: &[String]) -> Result<Vec<String>, SourceError> {
+            Ok(Vec::new())
+        }
+        fn stats(&self) -> SourceStats {
+            SourceStats::default()
+        }
+        async fn ready(&self) {
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn misses_arriving_while_the_source_cannot_take_a_call_ride_in_one_batch() {
+        let source = Arc::new(Gated {
+            recording: Recording {
+                latency: Duration::from_millis(10),
+                ..Recording::default()
+            },
+            open: tokio::sync::watch::channel(false).0,
+        });
+        let batcher = Batcher::new(source.clone(), config());
+        let mut tasks = Vec::new();
+        // Three misses 50 ms apart, each far past the 2 ms gathering window of the one before.
+        for id in ["a", "b", "c"] {
+            let batcher = Arc::clone(&batcher);
+            tasks.push(tokio::spawn(async move {
+                batcher.load("T", id, None).await.map(|(r, _)| r)
+            }));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            source.recording.calls.lock().is_empty(),
+            "nothing is sent while the source cannot take it"
+        );
+        source.open.send_replace(true);
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_none());
+        }
+        assert_eq!(
+            source.recording.calls.lock().clone(),
+            vec![vec!["a".to_string(), "b".into(), "c".into()]],
+            "one call with every miss that waited, not one call each"
+        );
     }
 
     fn config() -> BatchConfig {

@@ -276,6 +276,15 @@ impl Limiter {
         }
     }
 
+    /// Resolves when no request of this process waits for the budget. Only a shared budget
+    /// can make one wait unforeseen: the engine's batcher keeps its own account of the local
+    /// one (the same counting), so it never sends into a local limiter that is full.
+    async fn ready(&self) {
+        if let Limiter::Shared(limiter) = self {
+            limiter.ready().await;
+        }
+    }
+
     async fn pause(&self, duration: Duration) {
         match self {
             Limiter::Local(limiter) => limiter.pause(duration),
@@ -729,5 +738,9 @@ impl Source for AirtableSource {
         c.request_timeout
             .saturating_add(c.rate_limit_pause)
             .saturating_mul(c.max_retries + 1)
+    }
+
+    async fn ready(&self) {
+        self.inner.limiter.ready().await;
     }
 }

@@ -150,4 +150,19 @@ pub trait Source: Send + Sync + 'static {
     fn call_budget(&self) -> Duration {
         Duration::from_secs(60)
     }
+
+    /// Resolves when no call of this process is waiting for the source's budget any more, so a
+    /// call made next would be the first in line. The engine's batcher composes a batch only
+    /// then: while a budget shared with other instances is spent, misses keep joining the next
+    /// batch instead of waiting behind an early, small one (and ids another instance fetches
+    /// meanwhile are found in the store instead of fetched twice). A hint only: the call still
+    /// passes the budget. Default: at once (a source whose budget the engine's own account
+    /// mirrors, or that has none).
+    ///
+    /// ```
+    /// # async fn demo(source: &dyn podium_cache_core::source::Source) {
+    /// source.ready().await;
+    /// # }
+    /// ```
+    async fn ready(&self) {}
 }

@@ -220,6 +220,20 @@ impl SharedLimiter {
         }
     }
 
+    /// Resolves when every request of this process that was waiting for a slot has one: the
+    /// turn is taken in order (a fair mutex), so this waits behind exactly those, and a request
+    /// made next is the first in line.
+    ///
+    /// ```
+    /// # async fn demo(limiter: &podium_cache_core::source::shared_limiter::SharedLimiter) {
+    /// limiter.ready().await;
+    /// let _permit = limiter.acquire().await; // first in this process's line
+    /// # }
+    /// ```
+    pub async fn ready(&self) {
+        drop(self.turn.lock().await);
+    }
+
     /// Waits until one more request may be sent; hold the permit until its answer arrived.
     pub async fn acquire(&self) -> SharedPermit<'_> {
         let turn = self.turn.lock().await;

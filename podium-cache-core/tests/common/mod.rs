@@ -350,6 +350,9 @@ impl Source for GatedSource {
     fn stats(&self) -> SourceStats {
         self.inner.stats()
     }
+    async fn ready(&self) {
+        self.inner.ready().await;
+    }
 }
 
 /// Milliseconds since the epoch.

@@ -45,4 +45,7 @@ impl Source for WatchedSource {
     fn stats(&self) -> SourceStats {
         self.inner.stats()
     }
+    async fn ready(&self) {
+        self.inner.ready().await;
+    }
 }
