@@ -7,14 +7,15 @@
 //! measurement against the same ceiling, are printed beside ours.
 //!
 //! Load is real HTTP/1.1 over loopback: `--connections` keep-alive connections (default 32),
-//! each sending requests back to back. Each scenario is measured for `--seconds` (default 6) in
-//! `--rounds` (default 3) turns, the scenarios alternating, each turn after a short warm-up, so
-//! load from elsewhere on the machine falls on every scenario alike. Each server and the load
-//! generator get one runtime thread, so on a 2-core machine neither starves the other. Prints
+//! each sending requests back to back. Each scenario is measured for `--seconds` (default 12) in
+//! `--rounds` (default 6) turns, the scenarios alternating, each turn after a short warm-up, so
+//! load from elsewhere on the machine falls on every scenario alike (on a small virtual machine
+//! one 2 s turn can swing a ratio by ±0.1). Each server and the load generator get one runtime
+//! thread, so on a 2-core machine neither starves the other. Prints
 //! a markdown table and writes the figures to `target/bench/http.json`.
 //!
 //! ```text
-//! cargo bench -p podium-cache-tower --bench http -- --seconds 6 --rounds 3 --connections 32
+//! cargo bench -p podium-cache-tower --bench http -- --seconds 12 --rounds 6 --connections 32
 //! ```
 
 use std::net::SocketAddr;
@@ -65,9 +66,9 @@ struct Options {
 impl Options {
     fn parse() -> Result<Self, BoxError> {
         let mut options = Options {
-            seconds: 6.0,
+            seconds: 12.0,
             warmup: 0.3,
-            rounds: 3,
+            rounds: 6,
             connections: 32,
             json: None,
         };
