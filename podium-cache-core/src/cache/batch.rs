@@ -574,12 +574,14 @@ mod tests {
     use crate::source::{ListQuery, SourceStats};
     use async_trait::async_trait;
 
-    /// Records the ids of every call; answers nothing found after `latency`.
+    /// Records the ids of every call; answers nothing found after `latency`. With `open`, its
+    /// budget is spent until `open` says otherwise ([`Source::ready`] waits).
     #[derive(Default)]
     struct Recording {
         calls: Mutex<Vec<Vec<String>>>,
         sent: Mutex<Vec<Instant>>,
         latency: Duration,
+        open: Option<tokio::sync::watch::Sender<bool>>,
     }
 
     impl Recording {
@@ -613,51 +615,19 @@ mod tests {
         fn stats(&self) -> SourceStats {
             SourceStats::default()
         }
-    }
-
-    /// A source whose budget is spent until `open` says otherwise ([`Source::ready`] waits).
-    struct Gated {
-        recording: Recording,
-        open: tokio::sync::watch::Sender<bool>,
-    }
-
-    #[async_trait]
-    impl Source for Gated {
-        async fn get(&self, _: &str, id: &str) -> Result<Option<SourceRecord>, SourceError> {
-            self.recording.answer(vec![id.to_owned()]).await;
-            Ok(None)
-        }
-        async fn get_many(
-            &self,
-            _: &str,
-            ids: &[String],
-        ) -> Result<Vec<SourceRecord>, SourceError> {
-            self.recording.answer(ids.to_vec()).await;
-            Ok(Vec::new())
-        }
-        async fn list(&self, _: &str, _: &ListQuery) -> Result<Vec<SourceRecord>, SourceError> {
-            Ok(Vec::new())
-        }
-        async fn delete(&self, _: &str, _: &[String]) -> Result<Vec<String>, SourceError> {
-            Ok(Vec::new())
-        }
-        fn stats(&self) -> SourceStats {
-            SourceStats::default()
-        }
         async fn ready(&self) {
-            let mut open = self.open.subscribe();
-            let _ = open.wait_for(|open| *open).await;
+            if let Some(open) = &self.open {
+                let _ = open.subscribe().wait_for(|open| *open).await;
+            }
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn misses_arriving_while_the_source_cannot_take_a_call_ride_in_one_batch() {
-        let source = Arc::new(Gated {
-            recording: Recording {
-                latency: Duration::from_millis(10),
-                ..Recording::default()
-            },
-            open: tokio::sync::watch::channel(false).0,
+        let source = Arc::new(Recording {
+            latency: Duration::from_millis(10),
+            open: Some(tokio::sync::watch::channel(false).0),
+            ..Recording::default()
         });
         let batcher = Batcher::new(source.clone(), config());
         let mut tasks = Vec::new();
@@ -670,15 +640,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(
-            source.recording.calls.lock().is_empty(),
+            source.calls.lock().is_empty(),
             "nothing is sent while the source cannot take it"
         );
-        source.open.send_replace(true);
+        if let Some(open) = &source.open {
+            open.send_replace(true);
+        }
         for task in tasks {
             assert!(task.await.unwrap().unwrap().is_none());
         }
         assert_eq!(
-            source.recording.calls.lock().clone(),
+            source.calls.lock().clone(),
             vec![vec!["a".to_string(), "b".into(), "c".into()]],
             "one call with every miss that waited, not one call each"
         );
