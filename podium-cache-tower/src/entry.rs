@@ -64,7 +64,9 @@ pub enum EntryError {
     TooLarge(&'static str),
 }
 
-/// Headers never stored: hop-by-hop ones, those the layer computes per response, and cookies.
+/// Headers never stored: hop-by-hop ones and those the layer computes per response. (A
+/// response with `Set-Cookie` is stored only in the standards mode, cookie and all, RFC 9111
+/// §3.1.)
 fn is_stored_header(name: &HeaderName) -> bool {
     !matches!(
         name.as_str(),
@@ -76,7 +78,6 @@ fn is_stored_header(name: &HeaderName) -> bool {
             | "trailer"
             | "upgrade"
             | "age"
-            | "set-cookie"
             | "content-length"
             | "cache-status"
             | "x-cache"

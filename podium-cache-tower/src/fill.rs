@@ -330,6 +330,7 @@ impl Fill<'_> {
             Vary::None | Vary::All => Vec::new(),
         };
         let extensions = std::mem::take(&mut parts.extensions);
+        let withheld = state.policy.withheld_fields(&parts.headers);
         let entry = StoredResponse::new(
             parts.status,
             state.policy.stored_headers(parts.headers.clone()),
@@ -389,6 +390,9 @@ impl Fill<'_> {
             )
             .await;
         *response.extensions_mut() = extensions;
+        for (name, value) in withheld {
+            response.headers_mut().append(name, value);
+        }
         Ok((response, shared))
     }
 

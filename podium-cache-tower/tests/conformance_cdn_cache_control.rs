@@ -78,3 +78,39 @@ async fn rfc9213_2_1_an_invalid_targeted_field_is_ignored() {
     ];
     assert_eq!(calls(b, &invalid_ok).await, 1);
 }
+
+/// RFC 9213 §2.1: targeted fields are Structured Field Dictionaries; one that fails to parse
+/// as one (here a member whose key is not a key) is ignored, and `Cache-Control` applies.
+#[tokio::test]
+async fn rfc9213_2_1_a_targeted_field_that_is_not_a_structured_dictionary_is_ignored() {
+    for mode in Mode::BOTH {
+        let b = |c: &podium_cache_core::Cache| mode.builder(c);
+        let invalid = [
+            ("cdn-cache-control", "max-age=10000, &&&&&"),
+            ("cache-control", "no-store"),
+        ];
+        assert_eq!(calls(b, &invalid).await, 2, "{mode:?}");
+    }
+}
+
+/// RFC 9213 §2.1: a directive whose value has another type than the one its directive implies
+/// (`max-age` as a String, not an Integer) is not consumed: the field is ignored.
+#[tokio::test]
+async fn rfc9213_2_1_a_directive_of_the_wrong_type_voids_the_targeted_field() {
+    for mode in Mode::BOTH {
+        let b = |c: &podium_cache_core::Cache| mode.builder(c);
+        for value in ["max-age=\"10000\"", "max-age=1.5", "no-store=1"] {
+            let invalid = [("cdn-cache-control", value), ("cache-control", "no-store")];
+            assert_eq!(calls(b, &invalid).await, 2, "{mode:?}: {value}");
+        }
+        let booleans = [
+            ("cdn-cache-control", "max-age=60, no-store=?0"),
+            ("cache-control", "no-store"),
+        ];
+        assert_eq!(
+            calls(b, &booleans).await,
+            1,
+            "{mode:?}: ?0 is the directive absent"
+        );
+    }
+}

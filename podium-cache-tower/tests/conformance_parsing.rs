@@ -1,6 +1,6 @@
 //! Parsing: HTTP-dates in all three forms (RFC 9110 §5.6.7), invalid dates (RFC 9111 §5.3),
-//! `Vary` matching (RFC 9111 §4.1), directive syntax and the fields never stored (§3.1,
-//! §5.2.2.4, §5.2.2.7).
+//! `Vary` matching (RFC 9111 §4.1), directive syntax and the fields stored or never stored
+//! (§3.1, §5.2.2.4, §5.2.2.7).
 
 mod common;
 
@@ -13,7 +13,8 @@ async fn calls_with_expires(mode: Mode, expires: &str) -> usize {
     origin_calls(layer, 200, &[("expires", expires)], &[]).await
 }
 
-/// RFC 9110 §5.6.7: a recipient parses IMF-fixdate, RFC 850 and asctime dates, in any case.
+/// RFC 9110 §5.6.7: a recipient parses IMF-fixdate, RFC 850 and asctime dates, in any case
+/// and whatever their day name.
 #[tokio::test]
 async fn rfc9110_5_6_7_expires_in_all_three_date_forms_and_any_case() {
     let imf = http_date(3600);
@@ -21,12 +22,16 @@ async fn rfc9110_5_6_7_expires_in_all_three_date_forms_and_any_case() {
     let t = chrono::DateTime::<chrono::Utc>::from(at);
     let rfc850 = t.format("%A, %d-%b-%y %H:%M:%S GMT").to_string();
     let asctime = t.format("%a %b %e %H:%M:%S %Y").to_string();
+    // A day name that does not match the date (the name only repeats what the date says).
+    let other_day = (t + chrono::Duration::days(1)).format("%a").to_string();
+    let wrong_day = format!("{other_day}{}", &asctime[3..]);
     for mode in Mode::BOTH {
         for expires in [
             imf.clone(),
             rfc850.clone(),
             asctime.clone(),
             imf.to_lowercase(),
+            wrong_day.clone(),
         ] {
             assert_eq!(
                 calls_with_expires(mode, &expires).await,
@@ -115,16 +120,24 @@ async fn rfc9111_4_1_vary_star_never_matches() {
     }
 }
 
-/// Stores `/r` from an origin answering `headers` and returns the stored response as a hit.
-async fn stored_reply(mode: Mode, headers: &'static [(&'static str, &'static str)]) -> Reply {
+/// Stores `/r` from an origin answering `headers`: the response that filled the store, then
+/// the stored response as a hit.
+async fn stored_replies(
+    mode: Mode,
+    headers: &'static [(&'static str, &'static str)],
+) -> (Reply, Reply) {
     let h = harness(StoreKind::Memory).await;
     let (app, log) = origin(mode.builder(&h.cache).build(), move |_, _| {
         respond(200, headers, "x")
     });
-    send(&app, request("GET", "/r", &[])).await;
+    let miss = send(&app, request("GET", "/r", &[])).await;
     let hit = send(&app, request("GET", "/r", &[])).await;
     assert_eq!(log.count(), 1, "{mode:?}: the response was not reused");
-    hit
+    (miss, hit)
+}
+
+async fn stored_reply(mode: Mode, headers: &'static [(&'static str, &'static str)]) -> Reply {
+    stored_replies(mode, headers).await.1
 }
 
 /// RFC 9111 §3.1: a cache does not store the fields `Connection` names nor the proxy
@@ -160,7 +173,7 @@ async fn rfc9111_3_1_connection_listed_and_proxy_fields_are_not_stored() {
 #[tokio::test]
 async fn rfc9111_5_2_2_4_qualified_no_cache_stores_the_response_without_the_fields() {
     for mode in Mode::BOTH {
-        let hit = stored_reply(
+        let (miss, hit) = stored_replies(
             mode,
             &[
                 ("cache-control", "no-cache=\"a, b\""),
@@ -171,6 +184,11 @@ async fn rfc9111_5_2_2_4_qualified_no_cache_stores_the_response_without_the_fiel
             ],
         )
         .await;
+        assert_eq!(
+            (miss.header("a"), miss.header("b")),
+            ("1", "2"),
+            "{mode:?}: the fields were not forwarded with the response that filled the store"
+        );
         assert_eq!(hit.header("c"), "3", "{mode:?}");
         assert!(hit.headers.get("a").is_none(), "{mode:?}: a was reused");
         assert!(hit.headers.get("b").is_none(), "{mode:?}: b was reused");
@@ -182,7 +200,7 @@ async fn rfc9111_5_2_2_4_qualified_no_cache_stores_the_response_without_the_fiel
 #[tokio::test]
 async fn rfc9111_5_2_2_7_qualified_private_stores_the_response_without_the_field() {
     for mode in Mode::BOTH {
-        let hit = stored_reply(
+        let (miss, hit) = stored_replies(
             mode,
             &[
                 ("cache-control", "private=\"a\", max-age=3600"),
@@ -191,7 +209,44 @@ async fn rfc9111_5_2_2_7_qualified_private_stores_the_response_without_the_field
             ],
         )
         .await;
+        assert_eq!(miss.header("a"), "1", "{mode:?}: a was not forwarded");
         assert_eq!(hit.header("c"), "3", "{mode:?}");
         assert!(hit.headers.get("a").is_none(), "{mode:?}: a was stored");
     }
+}
+
+/// RFC 9111 §3.1: a cache stores every received field it is not told to leave out,
+/// `Set-Cookie` included, in the standards mode; `no-cache="set-cookie"` keeps the cookie out
+/// of the store (§5.2.2.4). The app mode stores no response that sets a cookie.
+#[tokio::test]
+async fn rfc9111_3_1_set_cookie_is_stored_with_the_response_in_standards_mode() {
+    let hit = stored_reply(
+        Mode::Standards,
+        &[("cache-control", "max-age=3600"), ("set-cookie", "a=b")],
+    )
+    .await;
+    assert_eq!(hit.header("set-cookie"), "a=b");
+
+    let (miss, hit) = stored_replies(
+        Mode::Standards,
+        &[
+            ("cache-control", "max-age=3600, no-cache=\"set-cookie\""),
+            ("set-cookie", "a=b"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        miss.header("set-cookie"),
+        "a=b",
+        "the cookie reached its client"
+    );
+    assert!(
+        hit.headers.get("set-cookie").is_none(),
+        "the cookie was reused"
+    );
+
+    let h = harness(StoreKind::Memory).await;
+    let app_mode = Mode::App.builder(&h.cache).build();
+    let headers = [("cache-control", "max-age=3600"), ("set-cookie", "a=b")];
+    assert_eq!(origin_calls(app_mode, 200, &headers, &[]).await, 2);
 }

@@ -101,6 +101,13 @@ impl CacheControl {
             }
             None => (directive, None),
         };
+        // A targeted field's Booleans (RFC 9213 §2.1, RFC 8941 §3.3.6): `?0` is the directive
+        // absent, `?1` the directive itself.
+        let arg = match arg {
+            Some("?0") => return,
+            Some("?1") => None,
+            arg => arg,
+        };
         // RFC 9111 §1.2.2: a delta-seconds too large to hold is the largest value; anything
         // else that is not digits is 0, the safe reading.
         let seconds = |a: Option<&str>| {
@@ -150,33 +157,6 @@ impl CacheControl {
     /// The freshness lifetime a shared cache uses: `s-maxage`, else `max-age`.
     pub fn shared_max_age(&self) -> Option<u64> {
         self.s_maxage.or(self.max_age)
-    }
-
-    /// Whether a field holds only well-formed directives (a targeted field with anything else
-    /// is invalid and ignored, RFC 9213 §2.1).
-    pub(crate) fn is_valid_field(headers: &HeaderMap, name: &HeaderName) -> bool {
-        let token = |t: &str| {
-            !t.is_empty()
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        };
-        let mut any = false;
-        for value in headers.get_all(name) {
-            let Ok(text) = value.to_str() else {
-                return false;
-            };
-            for directive in text.split(',').map(str::trim) {
-                let ok = match directive.split_once('=') {
-                    Some((n, a)) => token(n.trim()) && !a.trim().is_empty(),
-                    None => token(directive),
-                };
-                if !ok {
-                    return false;
-                }
-                any = true;
-            }
-        }
-        any
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::SET_COOKIE;
-use http::{HeaderMap, StatusCode};
+use http::header::{HeaderName, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::config::Policy;
 use super::date::parse_date;
@@ -22,7 +22,7 @@ pub enum NotStored {
     NoCache,
     /// `Cache-Control: private`.
     Private,
-    /// It sets a cookie.
+    /// It sets a cookie (app mode only).
     SetCookie,
     /// `Vary: *`.
     VaryAll,
@@ -205,7 +205,7 @@ impl Policy {
     /// targeted field was used (then `Expires` is ignored too).
     pub fn response_directives(&self, headers: &HeaderMap) -> (CacheControl, bool) {
         for name in &self.targeted {
-            if headers.contains_key(name) && CacheControl::is_valid_field(headers, name) {
+            if headers.contains_key(name) && super::targeted::is_valid(headers, name) {
                 return (CacheControl::parse_field(headers, name), true);
             }
         }
@@ -220,6 +220,24 @@ impl Policy {
             headers.remove(name.as_str());
         }
         headers
+    }
+
+    /// The fields of `headers` stored without but still forwarded to the client whose request
+    /// fetched the response: those a qualified `no-cache` or `private` names. RFC 9111
+    /// §5.2.2.4 and §5.2.2.7 limit what a cache stores and reuses, not what it forwards.
+    pub(crate) fn withheld_fields(&self, headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+        let (cc, _) = self.response_directives(headers);
+        if cc.no_cache_fields.is_empty() && cc.private_fields.is_empty() {
+            return Vec::new();
+        }
+        headers
+            .iter()
+            .filter(|(name, _)| {
+                let listed = |list: &[String]| list.iter().any(|n| n == name.as_str());
+                listed(&cc.no_cache_fields) || listed(&cc.private_fields)
+            })
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
     }
 
     /// Whether (and for how long) a response may be stored. `authorized`: the request
@@ -251,7 +269,11 @@ impl Policy {
         if authorized && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
             return Err(NotStored::Private);
         }
-        if headers.contains_key(SET_COOKIE) {
+        // App mode keeps no response that sets a cookie: an app's cookies are its sessions.
+        // The standards mode stores every received field, `Set-Cookie` too (RFC 9111 §3.1);
+        // an origin keeps a cookie out of shared caches with `private` or
+        // `no-cache="set-cookie"` (RFC 9111 §5.2.2.7, §5.2.2.4).
+        if !self.standards && headers.contains_key(SET_COOKIE) {
             return Err(NotStored::SetCookie);
         }
         if matches!(vary(headers), Vary::All) {

@@ -78,6 +78,7 @@ mod directives;
 mod freshness;
 mod hooks;
 mod key;
+mod targeted;
 #[cfg(test)]
 mod tests;
 mod vary;
