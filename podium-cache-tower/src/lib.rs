@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod bounds;
 mod client;
 mod coalesce;
 mod entry;

@@ -5,13 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self};
 use http::request::Parts;
-use http::{Request, Response};
-use http_body::Body;
 use podium_cache_core::store::Locks;
-use tower::Service;
 use tracing::Instrument;
 
-use crate::body::BodyError;
+use crate::bounds::{SendBody, SendService};
 use crate::entry::StoredResponse;
 use crate::fill::Fill;
 use crate::state::LayerState;
@@ -28,13 +25,9 @@ impl LayerState {
         key: String,
         (entry_key, stale): (String, Arc<StoredResponse>),
     ) where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
+        S: SendService<ReqBody, ResBody>,
         ReqBody: Send + 'static,
-        ResBody: Body + Send + 'static,
-        ResBody::Data: Send,
-        ResBody::Error: Into<BodyError>,
+        ResBody: SendBody,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!("no tokio runtime; stale entry served without a refresh");

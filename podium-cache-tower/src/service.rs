@@ -10,6 +10,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use crate::body::{BodyError, CacheBody};
+use crate::bounds::{SendBody, SendService};
 use crate::entry::{self, Age, StoredResponse};
 use crate::fill::Fill;
 use crate::future::ResponseFuture;
@@ -168,13 +169,9 @@ pub(crate) async fn handle<S, ReqBody, ResBody>(
     request: Request<ReqBody>,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: SendService<ReqBody, ResBody>,
     ReqBody: Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BodyError>,
+    ResBody: SendBody,
 {
     let (parts, body) = request.into_parts();
     if !is_safe(&parts.method) {
@@ -276,13 +273,9 @@ impl Miss {
         body: ReqBody,
     ) -> Result<Response<CacheBody<ResBody>>, S::Error>
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
+        S: SendService<ReqBody, ResBody>,
         ReqBody: Send + 'static,
-        ResBody: Body + Send + 'static,
-        ResBody::Data: Send,
-        ResBody::Error: Into<BodyError>,
+        ResBody: SendBody,
     {
         let Miss {
             key,
