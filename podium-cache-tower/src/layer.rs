@@ -289,6 +289,27 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// How long a response without validators (`ETag`, `Last-Modified`) is kept in the store
+    /// once stale: a request whose `max-stale` (RFC 9111 §5.2.1.2) or `stale-if-error`
+    /// (RFC 5861 §4) accepts it is answered from it; any other request refetches it. Default
+    /// 60 s in the standards mode, none in the app mode; at most
+    /// [`max_stale_while_revalidate`](Self::max_stale_while_revalidate). Responses with
+    /// validators are kept that longest window, to be validated.
+    ///
+    /// ```
+    /// # fn demo(cache: &podium_cache_core::Cache) {
+    /// use std::time::Duration;
+    /// let layer = podium_cache_tower::CacheLayer::builder(cache)
+    ///     .freshness_from_headers()
+    ///     .keep_stale(Duration::from_secs(300))
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn keep_stale(mut self, window: Duration) -> Self {
+        self.policy.keep_stale = Some(window);
+        self
+    }
+
     /// Replaces the request key function (a closure or any [`RequestKey`]). Return `None` to
     /// leave a request uncached. The values of the request headers a response's `Vary` names
     /// are always appended.

@@ -164,6 +164,37 @@ async fn rfc5861_4_request_stale_if_error_accepts_the_stale_entry_on_a_5xx() {
     }
 }
 
+/// RFC 5861 §4: a request's `stale-if-error` takes a stale response without validators too
+/// (kept for a while once stale in the standards mode).
+#[tokio::test]
+async fn rfc5861_4_request_stale_if_error_accepts_a_stale_response_without_validators() {
+    let h = harness(StoreKind::Memory).await;
+    let (app, log) = origin(Mode::Standards.builder(&h.cache).build(), move |n, _| {
+        if n == 1 {
+            respond(
+                200,
+                &[("cache-control", "max-age=1"), ("age", "10")],
+                "good",
+            )
+        } else {
+            respond(503, &[("x", "y")], "down")
+        }
+    });
+    send(&app, request("GET", "/r", &[])).await;
+    let reply = send(
+        &app,
+        request("GET", "/r", &[("cache-control", "stale-if-error=600")]),
+    )
+    .await;
+    assert_eq!(log.count(), 2, "the origin was asked first");
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::OK, "good".into())
+    );
+    let plain = send(&app, request("GET", "/r", &[])).await;
+    assert_eq!(plain.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
 /// RFC 9111 §5.2.2.2 (and §5.2.2.8 `proxy-revalidate`, §5.2.2.10 `s-maxage` for a shared
 /// cache): when the origin cannot be reached, a stale entry that must be revalidated is never
 /// served; the cache generates a `504`.

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use common::origin::{origin, request, respond, Log, Mode};
 use common::{harness, send, Harness, StoreKind};
@@ -82,6 +84,39 @@ async fn rfc9111_5_2_1_2_max_stale_accepts_stale_entries() {
             log.count(),
             expected,
             "{directive}: {}",
+            reply.cache_status()
+        );
+    }
+}
+
+/// RFC 9111 §5.2.1.2: `max-stale` accepts a stale response the origin gave no validator too:
+/// the standards mode keeps one for a while once stale (`keep_stale`, 60 s by default), and
+/// a request without `max-stale` still refetches it.
+#[tokio::test]
+async fn rfc9111_5_2_1_2_max_stale_accepts_a_stale_response_without_validators() {
+    for (keep, directive, expected) in [
+        (None, "max-stale=100", 1),
+        (None, "max-stale", 1),
+        (None, "max-stale=5", 2),
+        (None, "max-age=1000", 2),
+        (Some(Duration::ZERO), "max-stale=100", 2),
+    ] {
+        let h = harness(StoreKind::Memory).await;
+        let mut builder = Mode::Standards.builder(&h.cache);
+        if let Some(keep) = keep {
+            builder = builder.keep_stale(keep);
+        }
+        let (app, log) = origin(builder.build(), |n, _| {
+            // Stale by 30 s on arrival, and nothing to validate it with.
+            let headers = [("cache-control", "max-age=60"), ("age", "90")];
+            respond(200, &headers, &format!("run {n}"))
+        });
+        send(&app, request("GET", "/r", &[])).await;
+        let reply = send(&app, request("GET", "/r", &[("cache-control", directive)])).await;
+        assert_eq!(
+            log.count(),
+            expected,
+            "keep_stale {keep:?}, {directive}: {}",
             reply.cache_status()
         );
     }

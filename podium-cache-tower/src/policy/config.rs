@@ -16,6 +16,10 @@ pub(crate) struct Policy {
     pub ttl: Duration,
     pub default_swr: Duration,
     pub max_swr: Duration,
+    /// How long a response without validators is kept past its freshness (for `max-stale`
+    /// and a request's `stale-if-error`); `None`: the mode's default
+    /// ([`DEFAULT_STANDARDS_KEEP_STALE`] in the standards mode, none in the app mode).
+    pub keep_stale: Option<Duration>,
     pub max_body: usize,
     pub statuses: Vec<StatusCode>,
     pub private_cookies: Vec<String>,
@@ -48,6 +52,7 @@ impl fmt::Debug for Policy {
             .field("ttl", &self.ttl)
             .field("default_swr", &self.default_swr)
             .field("max_swr", &self.max_swr)
+            .field("keep_stale", &self.keep_stale)
             .field("max_body", &self.max_body)
             .field("statuses", &self.statuses)
             .field("private_cookies", &self.private_cookies)
@@ -84,6 +89,11 @@ pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-con
 /// rules (a response may ask for a year; the store may drop it sooner, RFC 9111 §3).
 pub const STANDARDS_MAX_KEEP: Duration = Duration::from_secs(24 * 3600);
 
+/// In the standards mode, how long a response without validators is kept once stale by
+/// default: a request's `max-stale` (RFC 9111 §5.2.1.2) or `stale-if-error` (RFC 5861 §4) may
+/// still take it; any other request refetches it.
+pub const DEFAULT_STANDARDS_KEEP_STALE: Duration = Duration::from_secs(60);
+
 /// The default largest body stored: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
@@ -93,6 +103,7 @@ impl Default for Policy {
             ttl: Duration::from_secs(300),
             default_swr: Duration::ZERO,
             max_swr: Duration::from_secs(3600),
+            keep_stale: None,
             max_body: DEFAULT_MAX_BODY,
             statuses: DEFAULT_STATUSES
                 .iter()
@@ -117,6 +128,16 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// How long a response without validators is kept once stale.
+    pub fn keep_stale(&self) -> Duration {
+        let default = if self.standards {
+            DEFAULT_STANDARDS_KEEP_STALE
+        } else {
+            Duration::ZERO
+        };
+        self.keep_stale.unwrap_or(default).min(self.max_swr)
+    }
+
     /// The longest any entry (and so any tag set) lives in the store.
     pub fn max_store_ttl(&self) -> Duration {
         if self.standards {

@@ -323,11 +323,13 @@ impl Policy {
                 .min(self.max_swr);
             (swr, sie)
         };
-        // A response the origin can validate is kept past its freshness, to be validated.
+        // A response the origin can validate is kept past its freshness, to be validated; one
+        // it cannot, for a while, for the requests that accept it stale (`max-stale`, a
+        // request's `stale-if-error`).
         let keep = if validator {
             self.max_swr
         } else {
-            Duration::ZERO
+            self.keep_stale()
         };
         Ok(Freshness {
             ttl: lifetime,

@@ -86,7 +86,7 @@ mod vary;
 pub(crate) use config::Policy;
 pub use config::{
     CDN_CACHE_CONTROL, DEFAULT_MAX_BODY, DEFAULT_MAX_NOT_FOUND, DEFAULT_MAX_VARIANTS,
-    DEFAULT_STATUSES, STANDARDS_MAX_KEEP,
+    DEFAULT_STANDARDS_KEEP_STALE, DEFAULT_STATUSES, STANDARDS_MAX_KEEP,
 };
 pub use date::parse_http_date;
 pub use directives::CacheControl;
