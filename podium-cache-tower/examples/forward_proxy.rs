@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The first address is where the proxy listens (default `127.0.0.1:8080`), the second the
-//! origin it forwards to (default `127.0.0.1:8000`).
+//! origin it forwards to (default `127.0.0.1:8000`). A third argument, a `redis://` URL, keeps
+//! the responses in that Redis (or Valkey) behind the coherent in-process tier, shared by
+//! every proxy started on it, instead of in this process's memory.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use podium_cache_core::store::MemoryStore;
+use podium_cache_core::store::{MemoryStore, RedisStore, Store, TieredStore};
 use podium_cache_tower::CacheLayer;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
@@ -68,9 +70,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "127.0.0.1:8000".into())
         .parse()?;
 
+    let store: Arc<dyn Store> = match args.next() {
+        None => Arc::new(MemoryStore::new(100_000)),
+        Some(url) => {
+            let shared: Arc<dyn Store> = Arc::new(RedisStore::connect(&url).await?);
+            Arc::new(TieredStore::builder(shared).bus_url(url).connect().await?)
+        }
+    };
     let cache = ServiceBuilder::new()
         .layer(
-            CacheLayer::with_store(Arc::new(MemoryStore::new(100_000)))
+            CacheLayer::with_store(store)
                 .freshness_from_headers()
                 .build(),
         )
