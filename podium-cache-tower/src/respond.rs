@@ -153,7 +153,7 @@ impl LayerState {
             match (&served.cache_status, &self.hit_status, detailed) {
                 // The value every plain hit sends, made once per layer.
                 (CacheStatus::Hit { .. }, Some(value), false) => {
-                    served.apply_value(value.clone(), response.headers_mut(), false);
+                    served.apply_stored_plain(value.clone(), response.headers_mut());
                 }
                 _ => served.apply(&self.policy.cache_name, response.headers_mut(), detailed),
             }

@@ -298,16 +298,13 @@ impl StatusHeaders {
         self.apply_rest(headers, detailed);
     }
 
-    /// [`apply`](Self::apply) with the `Cache-Status` value already made (the layer makes a
-    /// plain hit's once).
-    pub(crate) fn apply_value(
-        &self,
-        cache_status: HeaderValue,
-        headers: &mut HeaderMap,
-        detailed: bool,
-    ) {
+    /// The plain (not detailed) headers of a response rendered from a stored entry, with the
+    /// `Cache-Status` value already made (the layer makes a plain hit's once). Nothing is
+    /// removed: the detail headers are never stored (see `entry::is_stored_header`), so a
+    /// stored entry cannot carry them.
+    pub(crate) fn apply_stored_plain(&self, cache_status: HeaderValue, headers: &mut HeaderMap) {
         headers.insert(CACHE_STATUS, cache_status);
-        self.apply_rest(headers, detailed);
+        headers.insert(X_CACHE, HeaderValue::from_static(self.layer.as_str()));
     }
 
     fn apply_rest(&self, headers: &mut HeaderMap, detailed: bool) {

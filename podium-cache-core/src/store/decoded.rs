@@ -51,7 +51,12 @@ where
     F: Fn(Bytes) -> T + Send + Sync,
 {
     let erased = |bytes: Bytes| -> Decoded { Arc::new(decode(bytes)) };
-    let Some(found) = store.get_decoded(key, &erased).await? else {
+    // A store that can answer at once does, without the boxed future of an async call.
+    let found = match store.get_decoded_now(key, &erased) {
+        Some(found) => found?,
+        None => store.get_decoded(key, &erased).await?,
+    };
+    let Some(found) = found else {
         return Ok(None);
     };
     match found.downcast::<T>() {

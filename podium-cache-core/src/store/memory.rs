@@ -132,6 +132,18 @@ impl MemoryStore {
             .or_else(|| self.inner.pinned.get(key))
     }
 
+    /// The data entry under `key` as `decode` makes it, decoded once per write.
+    fn decoded(&self, key: &str, decode: &Decoder<'_>) -> Option<Decoded> {
+        let Entry { value, decoded, .. } = self.entry(key)?;
+        let Value::Bytes(bytes) = value else {
+            return None;
+        };
+        Some(match decoded {
+            Some(cell) => Arc::clone(cell.get_or_init(|| decode(bytes))),
+            None => decode(bytes),
+        })
+    }
+
     /// The state entry under `key`.
     fn state(&self, key: &str) -> Option<Value> {
         self.inner.pinned.get(key).map(|e| e.value)
@@ -207,16 +219,16 @@ impl Store for MemoryStore {
         key: &str,
         decode: &Decoder<'_>,
     ) -> Result<Option<Decoded>, StoreError> {
-        let Some(Entry { value, decoded, .. }) = self.entry(key) else {
-            return Ok(None);
-        };
-        let Value::Bytes(bytes) = value else {
-            return Ok(None);
-        };
-        Ok(Some(match decoded {
-            Some(cell) => Arc::clone(cell.get_or_init(|| decode(bytes))),
-            None => decode(bytes),
-        }))
+        Ok(self.decoded(key, decode))
+    }
+
+    /// Always answers at once: the entries are in this process.
+    fn get_decoded_now(
+        &self,
+        key: &str,
+        decode: &Decoder<'_>,
+    ) -> Option<Result<Option<Decoded>, StoreError>> {
+        Some(Ok(self.decoded(key, decode)))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
@@ -450,7 +462,7 @@ mod tests {
     use std::time::Duration;
 
     use super::glob_match;
-    use crate::store::{get_decoded, Counters, MemoryStore, Store};
+    use crate::store::{get_decoded, Counters, Decoded, MemoryStore, Store};
 
     const TTL: Duration = Duration::from_secs(60);
 
@@ -495,6 +507,29 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_read_is_answered_at_once_and_shares_the_decoded_value() {
+        let store = MemoryStore::new(100);
+        let runs = AtomicUsize::new(0);
+        let decode = |bytes: bytes::Bytes| -> Decoded { Arc::new(counting(&runs)(bytes)) };
+        assert!(matches!(
+            store.get_decoded_now("k", &decode),
+            Some(Ok(None))
+        ));
+        store.set("k", "v".into(), TTL).await.unwrap();
+        let now = store
+            .get_decoded_now("k", &decode)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let later = store.get_decoded("k", &decode).await.unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&now, &later),
+            "one decoded value for both reads"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

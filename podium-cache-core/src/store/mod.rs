@@ -348,6 +348,26 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.get(key).await?.map(decode))
     }
 
+    /// [`get_decoded`](Self::get_decoded) answered at once, when the store can answer without
+    /// waiting (its entries live in this process); `None` when it cannot (the default), and
+    /// the caller awaits `get_decoded`. A hot read then costs no future: the typed
+    /// [`get_decoded`] tries this first.
+    ///
+    /// ```
+    /// use podium_cache_core::store::{Decoded, MemoryStore, Store};
+    /// let store = MemoryStore::new(10);
+    /// let decode = |bytes: bytes::Bytes| -> Decoded { std::sync::Arc::new(bytes.len()) };
+    /// assert!(matches!(store.get_decoded_now("absent", &decode), Some(Ok(None))));
+    /// ```
+    fn get_decoded_now(
+        &self,
+        key: &str,
+        decode: &Decoder<'_>,
+    ) -> Option<Result<Option<Decoded>, StoreError>> {
+        let _ = (key, decode);
+        None
+    }
+
     /// The in-process tier of decoded values in front of this store, if it has one (a
     /// [`TieredStore`] does; other stores answer `None`). The engine asks it before reading
     /// and offers back what it decoded.
