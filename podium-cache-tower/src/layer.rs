@@ -229,7 +229,11 @@ impl CacheLayerBuilder {
     /// used). Requests' own `Cache-Control` is honoured for everyone (RFC 9111 §5.2.1), a
     /// `HEAD` miss is forwarded as a `HEAD`, and a request with `Authorization` is looked up
     /// and its answer stored as RFC 9111 §3.5 allows (`public`, `s-maxage`,
-    /// `must-revalidate`) unless [`per_principal`](Self::per_principal) keys it.
+    /// `must-revalidate`) unless [`per_principal`](Self::per_principal) keys it. The request
+    /// key is the target URI with its host and its query as sent
+    /// ([`target_uri_key`](crate::policy::target_uri_key)), not the app mode's path with
+    /// sorted query pairs; a response stored with `Set-Cookie` keeps it (RFC 9111 §3.1), and
+    /// one without validators is kept a while once stale ([`keep_stale`](Self::keep_stale)).
     ///
     /// Which mode to choose: the default (app) mode is for an application that purges its
     /// responses record by record ([`purge`](crate::purge)): every cacheable answer is kept

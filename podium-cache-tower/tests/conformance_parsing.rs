@@ -250,3 +250,31 @@ async fn rfc9111_3_1_set_cookie_is_stored_with_the_response_in_standards_mode() 
     let headers = [("cache-control", "max-age=3600"), ("set-cookie", "a=b")];
     assert_eq!(origin_calls(app_mode, 200, &headers, &[]).await, 2);
 }
+
+/// RFC 9111 §2 and §4: the standards mode keys a response by its target URI: different hosts
+/// never share a response, and a query is matched as sent (the app mode sorts its pairs: an
+/// app knows its parameters). The host's case does not matter (RFC 9110 §4.2.3).
+#[tokio::test]
+async fn rfc9111_4_the_target_uri_with_its_host_and_query_as_sent_is_the_key() {
+    for mode in Mode::BOTH {
+        let h = harness(StoreKind::Memory).await;
+        let (app, log) = origin(mode.builder(&h.cache).build(), |n, _| {
+            respond(
+                200,
+                &[("cache-control", "max-age=3600")],
+                &format!("run {n}"),
+            )
+        });
+        let get = |uri: &str, host: &str| request("GET", uri, &[("host", host)]);
+        send(&app, get("/r?a=1&b=2", "one.example")).await;
+        send(&app, get("/r?a=1&b=2", "ONE.example")).await;
+        assert_eq!(log.count(), 1, "{mode:?}: the host's case made a new key");
+        send(&app, get("/r?a=1&b=2", "two.example")).await;
+        send(&app, get("/r?b=2&a=1", "one.example")).await;
+        let expected = match mode {
+            Mode::Standards => 3,
+            Mode::App => 1,
+        };
+        assert_eq!(log.count(), expected, "{mode:?}");
+    }
+}

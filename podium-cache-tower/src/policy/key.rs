@@ -66,8 +66,9 @@ pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// The default request key: the method (`HEAD` counts as `GET`), the path and the query with
-/// its `&`-separated pairs sorted, so `?b=2&a=1` and `?a=1&b=2` share an entry.
+/// The app mode's request key: the method (`HEAD` counts as `GET`), the path and the query
+/// with its `&`-separated pairs sorted, so `?b=2&a=1` and `?a=1&b=2` share an entry (an app
+/// knows its own query parameters; the standards mode uses [`target_uri_key`]).
 ///
 /// ```
 /// let (parts, _) = http::Request::head("/a?z&y=1").body(()).unwrap().into_parts();
@@ -91,6 +92,51 @@ pub fn default_request_key(parts: &Parts) -> String {
             key
         }
     }
+}
+
+/// The standards mode's request key: the method (`HEAD` counts as `GET`) and the target URI
+/// (RFC 9111 §2, §4): its authority (the request's absolute-form authority, else its `Host`,
+/// lower-cased: RFC 9110 §4.2.3), the path (percent-encoding normalised as in
+/// [`normalized_path`]) and the query exactly as sent. A cache in front of an origin it does
+/// not know keeps responses for different hosts apart, and does not take `?b=2&a=1` for
+/// `?a=1&b=2` (the origin may not).
+///
+/// ```
+/// let key = |uri: &str, host: &str| {
+///     let (parts, _) = http::Request::get(uri).header("host", host).body(()).unwrap().into_parts();
+///     podium_cache_tower::policy::target_uri_key(&parts)
+/// };
+/// assert_eq!(key("/a?z&y=1", "Example.com"), "GET example.com/a?z&y=1");
+/// assert_ne!(key("/a", "one.example"), key("/a", "two.example"));
+/// assert_eq!(key("http://Other.example/a", "ignored"), "GET other.example/a");
+/// ```
+pub fn target_uri_key(parts: &Parts) -> String {
+    let method = key_method(parts);
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    let path = normalized_path(parts.uri.path());
+    let query = parts.uri.query();
+    let mut key = String::with_capacity(
+        method.len() + 1 + authority.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    key.push_str(method);
+    key.push(' ');
+    key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
+    key.push_str(&path);
+    if let Some(query) = query {
+        key.push('?');
+        key.push_str(query);
+    }
+    key
 }
 
 /// The request key of a route with a query allow-list: like [`default_request_key`], but only
@@ -249,6 +295,7 @@ impl Policy {
             Some(f) => f.key(parts),
             None => Some(match self.query_allow.get(route_of(parts)) {
                 Some(allowed) => allowed_request_key(parts, allowed),
+                None if self.standards => target_uri_key(parts),
                 None => default_request_key(parts),
             }),
         }

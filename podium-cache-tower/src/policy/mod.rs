@@ -93,6 +93,8 @@ pub use directives::CacheControl;
 pub(crate) use freshness::initial_age_ms;
 pub use freshness::{Freshness, NotStored, HEURISTIC_STATUSES, MAX_HEURISTIC, UNDERSTOOD_STATUSES};
 pub use hooks::{Audience, ClientName, KeyFn, Principal, PrincipalFn, RequestKey, Trust, TrustFn};
-pub use key::{allowed_request_key, default_request_key, normalized_path, BypassReason};
+pub use key::{
+    allowed_request_key, default_request_key, normalized_path, target_uri_key, BypassReason,
+};
 pub(crate) use key::{default_principal, not_found_group, shared_key_of, variant_group, Plan};
 pub(crate) use vary::{variant_key, vary, vary_value, Vary};
