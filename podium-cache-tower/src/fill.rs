@@ -330,10 +330,10 @@ impl Fill<'_> {
             Vary::None | Vary::All => Vec::new(),
         };
         let extensions = std::mem::take(&mut parts.extensions);
-        let withheld = state.policy.withheld_fields(&parts.headers);
+        let (stored_headers, withheld) = state.policy.split_stored(parts.headers.clone());
         let entry = StoredResponse::new(
             parts.status,
-            state.policy.stored_headers(parts.headers.clone()),
+            stored_headers,
             bytes,
             &freshness,
             (response_time, initial_age),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{HeaderName, SET_COOKIE};
+use http::header::{Entry, HeaderName, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::config::Policy;
@@ -214,30 +214,33 @@ impl Policy {
 
     /// `headers` as the layer stores them: without the fields a cache must not store
     /// ([`unstored_fields`]).
-    pub fn stored_headers(&self, mut headers: HeaderMap) -> HeaderMap {
+    pub fn stored_headers(&self, headers: HeaderMap) -> HeaderMap {
+        self.split_stored(headers).0
+    }
+
+    /// [`stored_headers`](Self::stored_headers), and the fields among those left out that
+    /// still go to the client whose request fetched the response: those a qualified
+    /// `no-cache` or `private` names. RFC 9111 §5.2.2.4 and §5.2.2.7 limit what a cache
+    /// stores and reuses, not what it forwards. The directives are parsed once for both.
+    pub(crate) fn split_stored(
+        &self,
+        mut headers: HeaderMap,
+    ) -> (HeaderMap, Vec<(HeaderName, HeaderValue)>) {
         let (cc, _) = self.response_directives(&headers);
+        let mut withheld = Vec::new();
+        for name in cc.no_cache_fields.iter().chain(&cc.private_fields) {
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                continue;
+            };
+            if let Entry::Occupied(entry) = headers.entry(name) {
+                let (name, values) = entry.remove_entry_mult();
+                withheld.extend(values.map(|value| (name.clone(), value)));
+            }
+        }
         for name in unstored_fields(&headers, &cc) {
             headers.remove(name.as_str());
         }
-        headers
-    }
-
-    /// The fields of `headers` stored without but still forwarded to the client whose request
-    /// fetched the response: those a qualified `no-cache` or `private` names. RFC 9111
-    /// §5.2.2.4 and §5.2.2.7 limit what a cache stores and reuses, not what it forwards.
-    pub(crate) fn withheld_fields(&self, headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-        let (cc, _) = self.response_directives(headers);
-        if cc.no_cache_fields.is_empty() && cc.private_fields.is_empty() {
-            return Vec::new();
-        }
-        headers
-            .iter()
-            .filter(|(name, _)| {
-                let listed = |list: &[String]| list.iter().any(|n| n == name.as_str());
-                listed(&cc.no_cache_fields) || listed(&cc.private_fields)
-            })
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect()
+        (headers, withheld)
     }
 
     /// Whether (and for how long) a response may be stored. `authorized`: the request
