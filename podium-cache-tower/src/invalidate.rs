@@ -11,6 +11,7 @@ use tower::Service;
 
 use crate::body::CacheBody;
 use crate::entry::{self};
+use crate::policy;
 use crate::respond::pass_through;
 use crate::state::LayerState;
 use crate::status::Forward;
@@ -29,12 +30,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     let target = parts.uri.clone();
-    let authority = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| target.authority().map(|a| a.as_str().to_owned()));
+    let authority = policy::request_authority(&parts).map(str::to_owned);
     // The target's key as a GET of it would have (with the route the router matched).
     let mut parts = parts;
     let method = std::mem::replace(&mut parts.method, Method::GET);

@@ -112,17 +112,7 @@ pub fn default_request_key(parts: &Parts) -> String {
 /// ```
 pub fn target_uri_key(parts: &Parts) -> String {
     let method = key_method(parts);
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
+    let authority = request_authority(parts).unwrap_or("");
     let path = normalized_path(parts.uri.path());
     let query = parts.uri.query();
     let mut key = String::with_capacity(
@@ -137,6 +127,17 @@ pub fn target_uri_key(parts: &Parts) -> String {
         key.push_str(query);
     }
     key
+}
+
+/// The authority a request targets: that of an absolute-form target, else its `Host` (RFC
+/// 9112 §3.2.2: a server ignores `Host` when the target has an authority).
+pub(crate) fn request_authority(parts: &Parts) -> Option<&str> {
+    parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
 }
 
 /// The request key of a route with a query allow-list: like [`default_request_key`], but only

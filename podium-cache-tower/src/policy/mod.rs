@@ -96,5 +96,7 @@ pub use hooks::{Audience, ClientName, KeyFn, Principal, PrincipalFn, RequestKey,
 pub use key::{
     allowed_request_key, default_request_key, normalized_path, target_uri_key, BypassReason,
 };
-pub(crate) use key::{default_principal, not_found_group, shared_key_of, variant_group, Plan};
+pub(crate) use key::{
+    default_principal, not_found_group, request_authority, shared_key_of, variant_group, Plan,
+};
 pub(crate) use vary::{variant_key, vary, vary_value, Vary};
