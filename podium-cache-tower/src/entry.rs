@@ -42,10 +42,6 @@ const NO_CACHE: u8 = 2;
 const GENERATED_ETAG: u8 = 4;
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARY: u8 = 1;
-/// Headers a served response adds to the stored ones (`Age`, `Cache-Status`, `X-Cache`, and
-/// `Content-Range` or `Content-Length`).
-const SERVED_HEADERS: usize = 4;
-
 /// A stored entry could not be read back.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -343,8 +339,8 @@ pub(crate) fn decode(raw: Bytes) -> Result<Stored, EntryError> {
                 .map_err(|_| EntryError::Invalid("etag"))?;
             let vary = r.names()?;
             let count = usize::from(r.u16()?);
-            // Room for what serving it adds, so the copy each hit makes never rehashes.
-            let mut headers = HeaderMap::with_capacity(count + SERVED_HEADERS);
+            // Served responses get a map of their own with room to add to (`render`).
+            let mut headers = HeaderMap::with_capacity(count);
             for _ in 0..count {
                 let name_len = usize::from(r.u16()?);
                 let name = HeaderName::from_bytes(&r.take(name_len)?)

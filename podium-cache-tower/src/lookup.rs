@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use podium_cache_core::cache::Dependents;
-use podium_cache_core::store::{get_decoded, StoreError, TierLookup};
+use podium_cache_core::store::{get_decoded, get_decoded_now, StoreError, TierLookup};
 
 use crate::entry::{self, Stored, StoredResponse};
 use crate::policy::{self};
@@ -50,6 +50,34 @@ impl LayerState {
             }
         }
         Ok(lookup)
+    }
+
+    /// [`lookup`](Self::lookup) answered without awaiting, when it can be: a response stored
+    /// under a shared key (no principal stamp to check) that the in-process tier holds, or that
+    /// a store keeping its entries in this process ([`get_decoded_now`]) holds. `None`: the
+    /// lookup must be awaited (a miss, a vary marker, a principal's key, a store across a
+    /// network), and [`lookup`](Self::lookup) does it from the start.
+    pub(crate) fn lookup_now(&self, key: &str) -> Option<Arc<StoredResponse>> {
+        if policy::shared_key_of(key).is_some() {
+            return None;
+        }
+        // The store key is needed only for the read: built in a reused buffer.
+        self.keys.keys.with_http(key, |entry_key| {
+            if let Some(tier) = self.store.typed_tier() {
+                // No ticket and no miss counted: the awaited lookup takes its own.
+                return match &*tier.get::<TierEntry>(entry_key)? {
+                    TierEntry::Response(entry) => Some(Arc::clone(entry)),
+                    TierEntry::Vary { .. } | TierEntry::Stamp(_) => None,
+                };
+            }
+            match get_decoded_now(&*self.store, entry_key, entry::decode)?
+                .ok()?
+                .as_deref()
+            {
+                Some(Ok(Stored::Response(entry))) => Some(Arc::clone(entry)),
+                _ => None,
+            }
+        })
     }
 
     /// When an unsafe request last invalidated `key` (ms; 0: never), from the in-process tier

@@ -97,17 +97,93 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The ready service goes with this request; a fresh clone waits for the next one.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let state = Arc::clone(&self.state);
         let span = tracing::debug_span!(
             "http_cache",
             method = %request.method(),
             path = %request.uri().path(),
             cache_status = tracing::field::Empty,
         );
-        ResponseFuture::new(handle(state, inner, request).instrument(span))
+        let (parts, body) = request.into_parts();
+        // A fresh entry found without awaiting answers here: no future to allocate, and the
+        // wrapped service is neither cloned nor called.
+        let step = match span.in_scope(|| first_step(&self.state, &parts)) {
+            Step::Served(response) => return ResponseFuture::ready(response),
+            step => step,
+        };
+        // The ready service goes with this request; a fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let state = Arc::clone(&self.state);
+        ResponseFuture::new(handle(state, inner, parts, body, step).instrument(span))
+    }
+}
+
+/// What [`CacheService::call`] decided before any await.
+pub(crate) enum Step<B> {
+    /// A fresh entry, found without awaiting, answered.
+    Served(Response<CacheBody<B>>),
+    /// An unsafe method: forwarded, then its target invalidated (RFC 9111 §4.4).
+    Unsafe,
+    /// Straight to the service, with the status it reports.
+    Pass {
+        forward: Forward,
+        detail: Option<&'static str>,
+    },
+    /// Look the key up (unless it was found already and may not answer as it is).
+    Lookup {
+        key: String,
+        directives: policy::CacheControl,
+        authorized: bool,
+        found: Option<Arc<StoredResponse>>,
+    },
+}
+
+/// The steps of a request that need no await: its plan, and a hit when the entry is at hand.
+pub(crate) fn first_step<B>(state: &LayerState, parts: &http::request::Parts) -> Step<B> {
+    if !is_safe(&parts.method) {
+        return Step::Unsafe;
+    }
+    let (key, directives, authorized) = match state.policy.plan(parts) {
+        Plan::Bypass(reason) => {
+            let (forward, detail) = match reason {
+                BypassReason::Method => (Forward::Method, None),
+                BypassReason::RequestNoStore => (Forward::Request, None),
+                BypassReason::Private => (Forward::Bypass, Some("private")),
+                BypassReason::NoKey => (Forward::Bypass, Some("no-key")),
+            };
+            return Step::Pass { forward, detail };
+        }
+        Plan::Lookup {
+            key,
+            request,
+            authorized,
+        } => (key, request, authorized),
+    };
+    if parts.headers.contains_key(header::IF_MATCH)
+        || parts.headers.contains_key(header::IF_UNMODIFIED_SINCE)
+    {
+        // Preconditions the layer does not evaluate: the service answers (a `412` to one
+        // client must never be stored for everyone).
+        return Step::Pass {
+            forward: Forward::Request,
+            detail: None,
+        };
+    }
+    let found = state.lookup_now(&key);
+    if let Some(entry) = &found {
+        let now = entry::now_ms();
+        if let Use::Fresh | Use::StaleAccepted = choose(entry, &directives, now) {
+            let status = CacheStatus::Hit {
+                ttl: entry.remaining_secs(now),
+            };
+            return Step::Served(state.serve(entry, parts, status, now));
+        }
+    }
+    Step::Lookup {
+        key,
+        directives,
+        authorized,
+        found,
     }
 }
 
@@ -166,60 +242,41 @@ pub(crate) fn is_safe(method: &Method) -> bool {
 pub(crate) async fn handle<S, ReqBody, ResBody>(
     state: Arc<LayerState>,
     inner: S,
-    request: Request<ReqBody>,
+    parts: http::request::Parts,
+    body: ReqBody,
+    step: Step<ResBody>,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: SendService<ReqBody, ResBody>,
     ReqBody: Send + 'static,
     ResBody: SendBody,
 {
-    let (parts, body) = request.into_parts();
-    if !is_safe(&parts.method) {
-        return Box::pin(unsafe_method(&state, inner, parts, body)).await;
-    }
-    let (key, directives, authorized) = match state.policy.plan(&parts) {
-        Plan::Bypass(reason) => {
-            let (forward, detail) = match reason {
-                BypassReason::Method => (Forward::Method, None),
-                BypassReason::RequestNoStore => (Forward::Request, None),
-                BypassReason::Private => (Forward::Bypass, Some("private")),
-                BypassReason::NoKey => (Forward::Bypass, Some("no-key")),
-            };
+    let (key, directives, authorized, found) = match step {
+        Step::Served(response) => return Ok(response),
+        Step::Unsafe => return Box::pin(unsafe_method(&state, inner, parts, body)).await,
+        Step::Pass { forward, detail } => {
             return Box::pin(pass_through(
                 &state, inner, parts, body, forward, detail, false,
             ))
             .await;
         }
-        Plan::Lookup {
+        Step::Lookup {
             key,
-            request,
+            directives,
             authorized,
-        } => (key, request, authorized),
+            found,
+        } => (key, directives, authorized, found),
     };
-
-    if parts.headers.contains_key(header::IF_MATCH)
-        || parts.headers.contains_key(header::IF_UNMODIFIED_SINCE)
-    {
-        // Preconditions the layer does not evaluate: the service answers (a `412` to one
-        // client must never be stored for everyone).
-        return Box::pin(pass_through(
-            &state,
-            inner,
-            parts,
-            body,
-            Forward::Request,
-            None,
-            false,
-        ))
-        .await;
-    }
-    let lookup = match state.lookup(&key, &parts.headers).await {
-        Ok(lookup) => lookup,
-        Err(err) => return Box::pin(store_down(&state, inner, parts, body, &err)).await,
+    let found = match found {
+        Some(entry) => Some((state.keys.keys.http(&key), entry)),
+        None => match state.lookup(&key, &parts.headers).await {
+            Ok(lookup) => lookup.found,
+            Err(err) => return Box::pin(store_down(&state, inner, parts, body, &err)).await,
+        },
     };
     let mut reason = Forward::Miss;
     let mut stale = None;
-    if let Some((entry_key, entry)) = lookup.found {
+    if let Some((entry_key, entry)) = found {
         let now = entry::now_ms();
         let status = CacheStatus::Hit {
             ttl: entry.remaining_secs(now),

@@ -9,24 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::origin::{origin, request, respond, Mode};
-use common::{cache_over, events_app, fields, harness, redis_store, send, AppState, StoreKind};
+use common::{cache_over, events_app, fields, harness, send, tiered, AppState, StoreKind};
 use podium_cache_core::store::{Store, TieredStore};
 use podium_cache_tower::CacheLayer;
-
-async fn tiered(h: &common::Harness) -> Arc<TieredStore> {
-    let url = h.redis.as_ref().expect("redis").url();
-    let store = TieredStore::builder(redis_store(&url).await)
-        .capacity(1_000)
-        .bus_url(url)
-        .call_timeout(Duration::from_secs(2))
-        .ping_interval(Duration::from_millis(200))
-        .link_wait(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("tiered store");
-    assert!(store.tier().is_serving(), "subscribed before serving");
-    Arc::new(store)
-}
 
 /// Two instances, each a layer (standards mode, per principal if asked) over its own tiered
 /// store on the harness's Redis, in front of origins sharing one count, so every origin answer

@@ -8,5 +8,11 @@
 /// assert!(now > 1_600_000_000_000);
 /// ```
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    // Read straight from the system clock: it runs on every hit, and a calendar date (what
+    // `chrono::Utc::now` builds first) is not needed to count milliseconds. A clock set
+    // before 1970 reads as a negative count, as chrono's does.
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
 }

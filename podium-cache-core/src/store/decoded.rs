@@ -50,18 +50,52 @@ where
     T: Any + Send + Sync,
     F: Fn(Bytes) -> T + Send + Sync,
 {
-    let erased = |bytes: Bytes| -> Decoded { Arc::new(decode(bytes)) };
     // A store that can answer at once does, without the boxed future of an async call.
-    let found = match store.get_decoded_now(key, &erased) {
-        Some(found) => found?,
-        None => store.get_decoded(key, &erased).await?,
-    };
-    let Some(found) = found else {
+    if let Some(found) = get_decoded_now(store, key, &decode) {
+        return found;
+    }
+    let erased = |bytes: Bytes| -> Decoded { Arc::new(decode(bytes)) };
+    let Some(found) = store.get_decoded(key, &erased).await? else {
         return Ok(None);
     };
     match found.downcast::<T>() {
         Ok(value) => Ok(Some(value)),
         // Another reader kept a value of another type under this key: decode this read's own.
         Err(_) => Ok(store.get(key).await?.map(|bytes| Arc::new(decode(bytes)))),
+    }
+}
+
+/// [`get_decoded`] answered at once, for a store whose entries live in this process
+/// ([`Store::get_decoded_now`]): `None` when the store cannot answer without awaiting (or
+/// keeps a value of another type under `key`), and the caller awaits [`get_decoded`]. A
+/// caller that can answer a request without a future at all (an HTTP hit) uses it.
+///
+/// ```
+/// # async fn demo() -> Result<(), podium_cache_core::store::StoreError> {
+/// use std::time::Duration;
+/// use podium_cache_core::store::{get_decoded_now, MemoryStore, Store};
+///
+/// let store = MemoryStore::new(100);
+/// store.set("k", "42".into(), Duration::from_secs(60)).await?;
+/// let parse = |bytes: bytes::Bytes| bytes.len();
+/// let read = get_decoded_now(&store, "k", parse).expect("the memory store answers at once")?;
+/// assert_eq!(read.as_deref(), Some(&2));
+/// # Ok(()) }
+/// ```
+pub fn get_decoded_now<T, F>(
+    store: &(impl Store + ?Sized),
+    key: &str,
+    decode: F,
+) -> Option<Result<Option<Arc<T>>, StoreError>>
+where
+    T: Any + Send + Sync,
+    F: Fn(Bytes) -> T + Send + Sync,
+{
+    let erased = |bytes: Bytes| -> Decoded { Arc::new(decode(bytes)) };
+    match store.get_decoded_now(key, &erased)? {
+        Err(err) => Some(Err(err)),
+        Ok(None) => Some(Ok(None)),
+        // Another reader kept a value of another type: the awaited read decodes its own.
+        Ok(Some(found)) => found.downcast::<T>().ok().map(|value| Ok(Some(value))),
     }
 }

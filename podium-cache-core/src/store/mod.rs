@@ -91,7 +91,7 @@ use bytes::Bytes;
 
 #[cfg(feature = "cluster")]
 pub use self::cluster::{Cluster, RedisClusterStore, RedisClusterStoreBuilder};
-pub use self::decoded::{get_decoded, Decoded, Decoder};
+pub use self::decoded::{get_decoded, get_decoded_now, Decoded, Decoder};
 pub use self::ext::{
     BoundedSets, Counters, Locks, RateLimitCall, RateLimitReply, RateLimits, StoreExtensions,
 };

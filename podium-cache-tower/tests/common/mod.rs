@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use podium_cache_core::cache::{Cache, Query};
 use podium_cache_core::source::AirtableSource;
-use podium_cache_core::store::{MemoryStore, RedisStore, Store};
+use podium_cache_core::store::{MemoryStore, RedisStore, Store, TieredStore};
 use podium_cache_core::Cacheable;
 use podium_cache_tower::CacheLayer;
 use podium_local::airtable::{AirtableServer, RunningAirtable};
@@ -242,6 +242,37 @@ pub async fn send(app: &Router, request: Request<Body>) -> Reply {
         headers: parts.headers,
         body,
     }
+}
+
+/// The whole body of `response`, read.
+pub async fn body_of<B>(response: http::Response<B>) -> Bytes
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
+
+/// A `TieredStore` on the harness's Redis (its in-process tier serving, subscribed to the
+/// invalidation bus).
+pub async fn tiered(h: &Harness) -> Arc<TieredStore> {
+    let url = h.redis.as_ref().expect("a Redis harness").url();
+    let store = TieredStore::builder(redis_store(&url).await)
+        .capacity(1_000)
+        .bus_url(url)
+        .call_timeout(Duration::from_secs(2))
+        .ping_interval(Duration::from_millis(200))
+        .link_wait(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("tiered store");
+    assert!(store.tier().is_serving(), "subscribed before serving");
+    Arc::new(store)
 }
 
 /// A counter handlers can bump, shared with the test.
