@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::header::{self};
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use podium_cache_core::scope::ScopeReport;
 use tower::Service;
@@ -390,9 +390,7 @@ impl Fill<'_> {
             )
             .await;
         *response.extensions_mut() = extensions;
-        for (name, value) in withheld {
-            response.headers_mut().append(name, value);
-        }
+        append(&mut response, withheld);
         Ok((response, shared))
     }
 
@@ -484,9 +482,12 @@ impl Fill<'_> {
             must_revalidate: true,
             no_cache: false,
         });
+        // Fields the `304`'s directives keep out of the store still go to this client, whose
+        // request the `304` answered (RFC 9111 §5.2.2.4, §5.2.2.7), as after a full fetch.
+        let (stored_headers, withheld) = self.state.policy.split_stored(headers);
         let entry = StoredResponse::new(
             stale.status,
-            self.state.policy.stored_headers(headers),
+            stored_headers,
             stale.body.clone(),
             &freshness,
             times,
@@ -505,22 +506,26 @@ impl Fill<'_> {
                 StatusHeaders::produced(status, report, false, true),
                 detailed,
             );
+            append(&mut response, withheld);
             return (response, None);
         }
         tags.merge(CacheTags {
             records: report.records.clone(),
             entities: report.entities.clone(),
         });
-        self.keep_and_render(
-            entry,
-            &tags,
-            request_headers,
-            head,
-            detailed,
-            report,
-            Some("revalidated"),
-        )
-        .await
+        let (mut response, shared) = self
+            .keep_and_render(
+                entry,
+                &tags,
+                request_headers,
+                head,
+                detailed,
+                report,
+                Some("revalidated"),
+            )
+            .await;
+        append(&mut response, withheld);
+        (response, shared)
     }
 
     /// The stale entry answers because the service failed (RFC 5861 §4).
@@ -570,5 +575,12 @@ impl Fill<'_> {
         // A HEAD that was fetched as a GET answers without the body.
         let body = if head { CacheBody::empty() } else { body };
         Response::from_parts(parts, body)
+    }
+}
+
+/// Adds `fields` (withheld from the store) to the response for the client that fetched it.
+fn append<B>(response: &mut Response<B>, fields: Vec<(HeaderName, HeaderValue)>) {
+    for (name, value) in fields {
+        response.headers_mut().append(name, value);
     }
 }

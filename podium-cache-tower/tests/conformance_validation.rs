@@ -90,6 +90,34 @@ async fn rfc9111_4_3_4_a_304_updates_the_stored_headers_and_serves_the_stored_bo
     }
 }
 
+/// RFC 9111 §4.3.4 with §5.2.2.4 and §5.2.2.7: fields a `304`'s qualified `no-cache` or
+/// `private` names are not stored with the refreshed entry, but reach the client whose request
+/// the `304` answered, as after a full fetch.
+#[tokio::test]
+async fn rfc9111_4_3_4_fields_a_304_withholds_from_the_store_reach_the_validating_client() {
+    for mode in Mode::BOTH {
+        let h = harness(StoreKind::Memory).await;
+        let later = "max-age=60, no-cache=\"x-version\"";
+        let (app, log) = validating_origin(mode, &h.cache, "max-age=0", later);
+        let first = send(&app, request("GET", "/r", &[])).await;
+        assert_eq!(first.header("x-version"), "1", "{mode:?}");
+        let validated = send(&app, request("GET", "/r", &[])).await;
+        assert_eq!(log.count(), 2, "{mode:?}: not validated");
+        assert_eq!(
+            validated.header("x-version"),
+            "2",
+            "{mode:?}: the 304's field did not reach the client it answered"
+        );
+        let hit = send(&app, request("GET", "/r", &[])).await;
+        assert!(hit.is_layer_hit(), "{mode:?}: {}", hit.cache_status());
+        assert!(
+            hit.headers.get("x-version").is_none(),
+            "{mode:?}: a field the 304 withheld was stored and reused"
+        );
+        assert_eq!(log.count(), 2, "{mode:?}");
+    }
+}
+
 /// RFC 9111 §5.2.2.2: a stale `must-revalidate` (or `proxy-revalidate`) entry is never served
 /// without validation, whatever the request's `max-stale` says.
 #[tokio::test]

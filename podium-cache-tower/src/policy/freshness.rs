@@ -212,14 +212,9 @@ impl Policy {
         (CacheControl::parse(headers), false)
     }
 
-    /// `headers` as the layer stores them: without the fields a cache must not store
-    /// ([`unstored_fields`]).
-    pub fn stored_headers(&self, headers: HeaderMap) -> HeaderMap {
-        self.split_stored(headers).0
-    }
-
-    /// [`stored_headers`](Self::stored_headers), and the fields among those left out that
-    /// still go to the client whose request fetched the response: those a qualified
+    /// `headers` as the layer stores them, without the fields a cache must not store
+    /// ([`unstored_fields`]), and the fields among those left out that still go to the client
+    /// whose request fetched (or validated) the response: those a qualified
     /// `no-cache` or `private` names. RFC 9111 §5.2.2.4 and §5.2.2.7 limit what a cache
     /// stores and reuses, not what it forwards. The directives are parsed once for both.
     pub(crate) fn split_stored(
