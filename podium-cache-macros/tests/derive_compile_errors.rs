@@ -1,6 +1,6 @@
 //! Misuse of `#[derive(Cacheable)]` is a compile error that says what to write instead.
 //! The expected messages are the `.stderr` files beside each case in `tests/ui/`
-//! (regenerate with `TRYBUILD=overwrite cargo test -p podium-cache-core --test derive_compile_errors`,
+//! (regenerate with `TRYBUILD=overwrite cargo test -p podium-cache-macros --test derive_compile_errors`,
 //! then read them).
 
 #[test]
