@@ -115,12 +115,17 @@ impl Keys {
 
     /// `{prefix}:http:{hash}`: a cached HTTP response.
     pub fn http(&self, request_key: &str) -> String {
-        // Built in place: this runs on every HTTP hit.
         let mut key = String::with_capacity(self.prefix.len() + ":http:".len() + DIGEST_LEN);
-        key.push_str(&self.prefix);
-        key.push_str(":http:");
-        push_digest(&mut key, request_key);
+        self.push_http(&mut key, request_key);
         key
+    }
+
+    /// Appends [`http`](Self::http)`(request_key)` to `out`, built in place: this runs on
+    /// every HTTP hit.
+    fn push_http(&self, out: &mut String, request_key: &str) {
+        out.push_str(&self.prefix);
+        out.push_str(":http:");
+        push_digest(out, request_key);
     }
 
     /// Calls `f` with [`http`](Self::http)`(request_key)`, built in a buffer this thread
@@ -139,9 +144,7 @@ impl Keys {
         BUFFER.with(|buffer| match buffer.try_borrow_mut() {
             Ok(mut key) => {
                 key.clear();
-                key.push_str(&self.prefix);
-                key.push_str(":http:");
-                push_digest(&mut key, request_key);
+                self.push_http(&mut key, request_key);
                 f(&key)
             }
             // Called again from inside `f`: that call makes its own.
