@@ -27,7 +27,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B, E> {
-        Ready { response: Option<Result<Response<CacheBody<B>>, E>> },
+        Ready { response: Option<Response<CacheBody<B>>> },
         Boxed { future: Boxed<B, E> },
     }
 }
@@ -48,7 +48,7 @@ impl<B, E> ResponseFuture<B, E> {
     pub(crate) fn ready(response: Response<CacheBody<B>>) -> Self {
         Self {
             kind: Kind::Ready {
-                response: Some(Ok(response)),
+                response: Some(response),
             },
         }
     }
@@ -66,7 +66,7 @@ impl<B, E> Future for ResponseFuture<B, E> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(response),
+                Some(response) => Poll::Ready(Ok(response)),
                 // Polled after it completed: a contract breach tower's callers never commit;
                 // stay pending rather than panic in library code.
                 None => Poll::Pending,

@@ -1,5 +1,6 @@
 //! [`CacheService`]: the middleware itself.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -107,8 +108,8 @@ where
         // A fresh entry found without awaiting answers here: no future to allocate, and the
         // wrapped service is neither cloned nor called.
         let step = match span.in_scope(|| first_step(&self.state, &parts)) {
-            Step::Served(response) => return ResponseFuture::ready(response),
-            step => step,
+            ControlFlow::Break(response) => return ResponseFuture::ready(response),
+            ControlFlow::Continue(step) => step,
         };
         // The ready service goes with this request; a fresh clone waits for the next one.
         let clone = self.inner.clone();
@@ -118,10 +119,8 @@ where
     }
 }
 
-/// What [`CacheService::call`] decided before any await.
-pub(crate) enum Step<B> {
-    /// A fresh entry, found without awaiting, answered.
-    Served(Response<CacheBody<B>>),
+/// What [`CacheService::call`] decided before any await, for a request it did not answer.
+pub(crate) enum Step {
     /// An unsafe method: forwarded, then its target invalidated (RFC 9111 §4.4).
     Unsafe,
     /// Straight to the service, with the status it reports.
@@ -138,10 +137,14 @@ pub(crate) enum Step<B> {
     },
 }
 
-/// The steps of a request that need no await: its plan, and a hit when the entry is at hand.
-pub(crate) fn first_step<B>(state: &LayerState, parts: &http::request::Parts) -> Step<B> {
+/// The steps of a request that need no await: its plan, and a hit when the entry is at hand
+/// (`Break` with the response; `Continue` with what the awaited steps start from).
+pub(crate) fn first_step<B>(
+    state: &LayerState,
+    parts: &http::request::Parts,
+) -> ControlFlow<Response<CacheBody<B>>, Step> {
     if !is_safe(&parts.method) {
-        return Step::Unsafe;
+        return ControlFlow::Continue(Step::Unsafe);
     }
     let (key, directives, authorized) = match state.policy.plan(parts) {
         Plan::Bypass(reason) => {
@@ -151,7 +154,7 @@ pub(crate) fn first_step<B>(state: &LayerState, parts: &http::request::Parts) ->
                 BypassReason::Private => (Forward::Bypass, Some("private")),
                 BypassReason::NoKey => (Forward::Bypass, Some("no-key")),
             };
-            return Step::Pass { forward, detail };
+            return ControlFlow::Continue(Step::Pass { forward, detail });
         }
         Plan::Lookup {
             key,
@@ -164,10 +167,10 @@ pub(crate) fn first_step<B>(state: &LayerState, parts: &http::request::Parts) ->
     {
         // Preconditions the layer does not evaluate: the service answers (a `412` to one
         // client must never be stored for everyone).
-        return Step::Pass {
+        return ControlFlow::Continue(Step::Pass {
             forward: Forward::Request,
             detail: None,
-        };
+        });
     }
     let found = state.lookup_now(&key);
     if let Some(entry) = &found {
@@ -176,15 +179,15 @@ pub(crate) fn first_step<B>(state: &LayerState, parts: &http::request::Parts) ->
             let status = CacheStatus::Hit {
                 ttl: entry.remaining_secs(now),
             };
-            return Step::Served(state.serve(entry, parts, status, now));
+            return ControlFlow::Break(state.serve(entry, parts, status, now));
         }
     }
-    Step::Lookup {
+    ControlFlow::Continue(Step::Lookup {
         key,
         directives,
         authorized,
         found,
-    }
+    })
 }
 
 /// How a found entry may answer a request (RFC 9111 §4.2, §5.2.1; RFC 5861).
@@ -244,7 +247,7 @@ pub(crate) async fn handle<S, ReqBody, ResBody>(
     inner: S,
     parts: http::request::Parts,
     body: ReqBody,
-    step: Step<ResBody>,
+    step: Step,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: SendService<ReqBody, ResBody>,
@@ -252,7 +255,6 @@ where
     ResBody: SendBody,
 {
     let (key, directives, authorized, found) = match step {
-        Step::Served(response) => return Ok(response),
         Step::Unsafe => return Box::pin(unsafe_method(&state, inner, parts, body)).await,
         Step::Pass { forward, detail } => {
             return Box::pin(pass_through(
