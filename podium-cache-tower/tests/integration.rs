@@ -8,9 +8,9 @@ use std::convert::Infallible;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use common::{harness, req, send, Counter, StoreKind};
+use common::{body_of, harness, req, send, Counter, StoreKind};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Empty, Full};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use podium_cache_tower::CacheLayer;
@@ -102,13 +102,7 @@ async fn a_plain_hyper_service_is_cached_over_real_http() {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        replies.push((status, body));
+        replies.push((status, body_of(response).await));
     }
     server.abort();
 
